@@ -1,0 +1,110 @@
+"""Storage sizes of tensor element types, one table for every framework and file format.
+
+A dtype is named by a canonical lower-case string (``"float32"``, ``"bfloat16"``, ``"q4_k"``).
+Plain types store a fixed number of bits per element. Block-quantised types (GGML's
+``Q4_K``...) store ``block_elements`` elements in ``block_bytes`` bytes, so a tensor's bytes are
+``count / block_elements * block_bytes``; the logical element count stays the parameter count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DType", "register_dtype", "lookup_dtype", "n_bytes", "canonical_dtype"]
+
+
+@dataclass(frozen=True, slots=True)
+class DType:
+    """How one element type is stored.
+
+    Attributes:
+        name: canonical name, e.g. ``"float32"``.
+        bits: bits per element for plain types; for block types, the average (may be fractional).
+        block_elements: elements per block (1 for plain types).
+        block_bytes: bytes per block (0 for plain types, where ``bits`` rules).
+    """
+
+    name: str
+    bits: float
+    block_elements: int = 1
+    block_bytes: int = 0
+
+    def n_bytes(self, count: int) -> int:
+        """Bytes needed to store ``count`` elements (sub-byte types round up to whole bytes)."""
+        if self.block_bytes:
+            full, rest = divmod(count, self.block_elements)
+            return (full + (1 if rest else 0)) * self.block_bytes
+        return (count * int(self.bits) + 7) // 8
+
+
+_TABLE: dict[str, DType] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_dtype(dtype: DType, *aliases: str) -> DType:
+    """Add a dtype (and names it is known by elsewhere) to the table."""
+    _TABLE[dtype.name] = dtype
+    for alias in aliases:
+        _ALIASES[alias.lower()] = dtype.name
+    return dtype
+
+
+def canonical_dtype(name: str) -> str:
+    """The canonical name of a dtype given in any framework's spelling (``"torch.float16"``)."""
+    key = name.lower().removeprefix("torch.")
+    return _ALIASES.get(key, key)
+
+
+def lookup_dtype(name: str) -> DType | None:
+    """The :class:`DType` for ``name`` in any known spelling, or ``None`` if unknown."""
+    return _TABLE.get(canonical_dtype(name))
+
+
+def n_bytes(dtype: str, count: int | None) -> int | None:
+    """Bytes for ``count`` elements of ``dtype``; ``None`` when either is unknown.
+
+    Example:
+        >>> n_bytes("bfloat16", 512)
+        1024
+        >>> n_bytes("q4_0", 64)
+        36
+    """
+    if count is None:
+        return None
+    dt = lookup_dtype(dtype)
+    return None if dt is None else dt.n_bytes(count)
+
+
+# Plain types. Aliases cover numpy, torch, safetensors, ONNX and Keras spellings.
+for _name, _bits, _aliases in [
+    ("float64", 64, ("f64", "double", "float64_t")),
+    ("float32", 32, ("f32", "float", "fp32")),
+    ("float16", 16, ("f16", "half", "fp16")),
+    ("bfloat16", 16, ("bf16",)),
+    ("float8_e4m3fn", 8, ("f8_e4m3", "float8_e4m3", "e4m3")),
+    ("float8_e4m3fnuz", 8, ("f8_e4m3fnuz",)),
+    ("float8_e5m2", 8, ("f8_e5m2", "e5m2")),
+    ("float8_e5m2fnuz", 8, ("f8_e5m2fnuz",)),
+    ("float8_e8m0fnu", 8, ("f8_e8m0", "e8m0")),
+    ("float6_e2m3fn", 6, ("f6_e2m3",)),
+    ("float6_e3m2fn", 6, ("f6_e3m2",)),
+    ("float4_e2m1fn", 4, ("f4", "float4_e2m1fn_x2")),
+    ("complex128", 128, ("c128", "cdouble")),
+    ("complex64", 64, ("c64", "cfloat")),
+    ("complex32", 32, ("c32", "chalf")),
+    ("int64", 64, ("i64", "long")),
+    ("int32", 32, ("i32", "int")),
+    ("int16", 16, ("i16", "short")),
+    ("int8", 8, ("i8",)),
+    ("int4", 4, ("i4",)),
+    ("int2", 2, ("i2",)),
+    ("uint64", 64, ("u64",)),
+    ("uint32", 32, ("u32",)),
+    ("uint16", 16, ("u16",)),
+    ("uint8", 8, ("u8", "byte")),
+    ("uint4", 4, ("u4",)),
+    ("uint2", 2, ("u2",)),
+    ("bool", 8, ("boolean",)),
+    ("string", 0, ()),
+]:
+    register_dtype(DType(_name, _bits), *_aliases)

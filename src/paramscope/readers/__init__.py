@@ -1,0 +1,88 @@
+"""Readers: each turns one kind of source into an :class:`~paramscope.core.Anatomy`.
+
+Every reader module has the same face: ``can_read(source) -> bool``, cheap and safe (it peeks
+at a few bytes, never imports a framework it does not need), and
+``read(source, **options) -> Anatomy``. :func:`read` asks them in order and uses the first
+that accepts the source. Objects may also explain themselves by defining
+``__paramscope_anatomy__(**options) -> Anatomy``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy
+from paramscope.core.errors import TargetError, UnsupportedFormatError
+
+__all__ = ["READERS", "reader_for", "read"]
+
+#: Reader modules in the order they are asked; specific formats before general ones.
+READERS: tuple[str, ...] = (
+    "torch_module",
+    "keras_model",
+    "safetensors_file",
+    "gguf_file",
+    "onnx_file",
+    "torch_checkpoint",
+    "keras_archive",
+    "keras_weights",
+    "hf_config",
+    "keras_config",
+)
+
+
+def _module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"paramscope.readers.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"paramscope.readers.{name}":
+            return None  # reader not part of this build
+        raise
+
+
+def reader_for(source: Any) -> ModuleType:
+    """The reader module that accepts ``source``.
+
+    Raises:
+        TargetError: ``source`` is a path that does not exist.
+        UnsupportedFormatError: no reader accepts it.
+    """
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        raise TargetError(f"no such file or folder: {os.fspath(source)}")
+    for name in READERS:
+        mod = _module(name)
+        if mod is not None and mod.can_read(source):
+            return mod
+    if isinstance(source, (str, os.PathLike)):
+        raise UnsupportedFormatError(
+            "not a format paramscope reads (Keras .json/.keras/.h5, safetensors, ONNX, "
+            "PyTorch .pt/.bin, GGUF, Hugging Face config.json)",
+            where=os.fspath(source),
+        )
+    raise UnsupportedFormatError(
+        f"cannot inspect an object of type {type(source).__module__}.{type(source).__qualname__}; "
+        "pass a Keras model, a torch.nn.Module, a config dict or a file path"
+    )
+
+
+def read(source: Any, **options: Any) -> Anatomy:
+    """Read any supported source into an anatomy.
+
+    Args:
+        source: a file or folder path, a live model, or a config dict.
+        **options: passed to the reader (e.g. ``input_size`` for PyTorch modules).
+
+    Example:
+        >>> from paramscope.readers import read
+        >>> anatomy = read("model.keras")  # doctest: +SKIP
+    """
+    hook = getattr(source, "__paramscope_anatomy__", None)
+    if callable(hook) and not isinstance(source, type):
+        result = hook(**options)
+        if not isinstance(result, Anatomy):
+            raise TargetError("__paramscope_anatomy__ must return a paramscope Anatomy")
+        return result
+    return reader_for(source).read(source, **options)
