@@ -1,0 +1,88 @@
+"""The registry of PyTorch module rules and the notes they return."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from paramscope.core.anatomy import Formula, Role
+
+__all__ = ["TensorNote", "ModuleNote", "TorchRule", "register_torch_rule", "torch_rule"]
+
+#: Modules holding the built-in rules; imported on the first lookup.
+_FAMILIES = ("nn",)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorNote:
+    """What a rule says about one of a module's own tensors.
+
+    Attributes:
+        formula: how its size follows from the module's constructor arguments.
+        why: one sentence for a non-obvious role.
+        role: the role, when it is not simply "parameter with requires_grad" (e.g.
+            :attr:`Role.STATISTIC` for ``running_mean``); ``None`` lets the reader decide.
+    """
+
+    formula: Formula | None = None
+    why: str = ""
+    role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleNote:
+    """What a rule says about a module: its tensors by local name, and its own count."""
+
+    tensors: Mapping[str, TensorNote] = field(default_factory=lambda: MappingProxyType({}))
+    formula: Formula | None = None
+    note: str = ""
+
+
+TorchRule = Callable[[Any], ModuleNote]
+
+_RULES: dict[type, TorchRule] = {}
+_loaded = False
+
+
+def register_torch_rule(*types: type) -> Callable[[TorchRule], TorchRule]:
+    """Register a rule for module classes; subclasses inherit it unless they have their own.
+
+    Example:
+        >>> import torch  # doctest: +SKIP
+        >>> @register_torch_rule(MyScale)  # doctest: +SKIP
+        ... def _scale(m):
+        ...     return ModuleNote({"scale": TensorNote(Formula("features", str(m.n)))})
+    """
+
+    def deco(fn: TorchRule) -> TorchRule:
+        for t in types:
+            _RULES[t] = fn
+        return fn
+
+    return deco
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for fam in _FAMILIES:
+        try:
+            importlib.import_module(f"paramscope.rules.torch.{fam}")
+        except ModuleNotFoundError as e:
+            if e.name != f"paramscope.rules.torch.{fam}":
+                raise
+
+
+def torch_rule(module: Any) -> TorchRule | None:
+    """The rule for a module: the one registered for the nearest class in its MRO, or ``None``."""
+    _load()
+    for cls in type(module).__mro__:
+        rule = _RULES.get(cls)
+        if rule is not None:
+            return rule
+    return None
