@@ -168,7 +168,7 @@ class _Machine:
         try:
             return int(s)
         except ValueError:
-            raise self.corrupt(f"{s[:40]!r} is not a number") from None
+            raise self.corrupt(f"{bytes(s[:40])!r} is not a number") from None
 
     def long_bytes(self, n: int) -> int:
         if n > self.limits.max_long_bytes:

@@ -23,7 +23,7 @@ from paramscope.core.dtypes import canonical_dtype, lookup_dtype
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers._pickle_scan import Global
 
-__all__ = ["StorageRef", "TensorRef", "TorchPickleRules", "STORAGE_DTYPES"]
+__all__ = ["StorageRef", "TensorRef", "TorchPickleRules", "STORAGE_DTYPES", "brief"]
 
 #: Legacy typed storage classes and the dtype of their elements.
 STORAGE_DTYPES: dict[str, str] = {
@@ -113,10 +113,19 @@ class _Type:
     qualname: str
 
 
+def brief(value: Any) -> str:
+    """A short description of an untrusted value that never recurses into it."""
+    if isinstance(value, (str, bytes)):
+        return repr(value[:40])
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)[:40]
+    return f"a {type(value).__name__}"
+
+
 def _ints(value: Any, what: str, offset: int, where: str) -> tuple[int, ...]:
     if isinstance(value, tuple) and all(type(v) is int for v in value):
         return value
-    raise CorruptFileError(f"tensor {what} {value!r:.60} at byte {offset} is not a tuple of ints", where=where)
+    raise CorruptFileError(f"tensor {what} {brief(value)} at byte {offset} is not a tuple of ints", where=where)
 
 
 class TorchPickleRules:
@@ -257,10 +266,10 @@ class TorchPickleRules:
     def persistent(self, pid: Any, offset: int) -> StorageRef:
         """A storage reference: ``('storage', type, key, location, numel[, view])``."""
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise CorruptFileError(f"persistent id {pid!r:.80} at byte {offset} is not a storage", where=self.where)
+            raise CorruptFileError(f"persistent id {brief(pid)} at byte {offset} is not a storage", where=self.where)
         kind, key, location, numel = pid[1], pid[2], pid[3], pid[4]
         if not isinstance(kind, _Dtype) or not isinstance(key, str) or type(numel) is not int or numel < 0:
-            raise CorruptFileError(f"storage reference {pid!r:.80} at byte {offset} is malformed", where=self.where)
+            raise CorruptFileError(f"storage reference {brief(pid)} at byte {offset} is malformed", where=self.where)
         view = pid[5] if len(pid) > 5 else None
         prev = self.storages.get(key)
         if prev is not None and (prev.dtype, prev.numel) != (kind.name, numel):
@@ -272,7 +281,7 @@ class TorchPickleRules:
         if view is not None:
             # Legacy views: (view_key, element offset, view size) into the root storage.
             if not (isinstance(view, tuple) and len(view) == 3 and all(type(v) is int for v in view[1:])):
-                raise CorruptFileError(f"storage view {view!r:.80} at byte {offset} is malformed", where=self.where)
+                raise CorruptFileError(f"storage view {brief(view)} at byte {offset} is malformed", where=self.where)
             if view[1] < 0 or view[1] + view[2] > numel:
                 raise CorruptFileError(f"storage view at byte {offset} lies outside storage {key!r}", where=self.where)
             return StorageRef(key, kind.name, view[1] + view[2], str(location), view[1])

@@ -31,7 +31,7 @@ from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers._pickle_scan import scan_pickle
-from paramscope.readers._torch_pickle import StorageRef, TensorRef, TorchPickleRules
+from paramscope.readers._torch_pickle import StorageRef, TensorRef, TorchPickleRules, brief
 from paramscope.rules.names import anatomy_from_flat
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
@@ -108,6 +108,14 @@ def read(source: Any, **options: Any) -> Anatomy:
         'torch'
     """
     path = Path(source)
+    try:
+        return _read(path)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, MemoryError) as e:
+        # The readers above check what they rely on; this turns any check they missed into ours.
+        raise CorruptFileError(f"malformed checkpoint ({type(e).__name__}: {str(e)[:200]})", where=str(path)) from None
+
+
+def _read(path: Path) -> Anatomy:
     where = str(path)
     head = _head(path)
     notes: list[str] = []
@@ -210,22 +218,32 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, cap: int
 
 def _read_legacy(path: Path, meta: dict[str, str]) -> tuple[Any, dict[str, StorageRef]]:
     where = str(path)
-    import mmap
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        # The pickles come first and are small; the storages after them are never read.
+        head = f.read(MAX_PICKLE_BYTES)
+        value, storages, pos, keys = _parse_legacy(head, where, meta)
+        for key in keys:
+            ref = storages[key]
+            f.seek(pos)
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise CorruptFileError(f"storage {key!r}: the file ends at byte {pos} before its size", where=where)
+            numel = int.from_bytes(raw, "little", signed=True)
+            itemsize = ref.n_bytes // ref.numel if ref.numel else 1
+            need = numel * itemsize
+            if numel < 0 or numel != ref.numel or pos + 8 + need > size:
+                raise CorruptFileError(
+                    f"storage {key!r} at byte {pos} declares {numel} elements ({need} bytes); the pickle "
+                    f"says {ref.numel} and {size - pos - 8} bytes are left",
+                    where=where,
+                )
+            pos += 8 + need
+    return value, storages
 
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        buf = memoryview(mm)
-        try:
-            return _parse_legacy(buf, where, meta)
-        finally:
-            buf.release()
 
-
-def _plain(where: str) -> TorchPickleRules:
-    return TorchPickleRules(where)
-
-
-def _parse_legacy(buf: memoryview, where: str, meta: dict[str, str]) -> tuple[Any, dict[str, StorageRef]]:
-    plain = _plain(where)
+def _parse_legacy(buf: bytes, where: str, meta: dict[str, str]) -> tuple[Any, dict[str, StorageRef], int, list[str]]:
+    plain = TorchPickleRules(where)
     pos = 0
     values = []
     for what in ("magic number", "protocol version", "system info"):
@@ -235,41 +253,24 @@ def _parse_legacy(buf: memoryview, where: str, meta: dict[str, str]) -> tuple[An
     if values[0] != _LEGACY_MAGIC:
         raise CorruptFileError("bad magic number in the legacy header", where=where)
     sys_info = values[2] if isinstance(values[2], dict) else {}
-    meta["format"] = f"torch legacy (protocol {values[1]})"
+    meta["format"] = f"torch legacy (protocol {brief(values[1])})"
     if sys_info.get("little_endian") is False:
         meta["byteorder"] = "big"
     rules = TorchPickleRules(f"{where}: data pickle")
     scan = scan_pickle(buf, start=pos, where=f"{where}: data pickle", resolve=rules.resolve,
                        reduce=rules.reduce, build=rules.build, persistent=rules.persistent)  # fmt: skip
-    value = scan.value
     keys_scan = scan_pickle(buf, start=scan.end, where=f"{where}: storage keys", resolve=plain.resolve,
                             reduce=plain.reduce)  # fmt: skip
     keys = keys_scan.value
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise CorruptFileError("the storage key list is not a list of strings", where=where)
-    pos = keys_scan.end
-    seen: set[str] = set()
-    for key in keys:
-        ref = rules.storages.get(key)
-        if ref is None or key in seen:
-            raise CorruptFileError(f"storage key {key!r} at byte {pos} is unknown or repeated", where=where)
-        seen.add(key)
-        if pos + 8 > len(buf):
-            raise CorruptFileError(f"storage {key!r}: the file ends at byte {pos} before its size", where=where)
-        numel = int.from_bytes(buf[pos : pos + 8], "little", signed=True)
-        itemsize = ref.n_bytes // ref.numel if ref.numel else 1
-        need = numel * itemsize
-        if numel < 0 or numel != ref.numel or pos + 8 + need > len(buf):
-            raise CorruptFileError(
-                f"storage {key!r} at byte {pos} declares {numel} elements ({need} bytes); the pickle "
-                f"says {ref.numel} and {len(buf) - pos - 8} bytes are left",
-                where=where,
-            )
-        pos += 8 + need
-    missing = set(rules.storages) - seen
-    if missing:
-        raise CorruptFileError(f"storages {sorted(missing)[:5]} are referenced but not stored", where=where)
-    return value, rules.storages
+    if len(set(keys)) != len(keys) or set(keys) != set(rules.storages):
+        raise CorruptFileError(
+            f"the storage key list ({len(keys)} keys) does not match the {len(rules.storages)} storages "
+            "the data pickle references",
+            where=where,
+        )
+    return scan.value, rules.storages, keys_scan.end, keys
 
 
 # -- from the unpickled value to an anatomy ------------------------------------------------
@@ -287,7 +288,8 @@ def _walk(value: Any, prefix: str, depth: int, where: str, path_ids: tuple[int, 
         ids = path_ids + (id(value),)
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
-            name = f"{prefix}.{k}" if prefix else str(k)
+            label = k if isinstance(k, (str, int)) else brief(k)
+            name = f"{prefix}.{label}" if prefix else str(label)
             yield from _walk(v, name, depth + 1, where, ids)
     else:
         yield prefix, value
@@ -395,5 +397,9 @@ def _view_notes(refs: dict[str, TensorRef], notes: list[str]) -> None:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > 16:
+        return f"{len(value)} values: {', '.join(_short(v) for v in value[:8])}, ..."
+    if isinstance(value, (set, frozenset)):
+        return f"a set of {len(value)} values"
     text = repr(value) if isinstance(value, (bytes, bytearray)) else str(value)
     return text if len(text) <= 120 else text[:117] + "..."
