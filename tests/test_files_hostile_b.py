@@ -220,3 +220,86 @@ def test_every_refusal_is_a_paramscope_error(tmp_path: Path) -> None:
         with pytest.raises(ParamscopeError) as info:
             read(path)
         assert str(path) in str(info.value)
+
+
+# -- ONNX -------------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _onnx_model(graph: bytes) -> bytes:
+    return b"\x08\x08" + _ld(7, graph)
+
+
+def _nested_if(depth: int) -> bytes:
+    graph = _ld(2, b"leaf")
+    for _ in range(depth):
+        attr = _ld(1, b"then_branch") + _ld(6, graph)
+        node = _ld(4, b"If") + _ld(5, attr)
+        graph = _ld(1, node)
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("blob", "match"),
+    [
+        (b"\x08" + b"\xff" * 11, "varint longer than 10 bytes"),
+        (b"\x08\x08" + _varint(7 << 3 | 2) + _varint(1 << 40) + b"abc", "claims 1099511627776 bytes but 3 are left"),
+        (b"\x08\x08" + _ld(7, _ld(5, _ld(8, b"w") + _varint(1 << 3 | 0) + b"\x80")), "varint runs past the end"),
+        (b"\x08\x08" + _varint(7 << 3 | 3), "unsupported wire type 3"),
+        (b"\x08\x08", "no graph"),
+        (_onnx_model(_nested_if(40)), "nested more than 32 deep"),
+        (_onnx_model(_ld(5, _ld(8, b"w") + b"\x08\x04\x08\x04\x10\x01" + _ld(9, b"\x00" * 10))), r"64 bytes but 10 bytes of raw_data"),
+    ],
+)  # fmt: skip
+def test_onnx_malformed_refused(tmp_path: Path, blob: bytes, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paramscope.readers import onnx_file
+
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(blob)
+    for limit in (onnx_file._READ_LIMIT, 0):  # in memory, then memory-mapped
+        monkeypatch.setattr(onnx_file, "_READ_LIMIT", limit)
+        with pytest.raises(CorruptFileError, match=match) as info:
+            read(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_onnx_nesting_within_bound_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "ok.onnx"
+    path.write_bytes(_onnx_model(_nested_if(20)))
+    a = read(path)
+    assert a.metadata["nodes"] == "20"
+
+
+def test_onnx_external_symlink_escape_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bin").write_bytes(b"\x00" * 64)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "link").symlink_to(outside)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [16], vals=[0.0] * 16)
+    w.ClearField("float_data")
+    w.data_location = TensorProto.EXTERNAL
+    e = w.external_data.add()
+    e.key, e.value = "location", "link/secret.bin"
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16])], [w])
+    path = folder / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(UnsafeFileError, match="outside the model's folder"):
+        read(path)
