@@ -117,7 +117,7 @@ def explain_document(anatomy: Anatomy, *, layer: str | None = None) -> Document:
     shared = shared_tensors(anatomy)
     if layer is not None:
         found = find_layer(anatomy, layer)
-        return Document(f"{fmt.safe(anatomy.name)}: {fmt.safe(found.path)}", tuple(_layer_blocks(found, shared)))
+        return Document("", tuple(_layer_blocks(found, shared)))
     blocks: list[Table | str] = []
     for top in anatomy.layers:
         blocks.extend(_layer_blocks(top, shared))

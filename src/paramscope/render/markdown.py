@@ -35,7 +35,7 @@ def render_markdown(item: Table | Document | str) -> str:
         return "\n".join(_cell(x) + "  " for x in item.splitlines()).rstrip() + "\n"
     if isinstance(item, Table):
         return _table(item) + "\n"
-    parts = [f"## {_cell(item.title)}", ""]
+    parts = [f"## {_cell(item.title)}", ""] if item.title else []
     for block in item.blocks:
         parts.append(render_markdown(block))
     return "\n".join(parts)

@@ -19,7 +19,7 @@ def to_rich(item: Table | Document | str) -> RenderableType:
     if isinstance(item, str):
         return Text(item)
     if isinstance(item, Document):
-        parts: list[RenderableType] = [Text(item.title, style="bold")]
+        parts: list[RenderableType] = [Text(item.title, style="bold")] if item.title else []
         for block in item.blocks:
             parts.append(to_rich(block))
             parts.append(Text(""))
