@@ -121,7 +121,7 @@ class Functional(_ModelBase):
         seen: set[tuple[int, int]] = set()
         inputs = {id(t) for t in self.inputs}
 
-        def visit(t: KerasTensor, stack: tuple[int, ...]) -> None:
+        def visit(t: KerasTensor, stack: tuple[tuple[int, int], ...]) -> None:
             key = (id(t.layer), t.node_index)
             if key in stack:
                 raise ModelError(f"the graph has a cycle through layer {t.layer.name}")
