@@ -315,11 +315,12 @@ def can_read(source: Any) -> bool:
 def _load_json(path: Path, limit: int) -> Any:
     try:
         with open(path, "rb") as f:
-            raw = f.read(limit + 1)
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise CorruptFileError(f"{size:,} bytes, over the {limit:,}-byte limit for this file", where=str(path))
+            raw = f.read(size)
     except OSError as e:
         raise TargetError(f"cannot read file: {e.strerror or e}", where=str(path)) from None
-    if len(raw) > limit:
-        raise CorruptFileError(f"larger than the {limit:,}-byte limit for this file", where=str(path))
     return loads_strict(raw, where=str(path), max_bytes=limit)
 
 
