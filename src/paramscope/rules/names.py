@@ -332,6 +332,15 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _NUM.split(name) if p)
 
 
+#: Tensor names put first within their module when sorting, in PyTorch's registration order.
+_FIRST = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
+
+
+def _sort_key(name: str, sep: str) -> tuple[object, ...]:
+    module, _, local = name.rpartition(sep)
+    return (natural_key(module), _FIRST.get(local, len(_FIRST)), natural_key(local))
+
+
 def _map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
     return replace(
         layer,
@@ -370,7 +379,8 @@ def anatomy_from_flat(
         metadata: facts read from the file, as strings.
         notes: sentences for the user.
         tied: alias full name -> target full name for ties declared outside the tensors.
-        sort: order by :func:`natural_key` instead of file order.
+        sort: order by module path (:func:`natural_key`), then ``weight`` before ``bias``,
+            instead of file order (safetensors headers are sorted by dtype, not by model).
 
     Returns:
         The anatomy; every tensor is known, so its totals are complete.
@@ -382,7 +392,7 @@ def anatomy_from_flat(
     """
     tensors = list(flat)
     if sort:
-        tensors.sort(key=lambda ft: natural_key(ft.name))
+        tensors.sort(key=lambda ft: _sort_key(ft.name, sep))
     out_notes = list(notes)
     keys = {ft.name: (ft.key or ft.name) for ft in tensors}
     for alias, target in (tied or {}).items():
