@@ -171,11 +171,23 @@ def test_keras_names_match_keras_trainability() -> None:
         ("transformer.h.0.attn", "bias", (1, 1, 16, 16), Role.BUFFER, ""),
         ("model.rotary_emb", "inv_freq", (32,), Role.BUFFER, ""),
         ("x", "A_log", (16,), Role.UNKNOWN, ""),
+        ("model.layers.0.self_attn.q_proj", "qweight", (512, 4096), Role.FROZEN, "QuantLinear"),
+        ("model.layers.0.mlp.down_proj", "weight_scale_inv", (32, 88), Role.FROZEN, ""),
+        ("model.layers.0.mlp.up_proj.weight", "absmax", (1024,), Role.FROZEN, ""),
     ],
 )
 def test_name_table(path: str, tensor: str, shape: tuple[int, ...], role: Role, layer_type: str) -> None:
     ex = explain_name(path, tensor, shape, frozenset({tensor}))
     assert (ex.role, ex.layer_type) == (role, layer_type)
+
+
+def test_quantised_buffers_are_not_parameters() -> None:
+    # GPTQ/AWQ QuantLinear registers qweight, qzeros, scales and g_idx as buffers.
+    for name in ("qweight", "qzeros", "scales", "g_idx"):
+        ex = explain_name("q_proj", name, (8, 8), frozenset({"qweight", "qzeros", "scales", "g_idx"}))
+        assert not ex.is_param, name
+    # "scales" alone (no packed weight beside it) is not taken for a GPTQ scale.
+    assert explain_name("x", "scales", (8,), frozenset({"scales"})).role is Role.UNKNOWN
 
 
 def test_gguf_purpose_in_why() -> None:

@@ -409,4 +409,5 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         metadata=meta,
         notes=notes,
         tied=tied,
+        tie_reason="the file has no output.weight, so llama.cpp uses the token embedding as the output head",
     )

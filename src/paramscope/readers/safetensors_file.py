@@ -423,7 +423,7 @@ def _ties(config: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[dict[
     tables = [n for n in names if n.endswith(".weight") and n.rsplit(".", 2)[-2] in TOKEN_TABLES]
     if not tables:
         return {}, ""
-    how = "tie_word_embeddings: true" if tie is True else "tie_word_embeddings is unset, and transformers ties by default"
+    how = "config.json: tie_word_embeddings true" if tie is True else "config.json: tie_word_embeddings unset, which transformers ties by default"
     return {"lm_head.weight": tables[0]}, how
 
 
@@ -495,14 +495,13 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         metadata["shards"] = str(len(headers))
     config = _config(found.folder) if found.index is not None or Path(source).is_dir() else None
     tied: dict[str, str] = {}
+    how = ""
     if config is not None:
         for key in ("model_type", "architectures", "torch_dtype", "dtype"):
             if key in config and isinstance(config[key], (str, list)):
                 value = config[key]
                 metadata[key] = ", ".join(map(str, value)) if isinstance(value, list) else value
         tied, how = _ties(config, [ft.name for ft in flat])
-        if tied and "lm_head.weight" not in owner:
-            notes.append(f"The output head shares the token embedding ({how}).")
     p = Path(source)
     name = p.name.removesuffix(".safetensors.index.json").removesuffix(".safetensors") or p.name
     if p.is_dir() or found.index is not None:
@@ -515,5 +514,6 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         metadata=metadata,
         notes=notes,
         tied=tied,
+        tie_reason=how,
         sort=True,
     )

@@ -141,7 +141,7 @@ POSITION_TABLES = frozenset(
 #: GPT-2's ``Conv1D`` modules, which store their weight ``(in, out)``, transposed from ``nn.Linear``.
 GPT2_CONV1D = frozenset("c_attn c_proj c_fc q_attn".split())
 
-_T, _S, _B, _U = Role.TRAINABLE, Role.STATISTIC, Role.BUFFER, Role.UNKNOWN
+_T, _S, _B, _F = Role.TRAINABLE, Role.STATISTIC, Role.BUFFER, Role.FROZEN
 
 #: The name table, most specific first; :func:`explain_name` uses the first match.
 RULES: tuple[NameRule, ...] = (
@@ -160,6 +160,19 @@ RULES: tuple[NameRule, ...] = (
        is_param=False, module="attn attention", ndim=(4,)),
     _r("cos_cached sin_cached freqs_cis relative_position_index", _B,
        "precomputed position table kept with the model; a buffer", is_param=False),
+    # Quantised checkpoints. GPTQ and AWQ keep packed weights as buffers of their QuantLinear
+    # (not parameters); FP8 scales are frozen parameters; bitsandbytes 4-bit keeps its
+    # quantisation state beside the packed weight, outside named_parameters().
+    _r("qweight", _F, "packed quantised weight (GPTQ/AWQ): each int32 holds 32/bits values, so "
+       "the logical weight count is larger than the stored elements; a buffer", is_param=False,
+       layer_type="QuantLinear"),
+    _r("qzeros scales g_idx", _F, "quantisation zero points, scales or group index of the packed "
+       "weight (GPTQ/AWQ); a buffer", is_param=False, siblings="qweight", layer_type="QuantLinear"),
+    _r("weight_scale weight_scale_inv input_scale", _F, "scale of an FP8-quantised weight or "
+       "activation, fixed after quantisation"),
+    _r("absmax quant_map nested_absmax nested_quant_map bitsandbytes__nf4 bitsandbytes__fp4 SCB",
+       _F, "bitsandbytes quantisation state of the weight beside it; not a parameter",
+       is_param=False),
     # Keras BatchNormalization: moving statistics are non-trainable *parameters* in Keras.
     _r("moving_mean moving_variance", _S, "running average of the batch statistics, updated in "
        "training without gradient; Keras counts it as a non-trainable parameter",
@@ -360,6 +373,7 @@ def anatomy_from_flat(
     metadata: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
     tied: Mapping[str, str] | None = None,
+    tie_reason: str = "",
     sort: bool = False,
 ) -> Anatomy:
     """Build a whole anatomy from the flat tensors a file reader found.
@@ -379,6 +393,7 @@ def anatomy_from_flat(
         metadata: facts read from the file, as strings.
         notes: sentences for the user.
         tied: alias full name -> target full name for ties declared outside the tensors.
+        tie_reason: where ``tied`` comes from, for the note (``"tie_word_embeddings: true"``).
         sort: order by module path (:func:`natural_key`), then ``weight`` before ``bias``,
             instead of file order (safetensors headers are sorted by dtype, not by model).
 
@@ -402,7 +417,8 @@ def anatomy_from_flat(
             tensors = [replace(ft, key=keys[target]) if ft.name == alias else ft for ft in tensors]
             keys[alias] = keys[target]
         else:
-            out_notes.append(f"{alias} is not stored: it is tied to {target} (one tensor, counted once).")
+            why = f"{tie_reason}; " if tie_reason else ""
+            out_notes.append(f"{alias} is not stored: it is tied to {target} ({why}one tensor, counted once).")
     owners: dict[str, list[str]] = {}
     for ft in tensors:
         owners.setdefault(keys[ft.name], []).append(ft.name)
