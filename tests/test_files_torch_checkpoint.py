@@ -193,3 +193,52 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src}, check=True)
     assert out.stdout.split() == ["8", "[]"]
+
+
+class _UserNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_whole_pickled_torch_nn_model(tmp_path: Path, legacy: bool) -> None:
+    m = torch.nn.Sequential(
+        torch.nn.Embedding(20, 6),
+        torch.nn.TransformerEncoderLayer(6, 2, dim_feedforward=12, batch_first=True),
+        torch.nn.BatchNorm1d(5),
+        torch.nn.Linear(6, 6),
+        torch.nn.Linear(6, 6),
+    )
+    m[4].weight = m[3].weight  # tied: one Parameter in two modules
+    m[3].bias.requires_grad_(False)
+    path = tmp_path / "whole.pt"
+    torch.save(m, path, _use_new_zipfile_serialization=not legacy)
+    a = read(path)
+    t = totals(a)
+    params = {id(p): p for p in m.parameters()}
+    assert t.params == sum(p.numel() for p in params.values())
+    assert t.trainable == sum(p.numel() for p in params.values() if p.requires_grad)
+    assert t.buffers == sum(b.numel() for b in m.buffers())
+    assert [la.type for la in a.layers] == ["Embedding", "TransformerEncoderLayer", "BatchNorm1d", "Linear", "Linear"]
+    assert any("whole pickled model" in n for n in a.notes)
+    assert any("3.weight and 4.weight are one tensor" in n for n in a.notes)
+    bn = a.find("2")
+    assert bn is not None and {x.name: x.role for x in bn.tensors}["running_mean"] is Role.STATISTIC
+
+
+def test_whole_model_with_user_class_refused(tmp_path: Path) -> None:
+    from paramscope.core.errors import UnsafeFileError
+
+    path = tmp_path / "user.pt"
+    torch.save({"model": _UserNet(), "epoch": 1}, path)
+    with pytest.raises(UnsafeFileError, match=r"_UserNet.*whole pickled model.*state_dict"):
+        read(path)
+
+
+def test_checkpoint_holding_a_whole_module(tmp_path: Path) -> None:
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": m, "epoch": 4}, path)
+    a = read(path)
+    assert totals(a).params == 8 and a.metadata["epoch"] == "4"

@@ -31,7 +31,8 @@ from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers._pickle_scan import scan_pickle
-from paramscope.readers._torch_pickle import StorageRef, TensorRef, TorchPickleRules, brief
+from paramscope.readers._torch_modules import module_layers
+from paramscope.readers._torch_pickle import ModuleRecord, StorageRef, TensorRef, TorchPickleRules, brief
 from paramscope.rules.names import anatomy_from_flat
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
@@ -128,7 +129,7 @@ def _read(path: Path) -> Anatomy:
         rules = TorchPickleRules(where)
         data = _read_capped(path)
         value = scan_pickle(data, where=where, resolve=rules.resolve, reduce=rules.reduce,
-                            build=rules.build, persistent=rules.persistent).value  # fmt: skip
+                            build=rules.build, persistent=rules.persistent, newobj=rules.newobj).value  # fmt: skip
         storages = {}
         meta["format"] = "pickle"
         if rules.storages:
@@ -173,7 +174,7 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, 
         raise CorruptFileError(f"cannot read the zip archive ({type(e).__name__}: {e})", where=where) from None
     rules = TorchPickleRules(f"{where}: {entry}")
     value = scan_pickle(data, where=f"{where}: {entry}", resolve=rules.resolve, reduce=rules.reduce,
-                        build=rules.build, persistent=rules.persistent).value  # fmt: skip
+                        build=rules.build, persistent=rules.persistent, newobj=rules.newobj).value  # fmt: skip
     file_size = path.stat().st_size
     for key, ref in rules.storages.items():
         info = infos.get(f"{prefix}data/{key}")
@@ -258,7 +259,7 @@ def _parse_legacy(buf: bytes, where: str, meta: dict[str, str]) -> tuple[Any, di
         meta["byteorder"] = "big"
     rules = TorchPickleRules(f"{where}: data pickle")
     scan = scan_pickle(buf, start=pos, where=f"{where}: data pickle", resolve=rules.resolve,
-                       reduce=rules.reduce, build=rules.build, persistent=rules.persistent)  # fmt: skip
+                       reduce=rules.reduce, build=rules.build, persistent=rules.persistent, newobj=rules.newobj)  # fmt: skip
     keys_scan = scan_pickle(buf, start=scan.end, where=f"{where}: storage keys", resolve=plain.resolve,
                             reduce=plain.reduce)  # fmt: skip
     keys = keys_scan.value
@@ -303,6 +304,9 @@ def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
     """(the model's tensors, under what key, every other top-level entry)."""
     if not isinstance(value, dict):
         return value, "", {}
+    for key in _MODEL_KEYS:
+        if isinstance(value.get(key), ModuleRecord):
+            return value[key], key, {k: v for k, v in value.items() if k != key}
     if all(isinstance(v, TensorRef) for v in value.values()):
         return value, "", {}
     for key in _MODEL_KEYS:
@@ -325,6 +329,8 @@ def _ref_tensor(name: str, t: TensorRef, why: str) -> Tensor:
 def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict[str, str], notes: list[str]) -> Anatomy:
     where = str(path)
     model, model_key, rest = _split(value, where)
+    if isinstance(model, ModuleRecord):
+        return _module_anatomy(path, model, model_key, rest, storages, meta, notes)
     flat: list[FlatTensor] = []
     refs: dict[str, TensorRef] = {}
     for name, leaf in _walk(model, "", 0, where):
@@ -336,7 +342,7 @@ def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict
                 role = Role.TRAINABLE if leaf.requires_grad else Role.FROZEN
                 is_param = True
             flat.append(FlatTensor(name or "tensor", leaf.shape, leaf.dtype, leaf.key, role, is_param))
-        elif leaf is not None and len(meta) < _MAX_METADATA:
+        elif _plain(leaf) and len(meta) < _MAX_METADATA:
             meta[f"{model_key + '.' if model_key else ''}{name}"] = _short(leaf)
     if model_key:
         notes.append(f"Model tensors are read from the checkpoint's {model_key!r} entry.")
@@ -345,6 +351,53 @@ def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict
             "A state dict does not say which tensors are parameters and which are buffers; "
             "roles come from the tensor names."
         )
+    extras = _extras(rest, meta, where)
+    _view_notes(refs, notes)
+    _storage_meta(storages, meta)
+    anatomy = anatomy_from_flat(flat, name=path.name, framework="torch", source=where, metadata=meta, notes=notes)
+    return anatomy.with_(extras=tuple(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
+
+
+def _module_anatomy(
+    path: Path, model: ModuleRecord, model_key: str, rest: dict[str, Any], storages: dict[str, StorageRef],
+    meta: dict[str, str], notes: list[str],
+) -> Anatomy:  # fmt: skip
+    where = str(path)
+    layers = module_layers(model, where)
+    classes = sorted({la.type for top in layers for la in top.walk()} | {model.cls.name})
+    notes.append(
+        f"The file is a whole pickled model (torch.save(model)) of torch.nn classes ({', '.join(classes[:12])}); "
+        "paramscope read its modules as records without importing or calling anything. torch.load needs "
+        "weights_only=False for it, which runs code from the file: prefer saving model.state_dict()."
+    )
+    owners: dict[str, list[str]] = {}
+    for la in layers:
+        for sub in la.walk():
+            for t in sub.tensors:
+                owners.setdefault(t.key, []).append(f"{sub.path}.{t.name}")
+    for group in owners.values():
+        if len(group) > 1:
+            notes.append(f"{' and '.join(group)} are one tensor (tied), counted once.")
+    extras = _extras(rest, meta, where)
+    _storage_meta(storages, meta)
+    meta["model_class"] = f"{model.cls.module}.{model.cls.name}"
+    return Anatomy(name=path.name, framework="torch", layers=layers, source=where, extras=tuple(extras),
+                   metadata=MappingProxyType(meta), notes=tuple(notes))  # fmt: skip
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bytes, bytearray, list, tuple, frozenset, set))
+
+
+def _storage_meta(storages: dict[str, StorageRef], meta: dict[str, str]) -> None:
+    meta["storages"] = str(len(storages))
+    meta["storage_bytes"] = str(sum(s.n_bytes for s in storages.values()))
+    devices = sorted({s.location for s in storages.values()})
+    if devices:
+        meta["devices"] = ", ".join(devices)
+
+
+def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
     extras: list[TensorGroup] = []
     for key, entry in rest.items():
         tensors = [
@@ -356,16 +409,9 @@ def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict
             group = "optimizer" if _is_optimizer(key) else str(key)
             extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {key!r} entry"))
         for name, leaf in _walk(entry, str(key), 0, where):
-            if not isinstance(leaf, TensorRef) and leaf is not None and len(meta) < _MAX_METADATA:
+            if _plain(leaf) and len(meta) < _MAX_METADATA:
                 meta[name] = _short(leaf)
-    _view_notes(refs, notes)
-    meta["storages"] = str(len(storages))
-    meta["storage_bytes"] = str(sum(s.n_bytes for s in storages.values()))
-    devices = sorted({s.location for s in storages.values()})
-    if devices:
-        meta["devices"] = ", ".join(devices)
-    anatomy = anatomy_from_flat(flat, name=path.name, framework="torch", source=where, metadata=meta, notes=notes)
-    return anatomy.with_(extras=tuple(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
+    return extras
 
 
 def _why_extra(key: Any, name: str) -> str:
