@@ -149,8 +149,10 @@ def test_symbolic_batch_unknown_until_inputs_given(tmp_path: Path) -> None:
     )  # fmt: skip
     path = tmp_path / "dyn.onnx"
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
-    mm = read(path).find("mm")
+    a = read(path)
+    mm = a.find("mm")
     assert mm is not None and mm.compute is not None and mm.compute.flops is None
+    assert any("symbolic (batch)" in n and "--input x=" in n for n in a.notes)
     for opts in ({"inputs": ["x=float32[3,16]"]}, {"input_size": (3, 16)}):
         mm = read(path, **opts).find("mm")
         assert mm is not None and mm.compute is not None and mm.compute.flops == 2 * 3 * 16 * 4

@@ -114,6 +114,15 @@ def read(source: Any, **options: Any) -> Anatomy:
     _exporter_notes(model.producer, builder, notes)
     flops = [layer.compute for layer in _walk(layers) if layer.compute is not None]
     known = [c.flops for c in flops]
+    symbols = sorted({sym for v in model.graph.inputs for sym in v.symbols})
+    unknown = sum(1 for c in flops if not c.unknown_ops and None in (c.flops, c.attention_flops, c.elementwise_flops))
+    if unknown and symbols and not (options.get("inputs") or options.get("input_size")):
+        first = next((v for v in model.graph.inputs if v.symbols), None)
+        example = f"{first.name}=float32[...]" if first is not None else "NAME=dtype[...]"
+        notes.append(
+            f"FLOPs of {unknown} nodes are unknown because input dimensions are symbolic "
+            f"({', '.join(symbols[:5])}); fix them with --input {example}."
+        )
     if flops and None not in known:
         meta["flops"] = str(sum(c for c in known if c is not None))
     init_names = {t.name for t in model.graph.initializers}
