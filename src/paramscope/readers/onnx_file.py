@@ -24,7 +24,7 @@ from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Role, Tens
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsafeFileError
 from paramscope.readers._onnx_flops import node_compute
-from paramscope.readers._onnx_proto import OGraph, ONode, OSparse, OTensor, parse_model
+from paramscope.readers._onnx_proto import OGraph, ONode, OSparse, OTensor, parse_model, strip_tensor_data
 from paramscope.readers._onnx_shapes import infer_shapes
 from paramscope.readers._protobuf import Buffer
 from paramscope.rules.names import explain_name
@@ -84,11 +84,16 @@ def read(source: Any, **options: Any) -> Anatomy:
         raise CorruptFileError("the file is empty", where=where)
     with open(path, "rb") as f:
         if size <= _READ_LIMIT:
-            model = parse_model(Buffer(f.read(), where))
+            buf = Buffer(f.read(), where)
+            model = parse_model(buf)
+            stripped = strip_tensor_data(buf)
         else:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             try:
-                model = parse_model(Buffer(mm, where))
+                buf = Buffer(mm, where)
+                model = parse_model(buf)
+                stripped = strip_tensor_data(buf)
+                buf.data.release()
             except ParamscopeError as e:
                 raise e.with_traceback(None) from None
             finally:
@@ -106,7 +111,7 @@ def read(source: Any, **options: Any) -> Anatomy:
     for k, v in list(model.metadata.items())[:50]:
         meta[f"metadata.{k}"] = v[:200]
     shapes = _declared_shapes(model.graph)
-    inferred = infer_shapes(path, size, options, notes)
+    inferred = infer_shapes(stripped, options, notes)
     shapes.update({k: v for k, v in inferred.items() if v is not None})
     builder = _Builder(path, model.graph, shapes, {(f.domain, f.name): f for f in model.functions}, notes)
     layers = builder.layers(model.graph, "", 0)
