@@ -242,3 +242,34 @@ def test_checkpoint_holding_a_whole_module(tmp_path: Path) -> None:
     torch.save({"model": m, "epoch": 4}, path)
     a = read(path)
     assert totals(a).params == 8 and a.metadata["epoch"] == "4"
+
+
+class _Scripted(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 6)
+        self.bn = torch.nn.BatchNorm1d(6)
+        self.head = torch.nn.Linear(6, 6)
+        self.extra = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+        self.register_buffer("mask", torch.ones(6), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(self.fc(x))) * self.mask + self.extra.sum()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_archive(tmp_path: Path) -> None:
+    m = torch.jit.script(_Scripted())
+    path = tmp_path / "scripted.pt"
+    m.save(str(path))
+    a = read(path)
+    t = totals(a)
+    assert t.params == sum(p.numel() for p in m.parameters())
+    assert t.trainable == sum(p.numel() for p in m.parameters() if p.requires_grad)
+    assert t.buffers == sum(b.numel() for b in m.buffers())
+    assert a.metadata["format"].startswith("TorchScript")
+    assert [la.type for la in a.layers] == ["_Scripted", "Linear", "BatchNorm1d", "Linear"]
+    bn = a.find("bn")
+    assert bn is not None and {x.name: x.is_param for x in bn.tensors} == {
+        "weight": True, "bias": True, "running_mean": False, "running_var": False, "num_batches_tracked": False,
+    }  # fmt: skip

@@ -103,10 +103,15 @@ class TensorRef:
 
 @dataclass(frozen=True, slots=True)
 class ModuleClass:
-    """A ``torch.nn.modules`` class named by a whole pickled model; never imported."""
+    """A ``torch.nn.modules`` (or TorchScript ``__torch__``) class named by a pickle; never imported."""
 
     module: str
     name: str
+
+    @property
+    def scripted(self) -> bool:
+        """Whether it is a TorchScript class, whose attributes are stored flat."""
+        return self.module == "__torch__" or self.module.startswith("__torch__.")
 
 
 class ModuleRecord:
@@ -194,8 +199,10 @@ class TorchPickleRules:
             return _Type(f"{module}.{name}")
         if module in ("builtins", "__builtin__") and name in ("set", "frozenset"):
             return Global("builtins", name)
-        if module.startswith("torch.nn.modules.") and name.isidentifier():
-            # Recorded, never imported: NEWOBJ makes a ModuleRecord, BUILD fills its __dict__.
+        scripted = module == "__torch__" or module.startswith("__torch__.")
+        if (module.startswith("torch.nn.modules.") or scripted) and name.isidentifier():
+            # torch.nn classes of a pickled model, or TorchScript classes (compiled code that is
+            # never run here). Recorded, never imported: NEWOBJ makes a ModuleRecord, BUILD fills it.
             self.module_classes.add(f"{module}.{name}")
             return ModuleClass(module, name)
         if module == "torch.nn.functional" and name.isidentifier():

@@ -31,7 +31,7 @@ from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers._pickle_scan import scan_pickle
-from paramscope.readers._torch_modules import module_layers
+from paramscope.readers._torch_modules import Declarations, module_layers, script_declarations
 from paramscope.readers._torch_pickle import ModuleRecord, StorageRef, TensorRef, TorchPickleRules, brief
 from paramscope.rules.names import anatomy_from_flat
 
@@ -39,6 +39,8 @@ __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
 
 #: The most a data.pkl may inflate to; a real state dict's pickle is a few MiB.
 MAX_PICKLE_BYTES = 64 * 2**20
+#: The most one TorchScript code file may inflate to (only its declarations are read).
+MAX_CODE_BYTES = 4 * 2**20
 
 #: First pickle of a legacy file: protocol 2, LONG1 of 10 bytes, torch's magic number.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -121,8 +123,9 @@ def _read(path: Path) -> Anatomy:
     head = _head(path)
     notes: list[str] = []
     meta: dict[str, str] = {}
+    decls: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     if head.startswith(_ZIP_MAGIC):
-        value, storages = _read_zip(path, meta, notes)
+        value, storages = _read_zip(path, meta, notes, decls)
     elif head.startswith(_LEGACY_HEAD):
         value, storages = _read_legacy(path, meta)
     else:
@@ -134,7 +137,7 @@ def _read(path: Path) -> Anatomy:
         meta["format"] = "pickle"
         if rules.storages:
             raise CorruptFileError("a bare pickle references storages it does not hold", where=where)
-    return _anatomy(path, value, storages, meta, notes)
+    return _anatomy(path, value, storages, meta, notes, decls)
 
 
 def _read_capped(path: Path) -> bytes:
@@ -150,7 +153,7 @@ def _read_capped(path: Path) -> bytes:
 # -- zip layout ----------------------------------------------------------------------------
 
 
-def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, dict[str, StorageRef]]:
+def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[str, Any]) -> tuple[Any, dict[str, StorageRef]]:
     where = str(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -168,6 +171,16 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, 
             if version is not None:
                 meta["format"] = "torch zip (version " + _read_entry(zf, version, where, 16).decode(
                     "ascii", "replace").strip() + ")"  # fmt: skip
+            code = {n[len(prefix) + 5 :]: infos[n] for n in infos if n.startswith(prefix + "code/") and n.endswith(".py")}
+            if code:
+                meta["format"] = "TorchScript archive (torch.jit.save)"
+                budget = MAX_PICKLE_BYTES
+                texts = {}
+                for name, code_info in code.items():
+                    raw = _read_entry(zf, code_info, where, min(budget, MAX_CODE_BYTES))
+                    budget -= len(raw)
+                    texts[name] = raw.decode("utf-8", "replace")
+                decls.update(script_declarations(texts))
     except zipfile.BadZipFile as e:
         raise CorruptFileError(f"not a readable zip archive ({e})", where=where) from None
     except (OSError, EOFError, ValueError, NotImplementedError) as e:
@@ -177,9 +190,10 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, 
                         build=rules.build, persistent=rules.persistent, newobj=rules.newobj).value  # fmt: skip
     file_size = path.stat().st_size
     for key, ref in rules.storages.items():
-        info = infos.get(f"{prefix}data/{key}")
-        if info is None:
+        found = infos.get(f"{prefix}data/{key}")
+        if found is None:
             raise CorruptFileError(f"storage {key!r} has no entry {prefix}data/{key}", where=where)
+        info = found
         if info.compress_type == zipfile.ZIP_STORED and info.header_offset + info.compress_size > file_size:
             raise CorruptFileError(
                 f"entry {info.filename} claims {info.compress_size} bytes past the end of the file", where=where
@@ -326,11 +340,12 @@ def _ref_tensor(name: str, t: TensorRef, why: str) -> Tensor:
     return Tensor(name, t.shape, t.dtype, Role.BUFFER, False, t.key, None, why)
 
 
-def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict[str, str], notes: list[str]) -> Anatomy:
+def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict[str, str], notes: list[str],
+             decls: Declarations) -> Anatomy:  # fmt: skip
     where = str(path)
     model, model_key, rest = _split(value, where)
     if isinstance(model, ModuleRecord):
-        return _module_anatomy(path, model, model_key, rest, storages, meta, notes)
+        return _module_anatomy(path, model, rest, storages, meta, notes, decls)
     flat: list[FlatTensor] = []
     refs: dict[str, TensorRef] = {}
     for name, leaf in _walk(model, "", 0, where):
@@ -359,17 +374,24 @@ def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict
 
 
 def _module_anatomy(
-    path: Path, model: ModuleRecord, model_key: str, rest: dict[str, Any], storages: dict[str, StorageRef],
-    meta: dict[str, str], notes: list[str],
+    path: Path, model: ModuleRecord, rest: dict[str, Any], storages: dict[str, StorageRef],
+    meta: dict[str, str], notes: list[str], decls: Declarations,
 ) -> Anatomy:  # fmt: skip
     where = str(path)
-    layers = module_layers(model, where)
+    layers = module_layers(model, where, decls)
     classes = sorted({la.type for top in layers for la in top.walk()} | {model.cls.name})
-    notes.append(
-        f"The file is a whole pickled model (torch.save(model)) of torch.nn classes ({', '.join(classes[:12])}); "
-        "paramscope read its modules as records without importing or calling anything. torch.load needs "
-        "weights_only=False for it, which runs code from the file: prefer saving model.state_dict()."
-    )
+    if model.cls.scripted:
+        notes.append(
+            f"The file is a TorchScript archive (torch.jit.save) of {', '.join(classes[:12])}; paramscope read "
+            "its modules as records and took parameters and buffers from the declarations in its code, "
+            "which it never runs."
+        )
+    else:
+        notes.append(
+            f"The file is a whole pickled model (torch.save(model)) of torch.nn classes ({', '.join(classes[:12])}); "
+            "paramscope read its modules as records without importing or calling anything. torch.load needs "
+            "weights_only=False for it, which runs code from the file: prefer saving model.state_dict()."
+        )
     owners: dict[str, list[str]] = {}
     for la in layers:
         for sub in la.walk():
