@@ -17,6 +17,8 @@ TORCH_TYPES = {
     "Embedding": "Embedding",
     "LayerNorm": "LayerNorm",
     "LlamaRMSNorm": "RMSNorm",
+    "T5LayerNorm": "RMSNorm",  # T5's "LayerNorm" has no bias and no mean: an RMS norm
+    "MixtralExperts": "Experts",
     "BatchNorm1d": "BatchNorm",
     "BatchNorm2d": "BatchNorm",
     "Conv2d": "Conv",
@@ -45,6 +47,16 @@ def _torch_models() -> list[tuple[str, object]]:
         ("llama", transformers.LlamaForCausalLM(transformers.LlamaConfig(
             num_hidden_layers=1, hidden_size=32, num_attention_heads=2, num_key_value_heads=1,
             intermediate_size=64, tie_word_embeddings=True, **small))),
+        ("t5", transformers.T5ForConditionalGeneration(transformers.T5Config(
+            d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2, **small))),
+        ("vit", transformers.ViTModel(transformers.ViTConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            image_size=8, patch_size=4))),
+        ("mixtral", transformers.MixtralForCausalLM(transformers.MixtralConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=32, num_local_experts=2, **small))),
+        ("mamba", transformers.MambaForCausalLM(transformers.MambaConfig(
+            hidden_size=16, num_hidden_layers=1, state_size=4, **small))),
     ]
 
 
@@ -170,7 +182,7 @@ def test_keras_names_match_keras_trainability() -> None:
         ("blk.0.ffn_up_exps", "weight", (8, 14336, 4096), Role.TRAINABLE, "Experts"),
         ("transformer.h.0.attn", "bias", (1, 1, 16, 16), Role.BUFFER, ""),
         ("model.rotary_emb", "inv_freq", (32,), Role.BUFFER, ""),
-        ("x", "A_log", (16,), Role.UNKNOWN, ""),
+        ("x", "freqs_custom", (16,), Role.UNKNOWN, ""),
         ("model.layers.0.self_attn.q_proj", "qweight", (512, 4096), Role.FROZEN, "QuantLinear"),
         ("model.layers.0.mlp.down_proj", "weight_scale_inv", (32, 88), Role.FROZEN, ""),
         ("model.layers.0.mlp.up_proj.weight", "absmax", (1024,), Role.FROZEN, ""),

@@ -136,7 +136,7 @@ TOKEN_TABLES = frozenset(
 #: Last module components that hold a learned position or segment table.
 POSITION_TABLES = frozenset(
     "wpe position_embeddings embed_positions pos_embd position_embedding "
-    "token_type_embeddings token_types".split()
+    "token_type_embeddings token_types relative_attention_bias".split()
 )
 #: GPT-2's ``Conv1D`` modules, which store their weight ``(in, out)``, transposed from ``nn.Linear``.
 GPT2_CONV1D = frozenset("c_attn c_proj c_fc q_attn".split())
@@ -226,6 +226,17 @@ RULES: tuple[NameRule, ...] = (
        formula=_f("units", "gates x units")),
     _r("depthwise_kernel", _T, "depthwise convolution kernel, one filter per input channel"),
     _r("pointwise_kernel", _T, "pointwise (1x1) convolution kernel mixing channels"),
+    # Parameters held directly by a module rather than by a Linear/Embedding inside it.
+    _r("cls_token class_embedding mask_token dist_token register_tokens", _T,
+       "learned token vector(s) added to the sequence (class, mask or register token)"),
+    _r("position_embeddings position_embedding pos_embed absolute_pos_embed", _T,
+       "learned position embeddings, one vector per position"),
+    _r("gate_up_proj gate_proj up_proj down_proj w1 w2 w3", _T,
+       "the experts' linear maps stacked in one tensor, one matrix each", layer_type="Experts",
+       ndim=(3,), formula=_f("n_experts", "out_features", "in_features")),
+    _r("A_log D dt_bias", _T, "state-space parameter of a Mamba mixer (A as log, skip D, "
+       "time-step bias)"),
+    _r("logit_scale logit_bias", _T, "learned temperature (or bias) of contrastive similarity logits"),
     # Anything else called weight or bias is a learned parameter in every framework's convention.
     _r("weight bias kernel", _T, "a learned tensor"),
 )
