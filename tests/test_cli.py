@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = str(ROOT / "examples" / "seed.py")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_names() -> None:
+    # Loading a script twice in one process would name its layers dense_2, dense_3... as Keras does.
+    from paramscope.keras import clear_session
+
+    clear_session()
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -71,6 +79,7 @@ def test_seed_summary_from_script(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Non-trainable params: 1,024" in out
     for n in ("2097664", "2048", "41040"):
         assert f" {n} " in out
+    _fresh_names.__wrapped__()  # type: ignore[attr-defined]
     code, out, err = run(capsys, "explain", f"{SEED}:mlp_model", "--layer", "batch_normalization", "--format", "json")
     assert code == 0, err
     doc = json.loads(out)

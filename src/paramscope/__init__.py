@@ -13,7 +13,7 @@ from typing import Any
 
 from paramscope.analysis.totals import Totals
 from paramscope.analysis.totals import totals as _totals
-from paramscope.api import Report, explain, inspect, summary
+from paramscope.api import Report, explain, read, summary
 from paramscope.core import (
     Anatomy,
     Compute,
@@ -52,14 +52,14 @@ __all__ = [
     "UnsupportedFormatError",
     "__version__",
     "explain",
-    "inspect",
+    "read",
     "summary",
     "totals",
 ]
 
 
 def totals(source: Any, **options: Any) -> Totals:
-    """Parameter, buffer and byte totals of anything :func:`inspect` reads.
+    """Parameter, buffer and byte totals of anything :func:`read` reads.
 
     Example:
         >>> from paramscope import keras
@@ -67,4 +67,4 @@ def totals(source: Any, **options: Any) -> Totals:
         >>> totals(keras.Model(x, keras.layers.Dense(2)(x))).params
         10
     """
-    return _totals(inspect(source, **options))
+    return _totals(read(source, **options))

@@ -7,9 +7,9 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import ParamscopeError
-from paramscope.readers import read
+from paramscope.readers import read as _read_source
 
-__all__ = ["FORMATS", "STYLES", "Report", "inspect", "summary", "explain"]
+__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain"]
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
@@ -43,7 +43,7 @@ class Report:
         return None
 
 
-def inspect(source: Any, **options: Any) -> Anatomy:
+def read(source: Any, **options: Any) -> Anatomy:
     """Read a model, file or config into an :class:`~paramscope.core.Anatomy`.
 
     Args:
@@ -57,12 +57,12 @@ def inspect(source: Any, **options: Any) -> Anatomy:
         >>> x = keras.Input(shape=(8,))
         >>> m = keras.Model(x, keras.layers.Dense(4)(x))
         >>> from paramscope.analysis import totals
-        >>> totals(inspect(m)).params
+        >>> totals(read(m)).params
         36
     """
     if isinstance(source, Anatomy):
         return source
-    return read(source, **options)
+    return _read_source(source, **options)
 
 
 def _check(fmt_: str, style: str) -> None:
@@ -85,14 +85,14 @@ def summary(
     """One row per layer with its counts, then totals, memory by dtype and notes.
 
     Args:
-        source: anything :func:`inspect` reads, or an anatomy.
+        source: anything :func:`read` reads, or an anatomy.
         format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
         style: ``"paramscope"`` (counts split by role, formulas), ``"keras2"`` (the classic
             layout with ``Connected to``) or ``"keras3"``.
         depth: deepest nesting level shown (``None``: all for paramscope style, 0 for Keras styles).
         expand: one row per repeated block instead of ``x32``.
         width: text width.
-        **options: reader options (see :func:`inspect`).
+        **options: reader options (see :func:`read`).
 
     Example:
         >>> from paramscope import keras
@@ -102,7 +102,7 @@ def summary(
         Non-trainable params: 0
     """
     _check(format, style)
-    anatomy = inspect(source, **options)
+    anatomy = read(source, **options)
     from paramscope.render import keras_styles, summary as summary_view
 
     if format == "json":
@@ -127,11 +127,11 @@ def explain(
     """Every tensor of one layer or all layers: shape, count, formula, role and why.
 
     Args:
-        source: anything :func:`inspect` reads, or an anatomy.
+        source: anything :func:`read` reads, or an anatomy.
         layer: a layer's path or name; ``None`` explains every layer.
         format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
         width: text width.
-        **options: reader options (see :func:`inspect`).
+        **options: reader options (see :func:`read`).
 
     Example:
         >>> from paramscope import keras
@@ -141,7 +141,7 @@ def explain(
         batch_normalization (BatchNormalization): 2,048 params = 4 x 512  [4 x features]
     """
     _check(format, "paramscope")
-    anatomy = inspect(source, **options)
+    anatomy = read(source, **options)
     if format == "json":
         from paramscope.render.json import render_json, to_dict
 

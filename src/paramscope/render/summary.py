@@ -13,6 +13,8 @@ __all__ = ["summary_table", "layer_formula", "totals_lines"]
 
 def layer_formula(layer: Layer) -> str:
     """The numeric derivation of a layer's own count: its rule's, else the sum of its tensors'."""
+    if not layer.tensors:
+        return ""
     if layer.formula is not None:
         return layer.formula.numeric
     parts = [t.formula.numeric for t in layer.tensors if t.formula is not None]
@@ -86,9 +88,9 @@ def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
     c = compute_total(anatomy)
     if c is not None:
         lines.append(
-            f"Forward pass: {fmt.si(c.flops)}FLOPs = {fmt.si(c.macs)}MACs (matmul and conv; "
-            f"1 MAC = 2 FLOPs); attention {fmt.si(c.attention_flops)}FLOPs; "
-            f"elementwise {fmt.si(c.elementwise_flops)}FLOPs"
+            f"Forward pass: {fmt.si_unit(c.flops, 'FLOPs')} = {fmt.si_unit(c.macs, 'MACs')} "
+            f"(matmul and conv; 1 MAC = 2 FLOPs); attention {fmt.si_unit(c.attention_flops, 'FLOPs')}; "
+            f"elementwise {fmt.si_unit(c.elementwise_flops, 'FLOPs')}"
         )
         if c.unknown_ops:
             lines.append(f"FLOPs unknown for: {', '.join(c.unknown_ops)}")

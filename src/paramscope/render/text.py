@@ -34,7 +34,15 @@ def to_rich(item: Table | Document | str) -> RenderableType:
         pad_edge=boxed,
     )
     for col in item.columns:
-        table.add_column(col.header, justify="right" if col.justify == "right" else "left", overflow="fold")
+        numeric = col.justify == "right"
+        # Numbers never wrap; headers keep their width; long text (formulas, reasons) folds.
+        table.add_column(
+            col.header,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            no_wrap=numeric,
+            min_width=len(col.header) if numeric else None,
+        )
     depths = item.depths or (0,) * len(item.rows)
     for cells, depth in zip(item.rows, depths):
         first = "  " * depth + cells[0]
