@@ -265,3 +265,18 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_same_model_as_safetensors_and_pt_checkpoint(tmp_path: Path) -> None:
+    # The same network saved by both formats reads as the same totals (the .pt reader is
+    # paramscope's pickle-free torch checkpoint reader).
+    pytest.importorskip("paramscope.readers.torch_checkpoint")
+    net = Net()
+    safetensors_torch.save_model(net, str(tmp_path / "net.safetensors"))
+    torch.save(net.state_dict(), str(tmp_path / "net.pt"))
+    a, b = totals(read(tmp_path / "net.safetensors")), totals(read(tmp_path / "net.pt"))
+    assert (a.params, a.buffers, a.n_bytes) == (b.params, b.buffers, b.n_bytes)
+    assert a.params == sum(p.numel() for p in net.parameters())
+    roles_a = {(la.path, t.name): (t.role, t.is_param) for la in read(tmp_path / "net.safetensors").walk() for t in la.tensors}
+    roles_b = {(la.path, t.name): (t.role, t.is_param) for la in read(tmp_path / "net.pt").walk() for t in la.tensors}
+    assert {k: v for k, v in roles_b.items() if k in roles_a} == roles_a
