@@ -221,7 +221,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
         raise TargetError(f"cannot read file: {e.strerror or e}", where=spath) from None
     if len(raw) != n:
         raise CorruptFileError(f"file ended inside the {n:,}-byte header", where=spath)
-    if not raw.lstrip(b" ").startswith(b"{"):
+    if not raw.lstrip(b" \t\r\n").startswith(b"{"):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     doc = loads_strict(raw, where=f"{spath}, header at byte 8", max_bytes=MAX_HEADER_BYTES)
     if not isinstance(doc, dict):
@@ -324,6 +324,24 @@ def _load_json(path: Path, limit: int) -> Any:
     return loads_strict(raw, where=str(path), max_bytes=limit)
 
 
+def _inside(base: str, target: str) -> bool:
+    return os.path.commonpath([base, target]) == base
+
+
+def _hub_blob(base: str, target: str) -> bool:
+    """Whether ``target`` is a blob of the same Hugging Face cache repository as ``base``.
+
+    The hub cache keeps ``models--org--name/snapshots/<revision>/model.safetensors`` as a
+    symlink to ``models--org--name/blobs/<sha256>``: leaving the snapshot folder, but only
+    for the repository's own blob store.
+    """
+    snap = Path(base)
+    repo = snap.parent.parent
+    if snap.parent.name != "snapshots" or not repo.name.startswith(("models--", "datasets--", "spaces--")):
+        return False
+    return _inside(str(repo / "blobs"), target)
+
+
 def _shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
     """Resolve a shard named in an index, refusing anything that leaves the folder.
 
@@ -339,7 +357,7 @@ def _shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
         )
     base = os.path.realpath(folder)
     target = os.path.realpath(os.path.join(base, rel))
-    if os.path.commonpath([base, target]) != base:
+    if not _inside(base, target) and not _hub_blob(base, target):
         raise UnsafeFileError(
             f"shard path {rel!r} is a symlink out of the checkpoint folder (to {target}); "
             "refusing to open it",
