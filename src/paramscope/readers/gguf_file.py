@@ -41,6 +41,7 @@ MAX_ARRAY_DEPTH = 8
 #: Arrays up to this length are shown whole in the metadata; longer ones are summarised.
 SHOW_ARRAY = 16
 _CHUNK = 1 << 20
+_U64 = struct.Struct("<Q")
 
 #: ggml type id -> paramscope dtype name (ggml.h ``enum ggml_type``); sizes are in core.dtypes.
 #: Ids 4 and 5 (Q4_2, Q4_3) were removed before GGUF existed and never appear in files.
@@ -176,6 +177,19 @@ class _Cursor:
             raise self.fail(f"{what} needs {n:,} bytes but only {self.left:,} are left; the file is truncated")
         self.pos += n
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` length-prefixed strings, checking each length against the file."""
+        unpack_from = _U64.unpack_from
+        for _ in range(count):
+            off = self.pos - self.buf_start
+            if off < 0 or off + 8 > len(self.buf):
+                off = self._window(8, f"string length in {what}")
+            n = unpack_from(self.buf, off)[0]
+            self.pos += 8
+            if n > self.size - self.pos:
+                raise self.fail(f"string in {what} claims {n:,} bytes but only {self.left:,} are left", self.pos - 8)
+            self.pos += n
+
     def string(self, what: str, *, strict: bool = True) -> str:
         at = self.pos
         n = self.unpack("<Q", f"length of {what}")
@@ -220,11 +234,10 @@ def _value(c: _Cursor, type_id: int, key: str, depth: int = 0) -> str:
         c.skip(count * struct.calcsize(efmt), f"array {key!r}")
         return f"array[{count}] of {ename}"
     shown = [_value(c, elem, key, depth + 1) for _ in range(min(count, SHOW_ARRAY))]
-    for _ in range(count - len(shown)):
-        if elem == _STRING:
-            n = c.unpack("<Q", f"string length in array {key!r}")
-            c.skip(n, f"string in array {key!r}")
-        else:
+    if elem == _STRING:
+        c.skip_strings(count - len(shown), f"array {key!r}")
+    else:
+        for _ in range(count - len(shown)):
             _value(c, elem, key, depth + 1)
     if count > SHOW_ARRAY:
         return f"array[{count}] of {ename}"
