@@ -392,3 +392,10 @@ def test_st_hub_cache_blob_symlinks_are_allowed(tmp_path: Path) -> None:
     (snap / "model-00002-of-00002.safetensors").unlink()
     (snap / "model-00002-of-00002.safetensors").symlink_to(other / "3333")
     refuses(snap / "model.safetensors.index.json", UnsafeFileError, "symlink out")
+
+
+def test_gguf_string_inside_long_array_lies(tmp_path: Path) -> None:
+    # Element 40 of a 100-string array claims more bytes than the file has left.
+    items = [gstr(f"t{i}") for i in range(40)] + [struct.pack("<Q", 2**50)] + [gstr("x")] * 59
+    kvs = gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 100) + b"".join(items)
+    refuses(gfile(tmp_path, gguf_bytes(kvs=kvs, n_kv=1)), CorruptFileError, "tokenizer.ggml.tokens", "claims")
