@@ -182,6 +182,8 @@ def test_keras_names_match_keras_trainability() -> None:
         ("blk.0.ffn_up_exps", "weight", (8, 14336, 4096), Role.TRAINABLE, "Experts"),
         ("transformer.h.0.attn", "bias", (1, 1, 16, 16), Role.BUFFER, ""),
         ("model.rotary_emb", "inv_freq", (32,), Role.BUFFER, ""),
+        ("rope_freqs", "weight", (64,), Role.BUFFER, ""),
+        ("base_model.model.q_proj.lora_A", "weight", (8, 4096), Role.TRAINABLE, "Linear"),
         ("x", "freqs_custom", (16,), Role.UNKNOWN, ""),
         ("model.layers.0.self_attn.q_proj", "qweight", (512, 4096), Role.FROZEN, "QuantLinear"),
         ("model.layers.0.mlp.down_proj", "weight_scale_inv", (32, 88), Role.FROZEN, ""),

@@ -173,6 +173,9 @@ RULES: tuple[NameRule, ...] = (
     _r("absmax quant_map nested_absmax nested_quant_map bitsandbytes__nf4 bitsandbytes__fp4 SCB",
        _F, "bitsandbytes quantisation state of the weight beside it; not a parameter",
        is_param=False),
+    # llama.cpp's rotary frequency factors: constants from the config, stored as a tensor.
+    _r("weight", _B, "rotary embedding frequency factors, fixed by the config; not learned",
+       is_param=False, module_names=frozenset("rope_freqs rope_factors_long rope_factors_short".split())),
     # Keras BatchNormalization: moving statistics are non-trainable *parameters* in Keras.
     _r("moving_mean moving_variance", _S, "running average of the batch statistics, updated in "
        "training without gradient; Keras counts it as a non-trainable parameter",
@@ -282,6 +285,8 @@ PURPOSE: Mapping[str, str] = MappingProxyType(
         "ffn_up_exps": "mixture-of-experts up projections",
         "ffn_down_exps": "mixture-of-experts down projections",
         "rope_freqs": "rotary embedding frequency factors",
+        "lora_A": "LoRA down projection to the adapter rank",
+        "lora_B": "LoRA up projection from the adapter rank",
     }
 )
 
