@@ -26,7 +26,7 @@ from paramscope.core.anatomy import Anatomy, Layer
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import anatomy_from_flat
+from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat
 
 __all__ = ["GGML_TYPES", "FILE_TYPES", "GGUFTensor", "GGUFHeader", "read_header", "can_read", "read"]
 
@@ -473,7 +473,11 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     meta = {k: _short(v) for k, v in first.metadata.items()}
     meta["gguf.version"] = str(first.version)
     meta["gguf.alignment"] = str(first.alignment)
-    notes = ["Shapes are shown in PyTorch order: GGUF stores dims reversed (ggml order, fastest first).", *split_notes]
+    notes = [
+        "Shapes are shown in PyTorch order: GGUF stores dims reversed (ggml order, fastest first).",
+        *split_notes,
+        CHECKPOINT_NOTE,
+    ]
     missing_splits = len(headers) < (_int_meta(first, "split.count") or 1)
     tied: dict[str, str] = {}
     # llama.cpp uses the token embedding as the output head when a decoder (it has a final

@@ -23,7 +23,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import TOKEN_TABLES, anatomy_from_flat, natural_key
+from paramscope.rules.names import CHECKPOINT_NOTE, TOKEN_TABLES, anatomy_from_flat, natural_key
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -475,7 +475,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     headers = [read_header(f) for f in found.files]
     flat: list[FlatTensor] = []
     owner: dict[str, Path] = {}
-    notes: list[str] = []
+    notes: list[str] = [CHECKPOINT_NOTE]
     metadata: dict[str, str] = {}
     unindexed = 0
     for h in headers:

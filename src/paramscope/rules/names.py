@@ -33,6 +33,7 @@ __all__ = [
     "name_tokens",
     "natural_key",
     "anatomy_from_flat",
+    "CHECKPOINT_NOTE",
 ]
 
 Shape = tuple[int | None, ...]
@@ -360,6 +361,12 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _NUM.split(name) if p)
 
+
+#: The note file readers add: a checkpoint records tensors, not how training treated them.
+CHECKPOINT_NOTE = (
+    "A checkpoint does not record which weights were frozen in training: weights are counted "
+    "as trainable, running statistics and constants as not."
+)
 
 #: Tensor names put first within their module when sorting, in PyTorch's registration order.
 _FIRST = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
