@@ -227,3 +227,28 @@ def test_control_characters_in_names_kept_as_data() -> None:
     assert layer.name == "layer\x1b[31m"
     assert layer.tensors[0].name == "w\x00eight"
     assert totals(a).params == 2
+
+
+def test_sorted_order_follows_the_data_flow(torch_models: list[tuple[str, object]]) -> None:
+    # A safetensors header is sorted by dtype; sort=True restores the order a reader expects.
+    expected = {
+        "gpt2": {"": ["transformer", "lm_head"], "transformer": ["wte", "wpe", "h", "ln_f"],
+                 "transformer.h.0": ["ln_1", "attn", "ln_2", "mlp"], "transformer.h.0.mlp": ["c_fc", "c_proj"]},
+        "bert": {"": ["embeddings", "encoder", "pooler"],
+                 "embeddings": ["word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"],
+                 "encoder.layer.0.attention.self": ["query", "key", "value"]},
+        "llama": {"model.layers.0": ["input_layernorm", "self_attn", "post_attention_layernorm", "mlp"],
+                  "model.layers.0.self_attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                  "model.layers.0.mlp": ["gate_proj", "up_proj", "down_proj"], "model": ["embed_tokens", "layers", "norm"]},
+    }
+    models = dict(torch_models)
+    for label, parents in expected.items():
+        sd = models[label].state_dict()  # type: ignore[attr-defined]
+        flat = [FlatTensor(n, tuple(v.shape), "float32") for n, v in sorted(sd.items(), key=lambda kv: kv[0][::-1])]
+        a = anatomy_from_flat(flat, name=label, framework="safetensors", sort=True)
+        for parent, children in parents.items():
+            layers = a.layers if parent == "" else a.find(parent).children  # type: ignore[union-attr]
+            assert [la.name for la in layers] == children, (label, parent)
+        fc = a.find("transformer.h.0.mlp.c_fc") if label == "gpt2" else None
+        if fc is not None:
+            assert [t.name for t in fc.tensors] == ["weight", "bias"]

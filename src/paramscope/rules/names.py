@@ -372,9 +372,26 @@ CHECKPOINT_NOTE = (
 _FIRST = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
 
 
+#: Module names in the order data flows through a block, for files that do not keep the
+#: model's order (a safetensors header is sorted by dtype). Names not listed sort between
+#: the early and the late ones, numbers in numeric order.
+_EARLY = (
+    "embeddings embed_tokens wte wpe word_embeddings position_embeddings "
+    "token_type_embeddings tok_embeddings shared embed_positions token_embd pos_embd "
+    "input_layernorm ln_1 attn_norm norm1 self_attn attn attention self "
+    "q_proj k_proj v_proj qkv_proj o_proj out_proj query key value c_attn c_fc c_proj "
+    "attn_q attn_k attn_v attn_qkv attn_output post_attention_layernorm ln_2 ffn_norm norm2 "
+    "mlp feed_forward block_sparse_moe gate gate_proj up_proj down_proj w1 w3 w2 "
+    "ffn_gate ffn_up ffn_down fc1 fc2"
+).split()
+_LATE = "LayerNorm layernorm layer_norm final_layer_norm norm ln_f output_norm pooler lm_head output classifier score".split()
+_RANK = {n: i for i, n in enumerate(_EARLY)} | {n: 2000 + i for i, n in enumerate(_LATE)}
+
+
 def _sort_key(name: str, sep: str) -> tuple[object, ...]:
     module, _, local = name.rpartition(sep)
-    return (natural_key(module), _FIRST.get(local, len(_FIRST)), natural_key(local))
+    path = tuple((_RANK.get(c, 1000), natural_key(c)) for c in module.split(sep)) if module else ()
+    return (path, _FIRST.get(local, len(_FIRST)), natural_key(local))
 
 
 def _map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
@@ -417,8 +434,9 @@ def anatomy_from_flat(
         notes: sentences for the user.
         tied: alias full name -> target full name for ties declared outside the tensors.
         tie_reason: where ``tied`` comes from, for the note (``"tie_word_embeddings: true"``).
-        sort: order by module path (:func:`natural_key`), then ``weight`` before ``bias``,
-            instead of file order (safetensors headers are sorted by dtype, not by model).
+        sort: order modules by the usual data flow (embeddings, attention, MLP, final norm,
+            head), then by :func:`natural_key`, then ``weight`` before ``bias``, instead of
+            file order (safetensors headers are sorted by dtype, not by model).
 
     Returns:
         The anatomy; every tensor is known, so its totals are complete.
