@@ -180,6 +180,7 @@ def test_tiny_llama_tree_metadata_and_tie(tmp_path: Path) -> None:
     assert w.shape == (256, 256) and w.dtype == "q4_k" and w.role is Role.TRAINABLE
     assert w.n_bytes == 256 * 256 // 256 * 144
     assert w.why.startswith("query projection")
+    assert "blocks of 256 weights in 144 bytes (4.5 bits per weight)" in w.why
     k = a.find("blk.0.attn_k")
     assert k is not None and k.tensors[0].shape == (64, 256)  # (out, in), PyTorch order
     emb = a.find("token_embd")

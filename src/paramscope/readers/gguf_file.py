@@ -18,15 +18,15 @@ import os
 import re
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from paramscope.core.anatomy import Anatomy, Layer
+from paramscope.core.anatomy import Anatomy, Layer, Tensor
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat
+from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat, map_tensors
 
 __all__ = ["GGML_TYPES", "FILE_TYPES", "GGUFTensor", "GGUFHeader", "read_header", "can_read", "read"]
 
@@ -385,6 +385,18 @@ def _short(value: str, limit: int = 200) -> str:
     return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
+def _storage_why(_: Layer, t: Tensor) -> Tensor:
+    """Add how a block-quantised tensor is stored to its explanation."""
+    dt = lookup_dtype(t.dtype)
+    if dt is None or dt.block_elements == 1:
+        return t
+    how = (
+        f"stored as {dt.name}: blocks of {dt.block_elements} weights in {dt.block_bytes} bytes "
+        f"({dt.bits:.4g} bits per weight)"
+    )
+    return replace(t, why=f"{t.why}; {how}" if t.why else how)
+
+
 _SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
@@ -499,6 +511,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         tied=tied,
         tie_reason="the file has no output.weight, so llama.cpp uses the token embedding as the output head",
     )
+    anatomy = anatomy.with_(layers=tuple(map_tensors(la, _storage_why) for la in anatomy.layers))
     if missing_splits:
         # The missing splits' tensors are unknown: an unexplained layer makes totals incomplete.
         rest = Layer("(missing splits)", path="(missing splits)", known=False,

@@ -34,6 +34,7 @@ __all__ = [
     "natural_key",
     "anatomy_from_flat",
     "CHECKPOINT_NOTE",
+    "map_tensors",
 ]
 
 Shape = tuple[int | None, ...]
@@ -394,11 +395,12 @@ def _sort_key(name: str, sep: str) -> tuple[object, ...]:
     return (path, _FIRST.get(local, len(_FIRST)), natural_key(local))
 
 
-def _map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
+def map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
+    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``."""
     return replace(
         layer,
         tensors=tuple(fn(layer, t) for t in layer.tensors),
-        children=tuple(_map_tensors(c, fn) for c in layer.children),
+        children=tuple(map_tensors(c, fn) for c in layer.children),
     )
 
 
@@ -481,7 +483,7 @@ def anatomy_from_flat(
             others = ", ".join(g for g in group if g != me)
             return replace(t, why=f"{t.why}; shares one storage with {others}, counted once")
 
-        layers = tuple(_map_tensors(la, _mark) for la in layers)
+        layers = tuple(map_tensors(la, _mark) for la in layers)
     return Anatomy(
         name=name,
         framework=framework,
