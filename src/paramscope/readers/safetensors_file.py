@@ -416,8 +416,32 @@ def _locate(source: str | os.PathLike[str]) -> _Found:
     return _Found(files, index, folder, weight_map, index_meta)
 
 
-def _config(folder: Path) -> dict[str, Any] | None:
-    cfg = folder / "config.json"
+#: Facts copied from a transformers config.json into the metadata.
+_CONFIG_KEYS = (
+    "model_type", "architectures", "torch_dtype", "dtype", "hidden_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size",
+    "max_position_embeddings", "tie_word_embeddings",
+)  # fmt: skip
+#: Facts copied from a PEFT adapter_config.json (prefixed ``adapter.``).
+_ADAPTER_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules")
+
+
+def _facts(doc: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
+    """Scalar or list-of-scalar values of ``keys`` as display strings."""
+    out: dict[str, str] = {}
+    for key in keys:
+        value = doc.get(key)
+        if isinstance(value, bool):
+            out[key] = str(value).lower()
+        elif isinstance(value, (str, int, float)):
+            out[key] = _short(str(value))
+        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            out[key] = _short(", ".join(map(str, value)))
+    return out
+
+
+def _config(folder: Path, name: str) -> dict[str, Any] | None:
+    cfg = folder / name
     if not cfg.is_file():
         return None
     doc = _load_json(cfg, MAX_CONFIG_BYTES)
@@ -511,15 +535,20 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
             metadata.setdefault(f"index.{k}", _short(v))
     if len(headers) > 1:
         metadata["shards"] = str(len(headers))
-    config = _config(found.folder) if found.index is not None or Path(source).is_dir() else None
+    in_folder = found.index is not None or Path(source).is_dir()
+    config = _config(found.folder, "config.json") if in_folder else None
     tied: dict[str, str] = {}
     how = ""
     if config is not None:
-        for key in ("model_type", "architectures", "torch_dtype", "dtype"):
-            if key in config and isinstance(config[key], (str, list)):
-                value = config[key]
-                metadata[key] = ", ".join(map(str, value)) if isinstance(value, list) else value
+        metadata.update(_facts(config, _CONFIG_KEYS))
         tied, how = _ties(config, [ft.name for ft in flat])
+    adapter = _config(found.folder, "adapter_config.json") if in_folder else None
+    if adapter is not None:
+        metadata.update({f"adapter.{k}": v for k, v in _facts(adapter, _ADAPTER_KEYS).items()})
+        notes.append(
+            "This is an adapter (PEFT): its tensors are added to the base model "
+            f"{adapter.get('base_model_name_or_path') or '(not named)'}, which is not counted here."
+        )
     p = Path(source)
     name = p.name.removesuffix(".safetensors.index.json").removesuffix(".safetensors") or p.name
     if p.is_dir() or found.index is not None:
