@@ -41,8 +41,8 @@ def _expected(sd: dict[str, Any]) -> tuple[int, int, int, dict[str, int]]:
     return n, count, nbytes, by
 
 
-def _check(a: Anatomy, path: Path) -> None:
-    sd = torch.load(path, weights_only=True)
+def _check(a: Anatomy, path: Path, sd: dict[str, Any] | None = None) -> None:
+    sd = torch.load(path, weights_only=True) if sd is None else sd
     n, count, nbytes, by = _expected(sd)
     t = totals(a)
     assert t.n_tensors == n
@@ -273,3 +273,29 @@ def test_torchscript_archive(tmp_path: Path) -> None:
     assert bn is not None and {x.name: x.is_param for x in bn.tensors} == {
         "weight": True, "bias": True, "running_mean": False, "running_var": False, "num_batches_tracked": False,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickle_protocols(tmp_path: Path, protocol: int) -> None:
+    # torch's own weights_only loader stops at protocol 4's FRAME opcode, so the oracle is the saved dict.
+    sd = torch.nn.Linear(5, 3).state_dict()
+    path = tmp_path / f"p{protocol}.pt"
+    torch.save(sd, path, pickle_protocol=protocol)
+    _check(read(path), path, dict(sd))
+
+
+def test_bare_tensor_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "t.pt"
+    torch.save(torch.zeros(4, 5, dtype=torch.float16), path)
+    a = read(path)
+    t = totals(a)
+    assert t.params + t.buffers == 20 and t.n_bytes == 40
+
+
+def test_sparse_tensor_refused_with_reason(tmp_path: Path) -> None:
+    from paramscope.core.errors import UnsafeFileError
+
+    path = tmp_path / "sparse.pt"
+    torch.save({"w": torch.zeros(4, 4).to_sparse()}, path)
+    with pytest.raises(UnsafeFileError, match="does not read"):
+        read(path)

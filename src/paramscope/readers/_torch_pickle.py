@@ -216,6 +216,11 @@ class TorchPickleRules:
                 "if this is a whole pickled model (torch.save(model)) with classes outside torch.nn, it "
                 "needs its code to load; save a state dict instead: torch.save(model.state_dict(), path)"
             )
+        elif module == "torch._utils" and name.startswith("_rebuild_"):
+            hint = (
+                "it rebuilds a kind of tensor paramscope does not read (quantized, sparse, nested or "
+                "subclass tensors); paramscope reads dense tensors only"
+            )
         else:
             hint = "a checkpoint of tensors never needs it; load it only if you trust its author"
         return UnsafeFileError(
