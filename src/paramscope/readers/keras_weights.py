@@ -60,8 +60,24 @@ VARIABLE_NAMES: dict[str, tuple[str, dict[int, tuple[str, ...]]]] = {
     ),
 }
 
+_RNN_CELL = {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")}
+VARIABLE_NAMES.update({
+    "lstm_cell": ("LSTMCell", _RNN_CELL), "gru_cell": ("GRUCell", _RNN_CELL),
+    "simple_rnn_cell": ("SimpleRNNCell", _RNN_CELL), "rnn_cell": ("", _RNN_CELL),
+})  # fmt: skip
+
+#: Sub-layers Keras saves under the attribute that holds them: (parent class, attribute) -> class.
+_ATTRIBUTES = {
+    **{("multi_head_attention", a): "einsum_dense" for a in ("query_dense", "key_dense", "value_dense", "output_dense")},
+    ("lstm", "cell"): "lstm_cell", ("gru", "cell"): "gru_cell", ("simple_rnn", "cell"): "simple_rnn_cell",
+}  # fmt: skip
+
 #: Classes whose snake-case names mark containers of layers, not layers with variables.
-_CONTAINERS = {"functional": "Functional", "sequential": "Sequential", "model": "Model"}
+_CONTAINERS = {
+    "functional": "Functional", "sequential": "Sequential", "model": "Model",
+    "multi_head_attention": "MultiHeadAttention", "lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN",
+    "bidirectional": "Bidirectional", "time_distributed": "TimeDistributed",
+}  # fmt: skip
 _COUNTER = re.compile(r"_\d+$")
 
 
@@ -204,19 +220,29 @@ class _Reader:
             # Keras writes other tracked objects (e.g. sublayers under their attribute names).
             for sub in node:
                 if sub not in ("vars", "layers") and isinstance(node[sub], self.h5py.Group):
-                    children += self._extra_child(node[sub], f"{path}/{sub}", sub, depth + 1)
+                    children += self._extra_child(node[sub], path, snake, sub, depth + 1)
             out.append(Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else "",
                              known=True))  # fmt: skip
         return tuple(out)
 
-    def _extra_child(self, node: Any, path: str, key: str, depth: int) -> tuple[Layer, ...]:
+    def _extra_child(self, node: Any, parent: str, parent_snake: str, key: str, depth: int) -> tuple[Layer, ...]:
         if depth > _MAX_DEPTH:
             raise CorruptFileError(f"groups nested deeper than {_MAX_DEPTH} at {node.name}", where=self.where)
-        tensors = self._vars(node, path, _COUNTER.sub("", key), depth) if "vars" in node else ()
+        vars_group = node.get("vars")
+        name = str(vars_group.attrs.get("name", key)) if vars_group is not None else key
+        path = f"{parent}/{name}"
+        # A sub-layer held by an attribute: its class comes from the parent's known layout, or, for
+        # any recurrent layer's "cell", the generic cell layout.
+        snake = _ATTRIBUTES.get((parent_snake, key)) or ("rnn_cell" if key == "cell" else _COUNTER.sub("", key))
+        tensors = self._vars(node, path, snake, depth) if vars_group is not None else ()
         children = self._children(node, path, depth + 1) if "layers" in node else ()
+        for sub in node:
+            if sub not in ("vars", "layers") and isinstance(node[sub], self.h5py.Group):
+                children += self._extra_child(node[sub], path, snake, sub, depth + 1)
         if not tensors and not children:
             return ()
-        return (Layer(key, "", path, tensors, children),)
+        cls = VARIABLE_NAMES.get(snake, ("", {}))[0]
+        return (Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else ""),)
 
     def _vars(self, node: Any, path: str, snake: str, depth: int) -> tuple[Tensor, ...]:
         group = node["vars"]
