@@ -279,3 +279,29 @@ def test_shapes_inferred_without_large_weights_and_mmap_same(tmp_path: Path, mon
     assert red is not None and red.compute is not None and red.compute.elementwise_flops == 2 * 8 * 256
     monkeypatch.setattr(onnx_file, "_READ_LIMIT", 0)
     assert read(path) == a
+
+
+def test_contrib_attention_flops(tmp_path: Path) -> None:
+    b, s, length, hidden, heads = 2, 8, 10, 32, 4
+    graph = h.make_graph(
+        [
+            h.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], name="mha", domain="com.microsoft", num_heads=heads),
+            h.make_node("Attention", ["q", "w"], ["z"], name="attn", domain="com.microsoft", num_heads=heads),
+        ],
+        "g",
+        [h.make_tensor_value_info("q", TP.FLOAT, [b, s, hidden]), h.make_tensor_value_info("k", TP.FLOAT, [b, length, hidden]),
+         h.make_tensor_value_info("v", TP.FLOAT, [b, length, hidden])],
+        [h.make_tensor_value_info("y", TP.FLOAT, [b, s, hidden]), h.make_tensor_value_info("z", TP.FLOAT, [b, s, hidden])],
+        initializer=[_init("w", (hidden, 3 * hidden))],
+    )  # fmt: skip
+    path = tmp_path / "contrib.onnx"
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, path)
+    a = read(path)
+    mha, attn = a.find("mha"), a.find("attn")
+    assert mha is not None and mha.compute is not None and attn is not None and attn.compute is not None
+    assert mha.compute.attention_flops == 2 * (2 * b * s * length * hidden)
+    assert mha.compute.flops == 0
+    assert attn.compute.flops == 2 * b * s * hidden * 3 * hidden
+    assert attn.compute.attention_flops == 4 * b * s * s * hidden
+    assert mha.type == "com.microsoft.MultiHeadAttention"
