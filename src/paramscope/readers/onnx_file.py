@@ -51,8 +51,9 @@ def can_read(source: Any) -> bool:
             head = f.read(1)
     except OSError:
         return False
-    # ModelProto field 1 (ir_version, varint) is written first by every serializer.
-    return head == b"\x08"
+    # Serializers write fields in number order: ir_version (0x08) first, or, if it is missing,
+    # the key of another ModelProto field (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
+    return head in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x28", b"\x32", b"\x3a", b"\x42")
 
 
 def read(source: Any, **options: Any) -> Anatomy:
