@@ -139,6 +139,7 @@ def test_flops_per_node_from_inferred_shapes(tmp_path: Path) -> None:
     assert flat is not None and flat.compute is not None and flat.compute.flops == 0
     call = a.find("/scale/MyScale")
     assert call is not None and call.compute is not None and call.compute.flops is None  # no formula: unknown
+    assert a.compute is not None and a.compute.flops is None and "function MyScale" in a.compute.unknown_ops
 
 
 def test_symbolic_batch_unknown_until_inputs_given(tmp_path: Path) -> None:
@@ -154,8 +155,10 @@ def test_symbolic_batch_unknown_until_inputs_given(tmp_path: Path) -> None:
     assert mm is not None and mm.compute is not None and mm.compute.flops is None
     assert any("symbolic (batch)" in n and "--input x=" in n for n in a.notes)
     for opts in ({"inputs": ["x=float32[3,16]"]}, {"input_size": (3, 16)}):
-        mm = read(path, **opts).find("mm")
+        b = read(path, **opts)
+        mm = b.find("mm")
         assert mm is not None and mm.compute is not None and mm.compute.flops == 2 * 3 * 16 * 4
+        assert b.compute is not None and b.compute.flops == 2 * 3 * 16 * 4
     with pytest.raises(ModelError, match="no input 'nope'"):
         read(path, inputs=["nope=float32[1,2]"])
 
@@ -243,6 +246,9 @@ def test_torch_export_and_checkpoint_of_one_model(tmp_path: Path) -> None:
     assert any("onnx::" in n for n in a.notes)
     head = a.find("/head/MatMul")
     assert head is not None and head.compute is not None and head.compute.flops == 2 * 2 * 5 * 8 * 50
+    fc = a.find("fc")  # a group of the exporter's /fc/MatMul and /fc/Add: its FLOPs are theirs
+    assert fc is not None and fc.compute is not None and fc.compute.flops == 2 * 2 * 5 * 8 * 8
+    assert a.compute is not None and a.compute.flops == 2 * 2 * 5 * 8 * (8 + 50)
 
 
 def test_reading_onnx_imports_no_framework(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, ParamscopeError
-from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, walk
+from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
 from paramscope.readers._onnx_proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers._onnx_shapes import infer_shapes
 from paramscope.readers._protobuf import Buffer
@@ -115,8 +115,7 @@ def read(source: Any, **options: Any) -> Anatomy:
     layers = builder.layers(model.graph, "", 0)
     extra_layers = builder.unused(model.graph)
     exporter_notes(model.producer, builder, notes)
-    flops = [layer.compute for layer in walk(layers) if layer.compute is not None]
-    known = [c.flops for c in flops]
+    flops = [la.compute for la in walk(layers) if la.compute is not None and la.type not in ("", "Graph")]
     symbols = sorted({sym for v in model.graph.inputs for sym in v.symbols})
     unknown = sum(1 for c in flops if not c.unknown_ops and None in (c.flops, c.attention_flops, c.elementwise_flops))
     if unknown and symbols and not (options.get("inputs") or options.get("input_size")):
@@ -126,8 +125,6 @@ def read(source: Any, **options: Any) -> Anatomy:
             f"FLOPs of {unknown} nodes are unknown because input dimensions are symbolic "
             f"({', '.join(symbols[:5])}); fix them with --input {example}."
         )
-    if flops and None not in known:
-        meta["flops"] = str(sum(c for c in known if c is not None))
     init_names = {t.name for t in model.graph.initializers}
     inputs = tuple(shapes.get(v.name) or () for v in model.graph.inputs if v.name not in init_names)
     outputs = tuple(shapes.get(v.name) or () for v in model.graph.outputs)
@@ -142,6 +139,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         outputs=outputs,
         metadata=MappingProxyType(meta),
         notes=tuple(notes),
+        compute=sum_computes(la.compute for la in layers),
     )
 
 
