@@ -162,3 +162,14 @@ def test_fuzz_onnx(workdir: Path, onnx_bytes: bytes, edits: list[tuple[str, floa
     path = workdir / "fuzz.onnx"
     path.write_bytes(_mutate(onnx_bytes, edits))
     _read_or_refuse(onnx_file, path)
+    # Reading page by page (as for files over 64 MiB) must give the same anatomy or the same error.
+    outcomes = []
+    for limit in (onnx_file._READ_LIMIT, 0):
+        saved, onnx_file._READ_LIMIT = onnx_file._READ_LIMIT, limit
+        try:
+            outcomes.append(onnx_file.read(path))
+        except ParamscopeError as e:
+            outcomes.append(str(e))
+        finally:
+            onnx_file._READ_LIMIT = saved
+    assert outcomes[0] == outcomes[1]

@@ -271,7 +271,7 @@ def test_onnx_malformed_refused(tmp_path: Path, blob: bytes, match: str, monkeyp
 
     path = tmp_path / "bad.onnx"
     path.write_bytes(blob)
-    for limit in (onnx_file._READ_LIMIT, 0):  # in memory, then memory-mapped
+    for limit in (onnx_file._READ_LIMIT, 0):  # in memory, then page by page
         monkeypatch.setattr(onnx_file, "_READ_LIMIT", limit)
         with pytest.raises(CorruptFileError, match=match) as info:
             read(path)

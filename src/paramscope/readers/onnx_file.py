@@ -13,22 +13,21 @@ model's folder, large enough) but never opened.
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError, ParamscopeError
+from paramscope.core.errors import CorruptFileError
 from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
 from paramscope.readers._onnx_proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers._onnx_shapes import infer_shapes
-from paramscope.readers._protobuf import Buffer
+from paramscope.readers._protobuf import Buffer, FileBytes
 
 __all__ = ["can_read", "read"]
 
-#: Files up to this size are read into memory; larger ones are memory-mapped.
+#: Files up to this size are read into memory; larger ones are read page by page, headers only.
 _READ_LIMIT = 64 * 2**20
 
 Shape = tuple[int | None, ...]
@@ -86,19 +85,9 @@ def read(source: Any, **options: Any) -> Anatomy:
             model = parse_model(buf)
             stripped = strip_tensor_data(buf)
         else:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                buf = Buffer(mm, where)
-                model = parse_model(buf)
-                stripped = strip_tensor_data(buf)
-                buf.data.release()
-            except ParamscopeError as e:
-                raise e.with_traceback(None) from None
-            finally:
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # a view is still referenced by a traceback; the map closes when it is freed
+            buf = Buffer(FileBytes(f.fileno(), size), where)
+            model = parse_model(buf)
+            stripped = strip_tensor_data(buf)
     notes: list[str] = []
     meta: dict[str, str] = {
         "format": f"onnx (ir_version {model.ir_version})",
