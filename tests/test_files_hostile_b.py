@@ -305,3 +305,42 @@ def test_onnx_external_symlink_escape_refused(tmp_path: Path) -> None:
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(UnsafeFileError, match="outside the model's folder"):
         read(path)
+
+
+# -- Keras weights (HDF5) -------------------------------------------------------------------
+
+
+def test_keras_weights_external_link_refused(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    outside = tmp_path / "outside.h5"
+    with h5py.File(outside, "w") as f:
+        f.create_dataset("secret", data=[1.0, 2.0])
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("layers/dense/vars")
+        f["layers/dense/vars/0"] = h5py.ExternalLink(str(outside), "/secret")
+    with pytest.raises(UnsafeFileError, match="link to another file") as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_keras_weights_dataset_where_group_expected(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers", data=[0] * 1000)
+    with pytest.raises(CorruptFileError, match="should be a group"):
+        read(path)
+
+
+def test_keras_weights_soft_link_cycle_bounded(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layers/dense")
+        g.create_group("vars").create_dataset("0", data=[0.0] * 4)
+        g["layers"] = h5py.SoftLink("/layers")  # the layer contains the whole model again
+    with pytest.raises(CorruptFileError, match="nested deeper"):
+        read(path)

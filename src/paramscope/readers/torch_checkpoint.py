@@ -43,7 +43,7 @@ MAX_CODE_BYTES = 4 * 2**20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
 _ZIP_MAGIC = b"PK\x03\x04"
-_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 def _head(path: Path, n: int = 16) -> bytes:
