@@ -145,3 +145,16 @@ def test_attention_and_recurrent_sublayers_named(tmp_path: Path) -> None:
     assert _paths(a) == {w.path: tuple(w.shape) for w in model.weights}
     types = {la.path.rsplit("/", 1)[-1]: la.type for la in a.walk()}
     assert types["query"] == "EinsumDense" and types["lstm_cell"] == "LSTMCell"
+
+
+def test_bfloat16_and_float16_weights(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16"), keras.layers.Dense(2, dtype="float16")]
+    )
+    path = tmp_path / "mixed.weights.h5"
+    model.save_weights(path)
+    t = totals(read(path))
+    itemsize = {"bfloat16": 2, "float16": 2, "float32": 4}
+    assert t.complete and t.params == model.count_params()
+    assert t.n_bytes == sum(int(np.prod(w.shape)) * itemsize[w.dtype] for w in model.weights)
+    assert {d.dtype for d in t.by_dtype} == {"bfloat16", "float16"}

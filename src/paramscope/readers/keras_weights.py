@@ -192,6 +192,12 @@ class _Reader:
 
     def _dataset(self, ds: Any) -> tuple[tuple[int, ...] | None, str]:
         shape = tuple(int(d) for d in ds.shape) if ds.shape is not None else None
+        # Keras writes types numpy lacks (bfloat16, float8) as opaque bytes named by this attribute.
+        declared = ds.attrs.get("dtype")
+        if isinstance(declared, bytes):
+            declared = declared.decode("utf-8", "replace")
+        if isinstance(declared, str) and declared:
+            return shape, canonical_dtype(declared)
         return shape, canonical_dtype(str(ds.dtype))
 
     # -- Keras 3 ---------------------------------------------------------------------------
