@@ -344,3 +344,18 @@ def test_keras_weights_soft_link_cycle_bounded(tmp_path: Path) -> None:
         g["layers"] = h5py.SoftLink("/layers")  # the layer contains the whole model again
     with pytest.raises(CorruptFileError, match="nested deeper"):
         read(path)
+
+
+def test_corrupt_deflated_pickle_is_our_error(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/data.pkl", b"\x80\x02}q\x00." * 50)
+    data = bytearray(buf.getvalue())
+    start = 30 + len("a/data.pkl")  # the deflate stream follows the local header
+    for i in range(start, start + 8):
+        data[i] ^= 0xFF
+    path = tmp_path / "deflate.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as info:
+        read(path)
+    assert str(path) in str(info.value)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,7 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[st
                 decls.update(script_declarations(texts))
     except zipfile.BadZipFile as e:
         raise CorruptFileError(f"not a readable zip archive ({e})", where=where) from None
-    except (OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
         raise CorruptFileError(f"cannot read the zip archive ({type(e).__name__}: {e})", where=where) from None
     rules = TorchPickleRules(f"{where}: {entry}")
     value = scan_pickle(data, where=f"{where}: {entry}", resolve=rules.resolve, reduce=rules.reduce,
