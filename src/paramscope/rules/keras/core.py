@@ -124,9 +124,6 @@ def einsum_shapes(
         out.extend(input_shape[len(input_shape) - elided:])
     in_map = {c: (k + elided - len(input_shape) if left else k) for k, c in enumerate(i_spec)}
     out_map = {c: (k + elided if left else k) for k, c in enumerate(o_spec)}
-    for c, k in out_map.items():
-        if c in in_map and out[k] is None:
-            out[k] = input_shape[in_map[c]]
     kernel: list[int] = []
     for c in w_spec:
         if c in out_map:

@@ -51,7 +51,10 @@ def batch_normalization(inp: RuleInput) -> RuleOutput:
 
 def _axes_shape(inp: RuleInput) -> tuple[tuple[int, ...], str, str]:
     shape = inp.input_shape
-    axes = sorted(norm_axes(inp.config.get("axis", -1), len(shape)))
+    raw = inp.config.get("axis", -1)
+    # keras sorts the axis values as given, so [1, -1] becomes [-1, 1]: the weight's axes
+    # follow that order (layer_normalization.py and rms_normalization.py ``build``).
+    axes = norm_axes(sorted(raw) if isinstance(raw, list) else raw, len(shape))
     dims = tuple(dim(shape, a, "normalized axis") for a in axes)
     label = "features" if len(dims) == 1 else " x ".join(f"d{a}" for a in axes)
     return dims, label, " x ".join(fmt_int(d) for d in dims)
@@ -106,7 +109,12 @@ def unit_normalization(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule("LayerScale")
 def layer_scale(inp: RuleInput) -> RuleOutput:
-    """ConvNeXt's LayerScale (keras/src/applications/convnext.py): ``gamma (projection_dim,)``."""
+    """ConvNeXt's LayerScale (keras/src/applications/convnext.py): one scale per channel.
+
+    The layer keeps it in ``self.gamma`` but creates it without a name, so Keras calls the
+    variable ``variable``.
+    """
     n = int(inp.config["projection_dim"])
     f = Formula("projection_dim", fmt_int(n))
-    return RuleOutput((inp.input_shape,), (Weight("gamma", (n,), formula=f, why="per-channel scale, learned"),), f)
+    w = Weight("variable", (n,), formula=f, why="LayerScale's gamma: a learned per-channel scale")
+    return RuleOutput((inp.input_shape,), (w,), f)
