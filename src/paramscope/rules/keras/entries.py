@@ -269,7 +269,11 @@ def explain_entry(
     if not is_keras_module(module):
         return _unknown(name, class_name, path, origin,
                         f"custom class from module {module!r}; paramscope never imports it", ctx, in_shapes)
-    if is_model_entry(entry):
+    try:
+        is_model = is_model_entry(entry)
+    except CorruptFileError as e:
+        raise CorruptFileError(e.message, where=_where(ctx, path)) from None
+    if is_model:
         return _submodel(entry, in_shapes, path, frozen, pol, ctx)
     if class_name == "InputLayer":
         shape = parse_shape(config.get("batch_shape", config.get("batch_input_shape")), where=path)
