@@ -163,3 +163,52 @@ def test_reading_a_config_file_imports_no_framework(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": SRC}, check=True)
     assert out.stdout.strip() == "4 []"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from paramscope.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_summary_of_a_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(_seed_model()))
+    code, out, _ = _cli(capsys, "summary", str(path), "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["framework"] == "keras" and doc["complete"] is True
+    assert doc["totals"]["params"] == 2_097_664 + 2_048 + 41_040
+    assert doc["totals"]["non_trainable"] == 1_024
+    bn = next(layer for layer in doc["layers"] if layer["name"] == "bn")
+    assert bn["formula"] == {"symbolic": "4 x features", "numeric": "4 x 512"}
+    assert bn["inbound"] == ["d1[0][0]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ('{"class_name": "Functional", "config": {', ["invalid JSON", "bad.json"]),
+        ('{"class_name": "Functional", "config": {"name": "m", "layers": 3}}', ["no 'layers' list", "bad.json"]),
+        (json.dumps(_functional([_layer("Dense", "a", {"units": 4}, [[_tensor("b", [None, 4])]], [None, 4]),
+                                 _layer("Dense", "b", {"units": 4}, [[_tensor("a", [None, 4])]], [None, 4])],
+                                [], [["b", 0, 0]])), ["cycle", "bad.json"]),
+        (json.dumps(_functional([_layer("Dense", "a", {"units": 4}, [[_tensor("zz", [None, 4])]], [None, 4])],
+                                [], [["a", 0, 0]])), ["'zz'", "bad.json"]),
+        (json.dumps({"class_name": "Dense", "config": {"name": "d", "units": "many"},
+                     "build_config": {"input_shape": [None, 3]}}), ["cannot size Dense", "layer d"]),
+    ],
+    ids=["invalid-json", "layers-not-a-list", "cycle", "unknown-inbound", "bad-units"],
+)
+def test_cli_bad_configs_fail_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    code, out, err = _cli(capsys, "summary", str(path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("paramscope: error: "), err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)

@@ -13,10 +13,7 @@ from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes
 
 __all__: list[str] = []
 
-MOVING_WHY = (
-    "a running average of the batch {what}, updated during training by momentum, not by "
-    "gradient; Keras counts it as a non-trainable parameter"
-)
+MOVING_WHY = "running average of the batch {what}s, updated by momentum during training, not by gradient"
 
 
 def _per_feature(weights: list[Weight], n: int, label: str = "features") -> Formula:
