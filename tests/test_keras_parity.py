@@ -33,6 +33,11 @@ def _first_output_shape(layer: Any) -> tuple[Any, ...]:
     return tuple(out[0].shape)
 
 
+def _relative_name(weight: Any, layer: Any) -> str:
+    prefix = f"{layer.name}/"
+    return weight.path.split(prefix, 1)[1] if prefix in weight.path else weight.name
+
+
 def _check_layer(klayer: Any, ours: Layer, *, shapes: bool = True) -> None:
     where = f"{ours.path} ({type(klayer).__name__})"
     lt = layer_totals(ours)
@@ -43,8 +48,10 @@ def _check_layer(klayer: Any, ours: Layer, *, shapes: bool = True) -> None:
     if not ours.children:
         # A variable created without a name is called "variable", "variable_1"... by a
         # session-wide counter (ConvNeXt's LayerScale): the suffix is not in the config.
+        # Weights of a wrapped layer are named by their path under the wrapper (dense/kernel).
         expected = sorted(
-            (re.sub(r"^variable_\d+$", "variable", w.name), tuple(w.shape), canonical_dtype(str(w.dtype)))
+            (re.sub(r"^variable_\d+$", "variable", _relative_name(w, klayer)), tuple(w.shape),
+             canonical_dtype(str(w.dtype)))
             for w in klayer.weights
         )
         got = sorted((t.name, tuple(t.shape or ()), t.dtype) for t in ours.tensors)
@@ -161,6 +168,9 @@ def _normalizations() -> Any:
             layers.Normalization(axis=[1, -1]),
             layers.Normalization(mean=0.5, variance=2.0),
             layers.Normalization(axis=None),
+            layers.SpectralNormalization(layers.Dense(5)),
+            layers.Reshape((4, 6, 5, 1)),
+            layers.SpectralNormalization(layers.Conv3D(2, 3, padding="same"), power_iterations=2),
         ]
     )
 
