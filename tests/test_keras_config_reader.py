@@ -212,3 +212,51 @@ def test_cli_bad_configs_fail_in_one_line(
     assert err.count("\n") == 1 and err.startswith("paramscope: error: "), err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
+
+
+def test_keras2_config_with_list_nodes_and_no_shapes() -> None:
+    """A tf.keras 2 config: nodes as [[name, node, tensor, kwargs]], batch_input_shape, dtype
+    strings, BatchNormalization axis as a list, no recorded shapes (rules propagate them)."""
+
+    def node(name: str) -> list:
+        return [[[name, 0, 0, {}]]]
+
+    def layer(cls: str, name: str, **cfg: object) -> dict:
+        return {"class_name": cls, "name": name,
+                "config": {"name": name, "trainable": True, "dtype": "float32", **cfg}}
+
+    layers = [
+        {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 28, 28, 1], "dtype": "float32", "name": "input_1"}},
+        {**layer("Conv2D", "conv2d", filters=8, kernel_size=[3, 3], strides=[1, 1], padding="valid",
+                 data_format="channels_last", dilation_rate=[1, 1], groups=1, use_bias=True),
+         "inbound_nodes": node("input_1")},
+        {**layer("BatchNormalization", "bn", axis=[3]), "inbound_nodes": node("conv2d")},
+        {**layer("Flatten", "flatten", data_format="channels_last"), "inbound_nodes": node("bn")},
+        {**layer("Dense", "dense", units=10), "inbound_nodes": node("flatten")},
+    ]
+    cfg = {"class_name": "Functional", "keras_version": "2.13.1", "backend": "tensorflow",
+           "config": {"name": "model", "layers": layers, "input_layers": [["input_1", 0, 0]],
+                      "output_layers": [["dense", 0, 0]]}}
+    a = anatomy_from_config(cfg)
+    counts = {layer.name: sum(t.count or 0 for t in layer.tensors) for layer in a.layers}
+    # conv 3*3*1*8 + 8 = 80; bn 4*8 = 32; flatten 26*26*8 = 5,408 wide; dense 5,408*10 + 10
+    assert counts == {"input_1": 0, "conv2d": 80, "bn": 32, "flatten": 0, "dense": 54_090}
+    flatten = a.find("flatten")
+    assert flatten is not None and flatten.output_shapes == ((None, 5_408),)
+    assert a.metadata["keras_version"] == "2.13.1"
+    assert a.find("dense").inbound == ("flatten[0][0]",)  # type: ignore[union-attr]
+
+
+def test_legacy_ops_node_without_module_is_not_taken_for_a_layer() -> None:
+    cfg = _functional(
+        [
+            _layer("InputLayer", "x", {"batch_shape": [None, 4]}, []),
+            {"class_name": "Dot", "config": {"name": "dot"}, "name": "dot",
+             "inbound_nodes": [{"args": [_tensor("x", [None, 4]), _tensor("x", [None, 4])], "kwargs": {}}]},
+        ],
+        [["x", 0, 0]],
+        [["dot", 0, 0]],
+    )
+    row = anatomy_from_config(cfg).find("dot")
+    assert row is not None and row.known and "keras.ops" in row.note

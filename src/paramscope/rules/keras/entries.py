@@ -260,7 +260,11 @@ def explain_entry(
         frozen = FROZEN_WHY
     pol = parse_policy(config.get("dtype"), policy, path=name)
 
-    if is_ops_module(module):
+    # A legacy .h5 config has no "module": a keras.ops node is then told from the layer class
+    # of the same name (Add, Dot, Softmax) by its config, which holds only a name, where
+    # every layer also writes "trainable" and "dtype".
+    legacy_op = module is None and set(config) <= {"name"} and class_name != "InputLayer"
+    if is_ops_module(module) or legacy_op:
         shape = op_output_shape(class_name, config, in_shapes)
         layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
                       output_shapes=_known_shapes((shape,)), origin=origin,
