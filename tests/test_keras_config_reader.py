@@ -260,3 +260,30 @@ def test_legacy_ops_node_without_module_is_not_taken_for_a_layer() -> None:
     )
     row = anatomy_from_config(cfg).find("dot")
     assert row is not None and row.known and "keras.ops" in row.note
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "shape", "fragment"),
+    [
+        ("Dense", {"units": -5}, [None, 4], "units must be a positive integer"),
+        ("Dense", {"units": 2.5}, [None, 4], "units must be a positive integer"),
+        ("Conv2D", {"filters": 4, "kernel_size": 0}, [None, 8, 8, 3], "kernel_size"),
+        ("Conv2D", {"filters": 4, "kernel_size": 9}, [None, 8, 8, 3], "does not fit"),
+        ("Reshape", {"target_shape": [5, -1]}, [None, 8], "cannot be reshaped"),
+        ("Reshape", {"target_shape": [-1, -1]}, [None, 8], "at most one -1"),
+        ("Embedding", {"input_dim": 10, "output_dim": True}, [None, 3], "output_dim"),
+    ],
+)
+def test_values_keras_would_refuse_are_model_errors(cls: str, config: dict, shape: list, fragment: str) -> None:
+    entry = {"class_name": cls, "config": {"name": "x", **config}, "build_config": {"input_shape": shape}}
+    with pytest.raises(ModelError, match=fragment):
+        anatomy_from_config(entry, source="m.json")
+
+
+def test_deeply_nested_models_fail_cleanly() -> None:
+    cfg: dict = {"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [None, 2]}}
+    for i in range(2_000):
+        cfg = {"class_name": "Sequential", "config": {"name": f"s{i}", "layers": [cfg]},
+               "build_config": {"input_shape": [None, 2]}}
+    with pytest.raises(ModelError, match="nested too deeply"):
+        anatomy_from_config(cfg)

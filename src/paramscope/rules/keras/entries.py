@@ -127,6 +127,9 @@ def _to_tensors(
 ) -> tuple[Tensor, ...]:
     tensors = []
     for w in weights:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in w.shape):
+            raise ModelError(f"{class_name} weight {w.name!r} would have shape {list(w.shape)}",
+                             where=_where(ctx, path))
         role, why = w.role, w.why
         if frozen and role is Role.TRAINABLE:
             role, why = Role.FROZEN, frozen

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError
+from paramscope.core.errors import CorruptFileError, ModelError
 from paramscope.rules.keras.configs import entry_name, is_model_entry
 from paramscope.rules.keras.entries import (
     FROZEN_PARENT_WHY,
@@ -79,6 +79,13 @@ def anatomy_from_config(
         >>> sum(t.count or 0 for t in anatomy_from_config(cfg).layers[0].tensors)
         2048
     """
+    try:
+        return _anatomy(config, source, stored_weights)
+    except RecursionError:
+        raise ModelError("models are nested too deeply to walk", where=source or None) from None
+
+
+def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeights | None) -> Anatomy:
     root = _root_entry(config, source)
     ctx = Context(stored_weights or {}, source)
     metadata: dict[str, str] = {}

@@ -19,7 +19,7 @@ from paramscope.rules.keras.registry import (
     keras_rule,
     register_keras_rule,
 )
-from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes
+from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes, pos_int
 
 __all__: list[str] = []
 
@@ -121,7 +121,7 @@ def layer_scale(inp: RuleInput) -> RuleOutput:
     The layer keeps it in ``self.gamma`` but creates it without a name, so Keras calls the
     variable ``variable``.
     """
-    n = int(inp.config["projection_dim"])
+    n = pos_int(inp.config, "projection_dim")
     f = Formula("projection_dim", fmt_int(n))
     w = Weight("variable", (n,), formula=f, why="LayerScale's gamma: a learned per-channel scale")
     return RuleOutput((inp.input_shape,), (w,), f)
