@@ -102,3 +102,11 @@ def group_normalization(inp: RuleInput) -> RuleOutput:
 def unit_normalization(inp: RuleInput) -> RuleOutput:
     """No weights: divides by the L2 norm."""
     return RuleOutput((inp.input_shape,))
+
+
+@register_keras_rule("LayerScale")
+def layer_scale(inp: RuleInput) -> RuleOutput:
+    """ConvNeXt's LayerScale (keras/src/applications/convnext.py): ``gamma (projection_dim,)``."""
+    n = int(inp.config["projection_dim"])
+    f = Formula("projection_dim", fmt_int(n))
+    return RuleOutput((inp.input_shape,), (Weight("gamma", (n,), formula=f, why="per-channel scale, learned"),), f)
