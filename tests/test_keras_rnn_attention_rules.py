@@ -115,6 +115,10 @@ WRAPPER_CASES.update(
         "bidi_conv_lstm": lambda: _apply(
             layers.Bidirectional(layers.ConvLSTM1D(2, 3)), keras.Input((4, 10, 2))
         ),
+        "time_distributed_dense": lambda: _apply(layers.TimeDistributed(layers.Dense(6)), _seq()),
+        "time_distributed_conv": lambda: _apply(
+            layers.TimeDistributed(layers.Conv2D(4, 3, strides=2)), keras.Input((3, 11, 9, 2))
+        ),
         "time_distributed_lstm": lambda: _apply(layers.TimeDistributed(layers.LSTM(2)), keras.Input((3, 4, 5))),
     }
 )
