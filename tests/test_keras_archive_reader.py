@@ -93,12 +93,22 @@ def test_weights_only_h5_is_not_claimed(tmp_path: Path) -> None:
     assert not keras_archive.can_read(path)
 
 
-def test_quantized_archive_dtypes(tmp_path: Path) -> None:
-    model = keras.Sequential([keras.Input((6,)), layers.Dense(4), layers.Dense(3)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.quantize("int8")
+@pytest.mark.parametrize("mode", ["int8", "int4", "float8", "bfloat16"])
+def test_archive_dtypes_and_bytes(tmp_path: Path, mode: str) -> None:
+    if mode == "bfloat16":
+        # NumPy has no bfloat16; Keras stores it as opaque 2-byte values plus a dtype attribute.
+        model = keras.Sequential([keras.Input((6,)), layers.Dense(4, dtype="bfloat16"), layers.Dense(3)])
+    else:
+        model = keras.Sequential([keras.Input((6,)), layers.Dense(4), layers.Dense(3)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.quantize(mode)
     anatomy = keras_archive.read(_save(model, tmp_path / "q.keras"))
+    t = totals(anatomy)
+    assert t.complete and (t.trainable, t.non_trainable) == (
+        sum(math.prod(v.shape) for v in model.trainable_weights),
+        sum(math.prod(v.shape) for v in model.non_trainable_weights),
+    )
     assert totals(anatomy).params == model.count_params()
     for layer in model.layers:
         ours = anatomy.find(layer.name)
@@ -160,3 +170,15 @@ def test_reading_files_imports_no_framework(seed_files: dict[str, Path]) -> None
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_application_model_parity(tmp_path: Path) -> None:
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    for fmt in ("keras", "h5"):
+        anatomy = keras_archive.read(_save(model, tmp_path / f"mnv2.{fmt}"))
+        t = totals(anatomy)
+        assert (t.params, t.trainable, t.complete) == (model.count_params(), trainable, True), fmt
+        for layer in model.layers:
+            ours = anatomy.find(layer.name)
+            assert ours is not None and layer_totals(ours).params == layer.count_params(), (fmt, layer.name)

@@ -55,7 +55,16 @@ class H5Walker:
 
         if not isinstance(obj, self.h5py.Dataset):
             raise CorruptFileError(f"HDF5 entry {obj.name} should be a weight array", where=self.where)
-        return StoredWeight(name, tuple(int(d) for d in (obj.shape or ())), _dtype_name(obj.dtype))
+        return StoredWeight(name, tuple(int(d) for d in (obj.shape or ())), self._dtype(obj))
+
+    def _dtype(self, obj: Any) -> str:
+        # NumPy has no bfloat16: Keras stores such arrays as 2-byte opaque values and names the
+        # type in a ``dtype`` attribute (saving_lib.H5Entry); other dtypes are HDF5's own.
+        if obj.dtype.kind == "V" and "dtype" in obj.attrs:
+            label = strings(read_attr(obj, "dtype", 64, self.where))
+            if label:
+                return canonical_dtype(label[0])
+        return canonical_dtype(str(obj.dtype.name))
 
     def dataset(self, group: Any, name: str) -> Any:
         """The dataset at ``name`` (which may contain ``/``) under ``group``, following no links."""
@@ -125,11 +134,6 @@ def _group_name(group: Any, key: str, walker: H5Walker) -> str:
 
 def _numeric(key: str) -> tuple[int, str]:
     return (int(key), "") if key.isdigit() else (1 << 62, key)
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = str(getattr(dtype, "name", dtype))
-    return canonical_dtype(name)
 
 
 def _snake(name: str) -> str:

@@ -164,6 +164,37 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     )
 
 
+def _as_shape(value: Any) -> Shape | None:
+    if isinstance(value, (list, tuple)) and all(d is None or isinstance(d, int) for d in value):
+        return tuple(value)
+    return None
+
+
+def _built_shapes(layer: Any) -> tuple[Shape, ...] | None:
+    """Input shapes a layer was built with, for layers called outside any graph (subclassed models).
+
+    Keras records them in ``get_build_config()``: ``{"input_shape": ...}`` or, for attention,
+    ``{"shapes_dict": {"query_shape": ..., "value_shape": ...}}``.
+    """
+    try:
+        build = layer.get_build_config()
+    except Exception:  # a layer that cannot say how it was built leaves its shapes unknown
+        return None
+    if not isinstance(build, Mapping):
+        return None
+    value = build.get("input_shape")
+    if value is None and isinstance(build.get("shapes_dict"), Mapping):
+        value = list(build["shapes_dict"].values())
+    one = _as_shape(value)
+    if one is not None:
+        return (one,)
+    if isinstance(value, (list, tuple)):
+        many = [_as_shape(v) for v in value]
+        if all(m is not None for m in many):
+            return tuple(m for m in many if m is not None)
+    return None
+
+
 def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     calls = _calls(layer, nodes)
     first = calls[0] if calls else None
@@ -172,6 +203,8 @@ def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     if first is not None:
         in_shapes = tuple(s for s in (_shape(t) for t in first.input_tensors) if s is not None)
         out_shapes = tuple(s for s in (_shape(t) for t in first.output_tensors) if s is not None)
+    else:
+        in_shapes = _built_shapes(layer)
     out = _rule_output(layer, in_shapes or ())
     by_name = {w.name: w for w in out.weights} if out is not None else {}
     tensors = []
