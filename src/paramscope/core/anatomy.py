@@ -228,6 +228,8 @@ class Anatomy:
         extras: tensors stored with the model but not counted in it (optimizer state).
         metadata: facts read from the source (architecture, context length, ...), as strings.
         notes: sentences the user should see with the summary.
+        compute: FLOPs of one forward pass of the whole model, when measured (``None``:
+            the sum over top-level layers is used).
     """
 
     name: str
@@ -239,6 +241,7 @@ class Anatomy:
     extras: tuple[TensorGroup, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     notes: tuple[str, ...] = ()
+    compute: Compute | None = None
 
     def walk(self) -> Iterator[Layer]:
         """Every layer, depth first."""

@@ -1,0 +1,120 @@
+"""Example inputs for a PyTorch forward pass, from sizes, spec strings or tensors.
+
+A spec string names one input: ``"input_ids=int64[1,128]"`` (a keyword argument) or
+``"float32[1,3,224,224]"`` (the next positional argument). Parsing does not import torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from paramscope.core.dtypes import canonical_dtype, lookup_dtype
+from paramscope.core.errors import TargetError
+
+__all__ = ["InputSpec", "parse_input_spec", "input_specs"]
+
+_SPEC = re.compile(
+    r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*)?(?P<dtype>[A-Za-z_][A-Za-z0-9_]*)\s*"
+    r"\[(?P<dims>[^\]]*)\]\s*$"
+)
+_FORM = "name=dtype[d0,d1,...] or dtype[d0,d1,...], e.g. input_ids=int64[1,128] or float32[1,3,224,224]"
+#: Dimensions above this are refused: they are typing mistakes, not models.
+_MAX_DIM = 1 << 40
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """One example input to build.
+
+    Attributes:
+        name: keyword argument name, or ``None`` for a positional argument.
+        dtype: canonical dtype name (``"int64"``); ``""`` for the model's floating dtype.
+        shape: the shape.
+    """
+
+    name: str | None
+    dtype: str
+    shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        """The spec written back as a string."""
+        body = f"{self.dtype or 'float'}[{','.join(map(str, self.shape))}]"
+        return f"{self.name}={body}" if self.name else body
+
+
+def parse_input_spec(spec: str) -> InputSpec:
+    """Parse ``"name=dtype[d0,d1]"`` or ``"dtype[d0,d1]"``.
+
+    Raises:
+        TargetError: the string does not have that form, a dimension is not a whole number,
+            or the dtype is unknown; the message shows the string and the expected form.
+
+    Example:
+        >>> parse_input_spec("input_ids=int64[1, 128]")
+        InputSpec(name='input_ids', dtype='int64', shape=(1, 128))
+    """
+    if not isinstance(spec, str):
+        raise TargetError(f"input spec {spec!r} is not a string; expected {_FORM}")
+    m = _SPEC.match(spec)
+    if m is None:
+        raise TargetError(f"cannot read input spec {spec!r}; expected {_FORM}")
+    dtype = canonical_dtype(m["dtype"])
+    if lookup_dtype(dtype) is None or dtype == "string":
+        raise TargetError(f"unknown dtype {m['dtype']!r} in input spec {spec!r}; expected {_FORM}")
+    dims_text = m["dims"].strip()
+    shape: list[int] = []
+    if dims_text:
+        for part in dims_text.split(","):
+            part = part.strip()
+            if not part.isdigit() or int(part) > _MAX_DIM:
+                raise TargetError(
+                    f"dimension {part!r} in input spec {spec!r} is not a whole number >= 0; expected {_FORM}"
+                )
+            shape.append(int(part))
+    return InputSpec(m["name"], dtype, tuple(shape))
+
+
+def _size(size: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(size, Sequence) or isinstance(size, str):
+        raise TargetError(f"{where} {size!r} is not a sequence of whole numbers, e.g. (1, 3, 224, 224)")
+    dims = []
+    for d in size:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0 or d > _MAX_DIM:
+            raise TargetError(f"{where} {tuple(size)!r} has {d!r}, not a whole number >= 0; e.g. (1, 3, 224, 224)")
+        dims.append(d)
+    return tuple(dims)
+
+
+def input_specs(input_size: Any = None, inputs: Any = None) -> list[InputSpec]:
+    """The inputs described by ``input_size`` and ``inputs``, positional ones first.
+
+    Args:
+        input_size: one shape ``(1, 3, 224, 224)`` or several ``[(1, 10), (1, 20)]``; each is a
+            positional input in the model's floating dtype.
+        inputs: spec strings (one string or a sequence of them), see :func:`parse_input_spec`.
+
+    Example:
+        >>> [s.describe() for s in input_specs((1, 8), ["mask=bool[1,8]"])]
+        ['float[1,8]', 'mask=bool[1,8]']
+    """
+    specs: list[InputSpec] = []
+    if input_size is not None:
+        if isinstance(input_size, Sequence) and input_size and all(
+            isinstance(s, Sequence) and not isinstance(s, str) for s in input_size
+        ):
+            specs.extend(InputSpec(None, "", _size(s, "input_size")) for s in input_size)
+        else:
+            specs.append(InputSpec(None, "", _size(input_size, "input_size")))
+    if inputs is not None:
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        parsed = [parse_input_spec(s) for s in items]
+        specs.extend(p for p in parsed if p.name is None)
+        names = [p.name for p in parsed if p.name is not None]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise TargetError(f"input {sorted(dup)[0]!r} is given more than once; give each named input once")
+        specs.extend(p for p in parsed if p.name is not None)
+    return specs

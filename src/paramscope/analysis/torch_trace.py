@@ -1,0 +1,312 @@
+"""One forward pass of a PyTorch module without allocating memory: shapes and FLOPs per module.
+
+How the pass runs without memory, and without changing the user's module:
+
+- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs;
+- any other module runs under ``FakeTensorMode``: its parameters and buffers are swapped, for
+  the call only, for fake tensors of the same shape, dtype and device
+  (``torch.func.functional_call``), so no weight is copied and no in-place update reaches the
+  real tensors;
+- with ``device`` other than ``"meta"`` the module runs for real on inputs made on that device
+  (for models that need real values, at the cost of real compute).
+
+The pass runs in eval mode under ``torch.no_grad()``; training flags, and tensor attributes a
+forward may reassign, are restored afterwards. Forward hooks (removed afterwards) record each
+module's input and output shapes and keep the stack of running modules, to which
+:class:`~paramscope.analysis.torch_flops.FlopCounter` attributes every operator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from paramscope.analysis.torch_flops import FlopCounter, Tally
+from paramscope.analysis.torch_inputs import InputSpec
+from paramscope.core.anatomy import Compute, Shape
+from paramscope.core.errors import ModelError
+
+__all__ = ["ModuleRun", "Trace", "trace"]
+
+
+@dataclass
+class ModuleRun:
+    """What the hooks saw of one module path."""
+
+    calls: int = 0
+    input_shapes: tuple[Shape, ...] | None = None
+    output_shapes: tuple[Shape, ...] | None = None
+
+
+@dataclass
+class Trace:
+    """The result of one forward pass.
+
+    Attributes:
+        runs: per module path (``""`` for the root), calls and first-call shapes.
+        compute: per module path, FLOPs inclusive of everything it ran; empty on failure.
+        total: FLOPs of the whole pass, ``None`` on failure.
+        inputs: shapes of the inputs given.
+        outputs: shapes of the tensors in the model's output, in order.
+        mode: ``"meta"``, ``"fake"`` or the device of a real run.
+        failure: a sentence saying why the pass stopped, ``""`` if it completed.
+    """
+
+    runs: dict[str, ModuleRun] = field(default_factory=dict)
+    compute: dict[str, Compute] = field(default_factory=dict)
+    total: Compute | None = None
+    inputs: tuple[Shape, ...] = ()
+    outputs: tuple[Shape, ...] = ()
+    mode: str = "meta"
+    failure: str = ""
+
+
+def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
+    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order."""
+    if isinstance(value, torch.Tensor):
+        return (tuple(int(d) for d in value.shape),)
+    if _depth > 16:
+        return ()
+    items: Sequence[Any] = ()
+    if isinstance(value, Mapping):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    out: list[Shape] = []
+    for item in items:
+        out.extend(shapes_of(item, _depth + 1))
+    return tuple(out)
+
+
+def _float_dtype(module: torch.nn.Module) -> torch.dtype:
+    for t in module.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real: bool) -> torch.Tensor:
+    if not real:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(shape, dtype=dtype, device=device)
+    return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
+
+
+def _convert(value: Any, device: torch.device, real: bool) -> Any:
+    """Example tensors remade (shape and dtype kept) on the device of the pass."""
+    if isinstance(value, torch.Tensor):
+        return _make(tuple(value.shape), value.dtype, device, real)
+    if isinstance(value, tuple):
+        return tuple(_convert(v, device, real) for v in value)
+    if isinstance(value, list):
+        return [_convert(v, device, real) for v in value]
+    if isinstance(value, dict):
+        return {k: _convert(v, device, real) for k, v in value.items()}
+    return value
+
+
+def _build_inputs(
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    float_dtype: torch.dtype,
+    device: torch.device,
+    real: bool,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for s in specs:
+        dtype = getattr(torch, s.dtype) if s.dtype else float_dtype
+        t = _make(s.shape, dtype, device, real)
+        if s.name is None:
+            args.append(t)
+        else:
+            kwargs[s.name] = t
+    if example_inputs is not None:
+        ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        args.extend(_convert(v, device, real) for v in ex)
+    for k, v in (example_kwargs or {}).items():
+        kwargs[k] = _convert(v, device, real)
+    return tuple(args), kwargs
+
+
+def _meta_limitation(exc: BaseException) -> bool:
+    """Whether a failure comes from running without data rather than from the inputs."""
+    from torch._subclasses import fake_tensor as ft
+
+    if isinstance(
+        exc,
+        (NotImplementedError, ft.DataDependentOutputException, ft.DynamicOutputShapeException, ft.UnsupportedOperatorException),
+    ):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("meta", "fake", "data-dependent", "data dependent", "data pointer", "storage"))
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class _Snapshot:
+    """Training flags and tensor attributes of every module, to restore after the pass."""
+
+    def __init__(self, root: torch.nn.Module) -> None:
+        self.items = [
+            (m, m.training, dict(m._parameters), dict(m._buffers), {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)})
+            for m in root.modules()
+        ]
+
+    def restore(self) -> None:
+        for m, training, params, buffers, attrs in self.items:
+            m.training = training
+            stores: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (
+                (m._parameters, params),
+                (m._buffers, buffers),
+            )
+            for store, saved in stores:
+                for k in list(store):
+                    if k not in saved:
+                        del store[k]
+                for k, v in saved.items():
+                    if store.get(k) is not v:
+                        store[k] = v
+            d = vars(m)
+            for k in [k for k, v in d.items() if isinstance(v, torch.Tensor) and attrs.get(k) is not v]:
+                if k in attrs:
+                    d[k] = attrs[k]
+                else:
+                    del d[k]
+
+
+def trace(
+    module: torch.nn.Module,
+    paths: Mapping[int, Sequence[str]],
+    specs: Sequence[InputSpec],
+    *,
+    example_inputs: Any = None,
+    example_kwargs: Mapping[str, Any] | None = None,
+    device: str = "meta",
+) -> Trace:
+    """Run one forward pass and record shapes and FLOPs per module path.
+
+    Args:
+        module: the model (left as it was found).
+        paths: for each module object (by ``id``), the paths it is reachable at.
+        specs: inputs to build, see :mod:`paramscope.analysis.torch_inputs`.
+        example_inputs: positional example tensors (only their shapes and dtypes are used).
+        example_kwargs: keyword example tensors.
+        device: ``"meta"`` for a pass without memory, else a device for a real pass.
+
+    Raises:
+        ModelError: the pass failed for a reason other than missing data (wrong input shape,
+            unknown argument name), naming the module where it failed.
+    """
+    tensors = [*module.parameters(), *module.buffers()]
+    on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
+    mode = (("meta" if on_meta else "fake") if device == "meta" else str(device))
+    real = mode not in ("meta", "fake")
+    result = Trace(mode=mode)
+    stack: list[str] = []
+    input_device = torch.device("meta") if mode == "meta" else (_device(module) if mode == "fake" else torch.device(device))
+
+    def choose(mod: torch.nn.Module) -> str:
+        cands = paths.get(id(mod), ())
+        if len(cands) <= 1:
+            return cands[0] if cands else f"<{type(mod).__name__}>"
+        top = stack[-1] if stack else None
+        for c in cands:
+            parent = c.rsplit(".", 1)[0] if "." in c else ""
+            if top is not None and parent == top:
+                return c
+        return cands[0]
+
+    def pre(mod: torch.nn.Module, args: Any, kwargs: Any) -> None:
+        path = choose(mod)
+        stack.append(path)
+        run = result.runs.setdefault(path, ModuleRun())
+        run.calls += 1
+        if run.input_shapes is None:
+            run.input_shapes = shapes_of((args, kwargs))
+
+    def post(mod: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        path = stack.pop() if stack else choose(mod)
+        run = result.runs.setdefault(path, ModuleRun())
+        if run.output_shapes is None:
+            run.output_shapes = shapes_of(output)
+
+    snapshot = _Snapshot(module)
+    with ExitStack() as es:
+        for m in {id(m): m for m in module.modules()}.values():
+            try:
+                es.callback(m.register_forward_pre_hook(pre, with_kwargs=True).remove)
+                es.callback(m.register_forward_hook(post, with_kwargs=True).remove)
+            except (RuntimeError, AttributeError):  # scripted modules take no hooks
+                continue
+        es.callback(snapshot.restore)
+        module.eval()
+        es.enter_context(torch.no_grad())
+        call_args: tuple[Any, ...]
+        call_kwargs: dict[str, Any]
+        if mode == "fake":
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            fake = es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            state: dict[str, torch.Tensor] = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
+            state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
+            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
+
+            def run() -> Any:
+                return torch.func.functional_call(module, state, call_args, call_kwargs, strict=False)
+        else:
+            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
+
+            def run() -> Any:
+                return module(*call_args, **call_kwargs)
+
+        result.inputs = shapes_of((call_args, call_kwargs))
+        counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
+        try:
+            with counter.modes():
+                output = run()
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
+            where = stack[-1] if stack else ""
+            _fail(module, where, exc, specs, result)
+            return result
+    result.outputs = shapes_of(output)
+    result.compute = {p: counter.tallies.get(p, Tally()).compute() for p in result.runs}
+    result.total = counter.total.compute()
+    return result
+
+
+def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[InputSpec], result: Trace) -> None:
+    target = module.get_submodule(where) if where and not where.startswith("<") else module
+    what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
+    cause = f"{type(exc).__name__}: {_first_line(exc)}"
+    if _meta_limitation(exc) and result.mode in ("meta", "fake"):
+        result.failure = (
+            f"Shapes and FLOPs are not available: the forward pass without data stopped in {what} "
+            f"with {cause}. Parameter counts are unaffected; a forward on real data "
+            f"(device='cpu') may succeed."
+        )
+        return
+    given = ", ".join(s.describe() for s in specs) or "the example inputs"
+    raise ModelError(
+        f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
+        "Check the input shapes and dtypes, or give no input for the parameter anatomy alone"
+    ) from exc

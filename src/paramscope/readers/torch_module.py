@@ -1,0 +1,308 @@
+"""Reader for live PyTorch modules: parameters, buffers, tied weights, shapes and FLOPs.
+
+The module tree is read from the module itself (its children, in registration order, under the
+same dotted paths ``state_dict`` uses). Each module lists its *own* parameters and buffers.
+A tensor reachable under several names (a tied embedding and output head) is one storage and
+gets one :attr:`Tensor.key`, so totals count it once, as ``sum(p.numel() for p in
+model.parameters())`` does. Shapes and FLOPs come from one forward pass without memory, see
+:mod:`paramscope.analysis.torch_trace`; without an example input only the parameter anatomy is
+built. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
+from paramscope.core.dtypes import canonical_dtype
+
+__all__ = ["can_read", "read"]
+
+_NO_INPUT_NOTE = (
+    "Shapes and FLOPs need an example input: pass input_size=(1, 3, 224, 224) or "
+    "inputs=['input_ids=int64[1,128]'] (command line: --input-size, --input)."
+)
+_NON_PERSISTENT = "A non-persistent buffer: kept on the module but not saved in its state_dict."
+_MAX_LISTED = 5
+
+
+def can_read(source: Any) -> bool:
+    """Whether ``source`` is a ``torch.nn.Module`` (never imports torch to find out)."""
+    torch = sys.modules.get("torch")
+    nn = getattr(torch, "nn", None) if torch is not None else None
+    module_cls = getattr(nn, "Module", None) if nn is not None else None
+    return module_cls is not None and isinstance(source, module_cls)
+
+
+@dataclass
+class _Node:
+    name: str
+    path: str
+    module: Any
+    children: list[_Node] = field(default_factory=list)
+
+
+def _walk(name: str, path: str, module: Any, ancestors: frozenset[int], paths: dict[int, list[str]]) -> _Node:
+    node = _Node(name, path, module)
+    paths.setdefault(id(module), []).append(path)
+    inner = ancestors | {id(module)}
+    for child_name, child in module._modules.items():
+        if child is None or id(child) in inner:  # a module holding its own ancestor would loop
+            continue
+        child_path = f"{path}.{child_name}" if path else child_name
+        node.children.append(_walk(child_name, child_path, child, inner, paths))
+    return node
+
+
+class _Keys:
+    """One key per storage: the identity of the tensor object, and for tensors with memory also
+    the storage they view (two Parameter objects over one storage are one tensor)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, str] = {}
+        self.by_storage: dict[tuple[Any, ...], str] = {}
+        self.aliases: list[tuple[str, str]] = []  # (name, first name) of distinct objects sharing storage
+        self.keep: list[Any] = []  # keeps ids valid while the reader runs
+
+    def key(self, t: Any, full_name: str) -> str:
+        k = self.by_id.get(id(t))
+        if k is not None:
+            return k
+        self.keep.append(t)
+        storage = self._storage(t)
+        if storage is not None and storage in self.by_storage:
+            k = self.by_storage[storage]
+            self.aliases.append((full_name, k))
+        else:
+            k = full_name
+            if storage is not None:
+                self.by_storage[storage] = k
+        self.by_id[id(t)] = k
+        return k
+
+    @staticmethod
+    def _storage(t: Any) -> tuple[Any, ...] | None:
+        try:
+            if t.device.type == "meta":
+                return None
+            ptr = t.untyped_storage().data_ptr()
+            if not ptr:
+                return None
+            return (str(t.device), ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), str(t.dtype))
+        except (RuntimeError, NotImplementedError, AttributeError, TypeError, ValueError):
+            return None  # tensor subclasses without a plain storage: identity only
+
+
+def _rule_note(module: Any) -> tuple[Any, str]:
+    from paramscope.rules.torch import torch_rule
+
+    rule = torch_rule(module)
+    if rule is None:
+        return None, ""
+    try:
+        return rule(module), ""
+    except Exception as exc:  # noqa: BLE001 - a rule failing on an unusual subclass must not stop the read
+        return None, f"The rule for {type(module).__name__} failed ({type(exc).__name__}: {exc}); tensors are listed as stored."
+
+
+def _is_lazy(t: Any) -> bool:
+    from torch.nn import parameter
+
+    mixin = getattr(parameter, "UninitializedTensorMixin", None)
+    return mixin is not None and isinstance(t, mixin)
+
+
+def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
+    m = node.module
+    notes = note.tensors if note is not None else {}
+    out: list[Tensor] = []
+    non_persistent: set[str] = getattr(m, "_non_persistent_buffers_set", set())
+    for is_param, store in ((True, m._parameters), (False, m._buffers)):
+        for name, t in store.items():
+            if t is None:
+                continue
+            full = f"{node.path}.{name}" if node.path else name
+            tn = notes.get(name)
+            if is_param:
+                role = Role.TRAINABLE if t.requires_grad else Role.FROZEN
+            else:
+                role = tn.role if tn is not None and tn.role is not None else Role.BUFFER
+            why = tn.why if tn is not None else ""
+            if not is_param and name in non_persistent:
+                why = f"{why} {_NON_PERSISTENT}".strip()
+            lazy = _is_lazy(t)
+            out.append(
+                Tensor(
+                    name=name,
+                    shape=None if lazy else tuple(int(d) for d in t.shape),
+                    dtype=canonical_dtype(str(t.dtype)),
+                    role=role,
+                    is_param=is_param,
+                    key=keys.key(t, full),
+                    formula=tn.formula if tn is not None else None,
+                    why=why if not lazy else f"{why} Not initialised yet (lazy module): its size is unknown.".strip(),
+                )
+            )
+    return tuple(out)
+
+
+def _layer(node: _Node, keys: _Keys, trace: Any) -> Layer:
+    m = node.module
+    note, rule_error = _rule_note(m)
+    tensors = _tensors(node, keys, note)
+    children = tuple(_layer(c, keys, trace) for c in node.children)
+    parts = [note.note] if note is not None and note.note else []
+    if rule_error:
+        parts.append(rule_error)
+    elif note is None and tensors:
+        parts.append(f"No rule explains {type(m).__name__}; its tensors are listed as stored.")
+    run = compute = None
+    calls = 1
+    if trace is not None and not trace.failure:
+        run = trace.runs.get(node.path)
+        compute = trace.compute.get(node.path) if run is not None else None
+        calls = run.calls if run is not None else 0
+        if run is None:
+            compute = _sum_compute([c.compute for c in children])
+            if tensors:
+                parts.append("Not called through its __call__ in the forward pass.")
+    elif trace is not None:
+        run = trace.runs.get(node.path)
+        calls = run.calls if run is not None else 1
+    return Layer(
+        name=node.name,
+        type=type(m).__name__,
+        path=node.path,
+        tensors=tensors,
+        children=children,
+        input_shapes=run.input_shapes if run is not None else None,
+        output_shapes=run.output_shapes if run is not None else None,
+        formula=note.formula if note is not None else None,
+        note=" ".join(parts),
+        known=True,
+        calls=calls,
+        compute=compute,
+        origin=type(m).__module__,
+    )
+
+
+def _sum_compute(parts: list[Compute | None]) -> Compute | None:
+    """FLOPs of a container that is never called itself: the sum over its children."""
+    known = [c for c in parts if c is not None]
+    if not known:
+        return None
+
+    def add(xs: list[int | None]) -> int | None:
+        return None if any(x is None for x in xs) else sum(x for x in xs if x is not None)
+
+    unknown = tuple(dict.fromkeys(u for c in known for u in c.unknown_ops))
+    return Compute(
+        add([c.flops for c in known]),
+        add([c.attention_flops for c in known]),
+        add([c.elementwise_flops for c in known]),
+        unknown,
+    )
+
+
+def _root_tensor_layers(root: _Node, keys: _Keys) -> list[Layer]:
+    """Tensors owned by the model itself, each as a one-tensor layer (as flat files show them)."""
+    note, _ = _rule_note(root.module)
+    return [Layer(name=t.name, type="", path=t.name, tensors=(t,), origin=type(root.module).__module__) for t in _tensors(root, keys, note)]
+
+
+def _shared_note(layers: tuple[Layer, ...]) -> list[str]:
+    owners: dict[str, list[str]] = {}
+    for top in layers:
+        for layer in top.walk():
+            for t in layer.tensors:
+                owners.setdefault(t.key, []).append(f"{layer.path}.{t.name}" if layer.path != t.name else t.name)
+    shared = [names for names in owners.values() if len(names) > 1]
+    if not shared:
+        return []
+    listed = "; ".join(f"{' = '.join(names)}" for names in shared[:_MAX_LISTED])
+    more = f" and {len(shared) - _MAX_LISTED} more" if len(shared) > _MAX_LISTED else ""
+    return [f"Shared tensors, each stored and counted once: {listed}{more}."]
+
+
+def read(
+    module: Any,
+    *,
+    input_size: Any = None,
+    inputs: Any = None,
+    example_inputs: Any = None,
+    example_kwargs: Any = None,
+    device: str = "meta",
+    depth: int | None = None,
+    **_: Any,
+) -> Anatomy:
+    """Read a live ``torch.nn.Module`` into an anatomy.
+
+    Args:
+        module: the model; it is not changed (see :mod:`paramscope.analysis.torch_trace`).
+        input_size: shape(s) of positional float inputs for a forward pass, e.g. ``(1, 3, 224, 224)``.
+        inputs: spec strings such as ``["input_ids=int64[1,128]"]``.
+        example_inputs: positional example tensors (only shapes and dtypes are used).
+        example_kwargs: keyword example tensors.
+        device: ``"meta"`` (default) runs without memory; another device runs for real.
+        depth: accepted for symmetry with the renderers, which fold the tree; the full tree is built.
+
+    Returns:
+        The anatomy; shapes and FLOPs only when an input was given and the forward pass ran.
+
+    Raises:
+        TargetError: an input spec cannot be read.
+        ModelError: the forward pass failed because of the inputs (wrong rank, unknown name).
+
+    Example:
+        >>> import torch  # doctest: +SKIP
+        >>> read(torch.nn.Linear(4, 2), input_size=(1, 4)).layers  # doctest: +SKIP
+    """
+    from paramscope.analysis.torch_inputs import input_specs
+
+    specs = input_specs(input_size, inputs)
+    paths: dict[int, list[str]] = {}
+    root = _walk("", "", module, frozenset(), paths)
+    keys = _Keys()
+    notes: list[str] = []
+    lazy = any(_is_lazy(t) for t in module.parameters())
+    trace = None
+    wants_forward = bool(specs) or example_inputs is not None or bool(example_kwargs)
+    if wants_forward and lazy:
+        notes.append("Shapes and FLOPs are not computed: lazy modules must first be initialised by a real forward pass.")
+    elif wants_forward:
+        from paramscope.analysis.torch_trace import trace as run_trace
+
+        trace = run_trace(module, paths, specs, example_inputs=example_inputs, example_kwargs=example_kwargs, device=device)
+        if trace.failure:
+            notes.append(trace.failure)
+    else:
+        notes.append(_NO_INPUT_NOTE)
+    layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace) for c in root.children)
+    notes.extend(_shared_note(layers))
+    for name, first in keys.aliases:
+        notes.append(
+            f"{name} and {first} are distinct Parameter objects over one storage; counted once "
+            "(model.parameters() would count both)."
+        )
+    cls = type(module)
+    ok = trace is not None and not trace.failure
+    meta = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+    first_tensor = next(iter([*module.parameters(), *module.buffers()]), None)
+    if first_tensor is not None:
+        meta["device"] = str(first_tensor.device)
+    if trace is not None:
+        meta["forward"] = trace.mode
+    return Anatomy(
+        name=cls.__name__,
+        framework="torch",
+        layers=layers,
+        source="live torch module",
+        inputs=trace.inputs if trace is not None else (),
+        outputs=trace.outputs if ok and trace is not None else (),
+        metadata=MappingProxyType(meta),
+        notes=tuple(notes),
+        compute=trace.total if ok and trace is not None else None,
+    )
