@@ -249,3 +249,13 @@ def test_subclassed_model_and_build_without_input() -> None:
     anatomy = keras_model.read(seq)
     assert totals(anatomy).params == seq.count_params()
     assert [x.output_shapes for x in anatomy.layers] == [((None, 3),), ((None, 2),)]
+
+
+def test_registry_reads_a_keras_model_as_keras() -> None:
+    # On the torch backend every Keras layer is also a torch.nn.Module.
+    from paramscope.readers import read, reader_for
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    assert reader_for(model).__name__ == "paramscope.readers.keras_model"
+    anatomy = read(model)
+    assert anatomy.framework == "keras" and totals(anatomy).params == model.count_params()
