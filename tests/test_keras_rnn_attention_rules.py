@@ -7,7 +7,9 @@ weights (names, shapes, order) and output shapes with what Keras created.
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +47,25 @@ def check_layer(layer: Any, inputs: Any) -> None:
     assert sum(_count(w.shape) for w in out.weights) == layer.count_params()
     expected_out = [_shape(t) for t in _flat(layer.output)]
     assert [tuple(s) for s in out.output_shapes] == expected_out
-    assert all(w.formula is not None for w in out.weights)
+    for w in out.weights:
+        assert w.formula is not None and arithmetic(w.formula.numeric) == _count(w.shape), w.name
+    assert out.formula is not None and arithmetic(out.formula.numeric) == layer.count_params()
+
+
+_OPS = {ast.Add: operator.add, ast.Mult: operator.mul}
+
+
+def arithmetic(text: str) -> int:
+    """The value of a formula's numeric side (``4 x (8 + 4)``), evaluated without eval()."""
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return int(_OPS[type(node.op)](ev(node.left), ev(node.right)))
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        raise ValueError(f"not arithmetic: {ast.dump(node)}")
+
+    return ev(ast.parse(text.replace(",", "").replace(" x ", " * "), mode="eval").body)
 
 
 def _count(shape: tuple[int | None, ...]) -> int:
