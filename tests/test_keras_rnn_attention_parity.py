@@ -140,3 +140,22 @@ def read_way(model: Any, way: str, tmp_path: Path) -> Anatomy:
 def test_parity(name: str, way: str, tmp_path: Path) -> None:
     model = MODELS[name]()
     assert_parity(model, read_way(model, way, tmp_path))
+
+
+def _tensors(anatomy: Anatomy) -> dict[str, tuple[str, str, list[tuple[Any, ...]]]]:
+    return {
+        layer.path: (
+            layer.type,
+            layer.origin,
+            sorted((t.name, t.shape, t.dtype, t.role.value, t.is_param, t.formula) for t in layer.tensors),
+        )
+        for layer in anatomy.walk()
+    }
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_live_and_saved_readings_agree_tensor_by_tensor(name: str, tmp_path: Path) -> None:
+    model = MODELS[name]()
+    live = _tensors(read_way(model, "live", tmp_path))
+    saved = _tensors(read_way(model, "keras", tmp_path))
+    assert live == saved

@@ -81,13 +81,32 @@ def _relative(layer: Any, var: Any) -> str:
     return str(var.name)
 
 
+def _public_name(layer: Any) -> tuple[str, str]:
+    """Module and class name as Keras serializes them (``keras.layers``, ``GroupQueryAttention``).
+
+    Keras saves a built-in class under its public export name, not its defining module
+    (``keras.src.layers.core.dense``) nor always its class name (``GroupedQueryAttention``).
+    Using the same names as saved configs keeps live and file readings alike.
+    """
+    cls = type(layer)
+    try:
+        from keras.src.api_export import get_name_from_symbol
+
+        public = get_name_from_symbol(cls)
+    except Exception:  # a Keras without this helper: fall back to the class itself
+        public = None
+    if isinstance(public, str) and "." in public:
+        module, _, name = public.rpartition(".")
+        return module, name
+    return cls.__module__, cls.__name__
+
+
 def _type_name(layer: Any) -> str:
-    return type(layer).__name__
+    return _public_name(layer)[1]
 
 
 def _origin(layer: Any) -> str:
-    module = type(layer).__module__
-    return "keras" if module == "keras" or module.startswith("keras.") else module
+    return _public_name(layer)[0]
 
 
 def _graph_nodes(model: Any) -> set[Any] | None:
