@@ -76,7 +76,7 @@ def _count(shape: tuple[int | None, ...]) -> int:
     return n
 
 
-def _seq(steps: int = 7, feat: int = 5) -> Any:
+def _seq(steps: int | None = 7, feat: int = 5) -> Any:
     return keras.Input((steps, feat))
 
 
@@ -111,14 +111,13 @@ RNN_CASES: dict[str, Case] = {
     "conv_lstm3d": lambda: _apply(layers.ConvLSTM3D(2, 2), keras.Input((2, 5, 5, 5, 1))),
 }
 
+def _bidi(kind: str, mode: str | None) -> tuple[Any, Any]:
+    rnn = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
+    return _apply(layers.Bidirectional(rnn(3, return_sequences=True), merge_mode=mode), _seq())
+
+
 WRAPPER_CASES: dict[str, Case] = {
-    f"bidi_{kind}_{mode}": (lambda kind=kind, mode=mode: _apply(
-        layers.Bidirectional(
-            {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind](3, return_sequences=True),
-            merge_mode=mode,
-        ),
-        _seq(),
-    ))
+    f"bidi_{kind}_{mode}": (lambda kind=kind, mode=mode: _bidi(kind, mode))  # type: ignore[misc]
     for kind in ("lstm", "gru", "rnn")
     for mode in ("concat", "sum", "ave", "mul", None)
 }
