@@ -22,9 +22,9 @@ from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras
 
 __all__ = ["can_read", "read"]
 
-_FLOAT8_WHY = (
-    "float8 scaling state; Keras marks it trainable and overwrites it with the value its "
-    "gradient carries (overwrite_with_gradient), so it counts as trainable"
+_OVERWRITE_WHY = (
+    "Keras overwrites it with the value its gradient carries (overwrite_with_gradient, as for "
+    "float8 scaling state) rather than descending it; Keras counts it as trainable"
 )
 
 
@@ -163,7 +163,7 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     if var.trainable:
         role = Role.TRAINABLE
         if getattr(var, "overwrite_with_gradient", False):
-            why = why or _FLOAT8_WHY
+            why = why or _OVERWRITE_WHY
     elif rule_w is not None and rule_w.role is not Role.TRAINABLE:
         role = rule_w.role
     elif rule_w is not None:
