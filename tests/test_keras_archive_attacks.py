@@ -217,3 +217,49 @@ def test_h5_model_config_not_json(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError, match="model_config") as e:
         read(path)
     assert str(path) in str(e.value)
+
+
+def _central_entry(data: bytes, name: bytes) -> int:
+    at = 0
+    while True:
+        at = data.index(b"PK\x01\x02", at)
+        n = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + n] == name:
+            return at
+        at += 4
+
+
+def test_weights_entry_claiming_bytes_past_the_end(good: Path, tmp_path: Path) -> None:
+    data = bytearray(good.read_bytes())
+    at = _central_entry(bytes(data), b"model.weights.h5")
+    struct.pack_into("<II", data, at + 20, 1 << 30, 1 << 30)  # compressed and uncompressed sizes
+    path = tmp_path / "long.keras"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="past the end") as e:
+        read(path)
+    assert str(path) in str(e.value)
+
+
+def test_weights_are_never_read_only_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = keras.Sequential([keras.Input((1000,)), layers.Dense(1000), layers.Dense(1000)])
+    path = _save(model, tmp_path / "big.keras")  # 8 MB of weights
+    seen = [0]
+    real = keras_archive._Window.readinto
+
+    def counting(self: Any, buffer: Any) -> int:
+        n = real(self, buffer)
+        seen[0] += n
+        return n
+
+    monkeypatch.setattr(keras_archive._Window, "readinto", counting)
+    anatomy = read(path)
+    assert sum(t.count or 0 for layer in anatomy.layers for t in layer.tensors) == model.count_params()
+    assert 0 < seen[0] < 256 * 1024, seen[0]
+
+
+def test_deflated_weights_entry_still_reads(good: Path, tmp_path: Path) -> None:
+    path = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    assert [layer.tensors for layer in read(path).layers] == [layer.tensors for layer in read(good).layers]

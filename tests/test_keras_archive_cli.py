@@ -52,6 +52,7 @@ def _seed() -> Any:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("cli")
+    keras.backend.clear_session()  # layer names as in a fresh process: dense, batch_normalization...
     model = _seed()
     out = {}
     with warnings.catch_warnings():

@@ -13,11 +13,13 @@ never decoded or imported.
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any, cast
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
@@ -171,7 +173,7 @@ def _archive_weights(
     where = f"{path}: model.weights.h5"
     try:
         # h5py reads a file object in place, seeking to the metadata it needs; no data is read.
-        with zf.open("model.weights.h5") as member, h5py.File(member, "r") as f:
+        with _member(zf, "model.weights.h5", path) as member, h5py.File(member, "r") as f:
             walker = H5Walker(h5py, where)
             stored: dict[str, list[Any]] = {}
             layers = walker.child(f, "layers")
@@ -186,6 +188,73 @@ def _archive_weights(
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
         raise CorruptFileError(f"the weights file cannot be read: {e}", where=where) from None
     return stored, extras
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes at ``start`` of an open file."""
+
+    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._start, self._size, self._pos = raw, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._raw.seek(self._start + self._pos)
+        got = self._raw.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _member(zf: zipfile.ZipFile, name: str, path: str) -> IO[bytes]:
+    """A seekable file object for one archive member.
+
+    A stored (uncompressed) member, as Keras writes ``model.weights.h5``, is read straight from
+    the archive file: zipfile's own member objects seek by reading every byte in between, which
+    would read all the weights. Its bounds are checked against the archive's real size first.
+    """
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return zf.open(info)
+    raw = open(path, "rb")
+    try:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise CorruptFileError(f"no local header for {name} at byte offset {info.header_offset}", where=path)
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        end = os.fstat(raw.fileno()).st_size
+        if info.compress_size != info.file_size or start + info.file_size > end:
+            raise CorruptFileError(
+                f"archive entry {name} claims {info.file_size:,} bytes from byte offset {start}, "
+                f"past the end of the {end:,}-byte file",
+                where=path,
+            )
+    except BaseException:
+        raw.close()
+        raise
+    return cast(IO[bytes], _Window(raw, start, info.file_size))
 
 
 def _optimizer_group(weights: Sequence[Any], names: Sequence[str] | None = None) -> tuple[TensorGroup, ...]:
