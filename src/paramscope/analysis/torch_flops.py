@@ -73,6 +73,18 @@ ELEMENTWISE_COST: Mapping[str, tuple[int, str]] = MappingProxyType(
         "hardsigmoid": (3, "out"),  # clamp(x / 6 + 1/2, 0, 1)
         "hardswish": (4, "out"),  # x * hardsigmoid(x)
         "native_dropout": (2, "out"),  # compare with a random draw, scale
+        "masked_fill": (1, "out"),  # one select per element, like where
+        "floor_divide": (1, "out"),
+        "remainder": (1, "out"),
+        "_prelu_kernel": (2, "out"),  # compare, multiply by the slope
+        "prelu": (2, "out"),
+        # interpolation: a weighted sum of 2, 4, 8 or 16 inputs per output element
+        "upsample_linear1d": (3, "out"),
+        "upsample_bilinear2d": (7, "out"),
+        "_upsample_bilinear2d_aa": (7, "out"),
+        "upsample_trilinear3d": (15, "out"),
+        "upsample_bicubic2d": (31, "out"),
+        "_upsample_bicubic2d_aa": (31, "out"),
         # reductions with more than one operation per element
         "var": (4, "in"),  # mean, subtract, square, sum
         "std": (4, "in"),
@@ -128,6 +140,9 @@ FREE_OPS: frozenset[str] = frozenset(
         "_assert_async", "_assert_tensor_metadata", "_functional_assert_async", "tril_indices",
         "triu_indices", "one_hot", "masked_select", "_pin_memory", "record_stream",
         "_assert_scalar", "sym_constrain_range_for_size", "_make_dep_token", "detach_copy",
+        "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk", "block_diag", "tensor_split",
+        "narrow_copy", "select_copy", "slice_copy", "permute_copy", "view_copy", "expand_copy",
+        "index_fill", "masked_fill_copy", "item", "equal", "is_nonzero", "_has_compatible_shallow_copy_type",
     }
 )
 
@@ -136,9 +151,7 @@ FREE_OPS: frozenset[str] = frozenset(
 NO_FORMULA_ELEMENTWISE: frozenset[str] = frozenset(
     {
         "sort", "argsort", "topk", "kthvalue", "median", "nanmedian", "mode", "unique",
-        "_unique2", "unique_consecutive", "unique_dim", "upsample_linear1d",
-        "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d",
-        "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa", "grid_sampler_2d",
+        "_unique2", "unique_consecutive", "unique_dim", "grid_sampler_2d",
         "grid_sampler_3d", "col2im", "histc", "bincount", "searchsorted", "bucketize",
     }
 )
@@ -322,8 +335,9 @@ class FlopCounter:
         self.total = Tally()
         self._suppress = 0
         self._act: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        for t in activations:
-            self._act[t] = True
+        for t in tree_leaves(list(activations)):
+            if isinstance(t, torch.Tensor):
+                self._act[t] = True
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -357,7 +371,8 @@ class FlopCounter:
         """The cost of one operator call (see the module docstring for the convention)."""
         ns, name = _name(func)
         packet = getattr(func, "_overloadpacket", None)
-        if ns == "prim" or getattr(func, "is_view", False) or name in FREE_OPS:
+        tags = getattr(func, "tags", ())
+        if ns == "prim" or getattr(func, "is_view", False) or torch.Tag.inplace_view in tags or name in FREE_OPS:
             return _FREE
         if name in _FUSED_ATTENTION_EXTRA or (ns == "aten" and name in _REGISTERED_ATTENTION):
             bound = _bind(func, args, kwargs)

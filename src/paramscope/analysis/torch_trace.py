@@ -19,6 +19,7 @@ module's input and output shapes and keep the stack of running modules, to which
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -266,6 +267,10 @@ def trace(
         if mode == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 
+            # a meta kernel failing is reported in a note; torch would also log it as an error
+            log = logging.getLogger("torch._subclasses.fake_tensor")
+            es.callback(setattr, log, "disabled", log.disabled)
+            log.disabled = True
             fake = es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             state: dict[str, torch.Tensor] = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
             state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
@@ -294,19 +299,33 @@ def trace(
     return result
 
 
+def _caused_by_inputs(exc: Exception, target: torch.nn.Module) -> bool:
+    """Whether a failure points at the inputs: a bad argument, or a torch.nn layer refusing them.
+
+    Failures inside model code (custom kernels, data-dependent branches, meta kernels stricter
+    than the real ones) are reported as a note instead, with the parameter anatomy.
+    """
+    if _meta_limitation(exc):
+        return False
+    if isinstance(exc, TypeError):
+        return True
+    origin = type(target).__module__
+    return origin == "torch.nn" or origin.startswith("torch.nn.")
+
+
 def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[InputSpec], result: Trace) -> None:
     target = module.get_submodule(where) if where and not where.startswith("<") else module
     what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
     cause = f"{type(exc).__name__}: {_first_line(exc)}"
-    if _meta_limitation(exc) and result.mode in ("meta", "fake"):
-        result.failure = (
-            f"Shapes and FLOPs are not available: the forward pass without data stopped in {what} "
-            f"with {cause}. Parameter counts are unaffected; a forward on real data "
-            f"(device='cpu') may succeed."
-        )
-        return
     given = ", ".join(s.describe() for s in specs) or "the example inputs"
-    raise ModelError(
-        f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
-        "Check the input shapes and dtypes, or give no input for the parameter anatomy alone"
-    ) from exc
+    if _caused_by_inputs(exc, target):
+        raise ModelError(
+            f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
+            "Check the input shapes and dtypes, or give no input for the parameter anatomy alone"
+        ) from exc
+    how = "without data" if result.mode in ("meta", "fake") else f"on {result.mode}"
+    result.failure = (
+        f"Shapes and FLOPs are not available: the forward pass {how} stopped in {what} "
+        f"with {cause} (inputs: {given}). Parameter counts are unaffected."
+        + (" A forward on real data (device='cpu') may succeed." if how == "without data" else "")
+    )
