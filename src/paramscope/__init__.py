@@ -1,20 +1,70 @@
-"""paramscope: explains where every parameter, byte and FLOP of a neural network comes from."""
+"""paramscope: explains where every parameter, byte and FLOP of a neural network comes from.
 
+Example:
+    >>> import paramscope
+    >>> from paramscope import keras
+    >>> x = keras.Input(shape=(512,))
+    >>> model = keras.Model(x, keras.layers.BatchNormalization()(x))
+    >>> paramscope.totals(model).non_trainable
+    1024
+"""
+
+from typing import Any
+
+from paramscope.analysis.totals import Totals
+from paramscope.analysis.totals import totals as _totals
+from paramscope.api import Report, explain, read, summary
 from paramscope.core import (
-    Anatomy as Anatomy,
-    Compute as Compute,
-    CorruptFileError as CorruptFileError,
-    Formula as Formula,
-    Layer as Layer,
-    MissingDependencyError as MissingDependencyError,
-    ModelError as ModelError,
-    ParamscopeError as ParamscopeError,
-    Role as Role,
-    TargetError as TargetError,
-    Tensor as Tensor,
-    UnsafeFileError as UnsafeFileError,
-    UnsupportedFormatError as UnsupportedFormatError,
+    Anatomy,
+    Compute,
+    CorruptFileError,
+    Formula,
+    Layer,
+    MissingDependencyError,
+    ModelError,
+    ParamscopeError,
+    Role,
+    TargetError,
+    Tensor,
+    TensorGroup,
+    UnsafeFileError,
+    UnsupportedFormatError,
 )
-from paramscope.readers import read as read
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Anatomy",
+    "Compute",
+    "CorruptFileError",
+    "Formula",
+    "Layer",
+    "MissingDependencyError",
+    "ModelError",
+    "ParamscopeError",
+    "Report",
+    "Role",
+    "TargetError",
+    "Tensor",
+    "TensorGroup",
+    "Totals",
+    "UnsafeFileError",
+    "UnsupportedFormatError",
+    "__version__",
+    "explain",
+    "read",
+    "summary",
+    "totals",
+]
+
+
+def totals(source: Any, **options: Any) -> Totals:
+    """Parameter, buffer and byte totals of anything :func:`read` reads.
+
+    Example:
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(4,))
+        >>> totals(keras.Model(x, keras.layers.Dense(2)(x))).params
+        10
+    """
+    return _totals(read(source, **options))

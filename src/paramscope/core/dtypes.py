@@ -108,3 +108,45 @@ for _name, _bits, _aliases in [
     ("string", 0, ()),
 ]:
     register_dtype(DType(_name, _bits), *_aliases)
+
+# GGML block-quantised types (GGUF files): (name, elements per block, bytes per block).
+# Sizes are the ``sizeof(block_*)`` of ggml's ggml-common.h, with QK_K = 256; the newest
+# two (nvfp4, q1_0) follow gguf-py's GGML_QUANT_SIZES. Q8_1 is 36 bytes in ggml (two fp16
+# and 32 int8), although gguf-py lists 40 from an older float layout; ggml reads the files.
+# The *_4_4/_4_8/_8_8 variants are ggml's removed interleaved repacks of q4_0 and iq4_nl:
+# same bytes per element, kept so that older files still read.
+for _name, _block_elements, _block_bytes in [
+    ("q4_0", 32, 18),
+    ("q4_1", 32, 20),
+    ("q5_0", 32, 22),
+    ("q5_1", 32, 24),
+    ("q8_0", 32, 34),
+    ("q8_1", 32, 36),
+    ("q2_k", 256, 84),
+    ("q3_k", 256, 110),
+    ("q4_k", 256, 144),
+    ("q5_k", 256, 176),
+    ("q6_k", 256, 210),
+    ("q8_k", 256, 292),
+    ("iq2_xxs", 256, 66),
+    ("iq2_xs", 256, 74),
+    ("iq3_xxs", 256, 98),
+    ("iq1_s", 256, 50),
+    ("iq4_nl", 32, 18),
+    ("iq3_s", 256, 110),
+    ("iq2_s", 256, 82),
+    ("iq4_xs", 256, 136),
+    ("iq1_m", 256, 56),
+    ("tq1_0", 256, 54),
+    ("tq2_0", 256, 66),
+    ("mxfp4", 32, 17),
+    ("nvfp4", 64, 36),
+    ("q1_0", 128, 18),
+    ("q4_0_4_4", 32, 18),
+    ("q4_0_4_8", 32, 18),
+    ("q4_0_8_8", 32, 18),
+    ("iq4_nl_4_4", 32, 18),
+    ("iq4_nl_4_8", 32, 18),
+    ("iq4_nl_8_8", 32, 18),
+]:
+    register_dtype(DType(_name, _block_bytes * 8 / _block_elements, _block_elements, _block_bytes))

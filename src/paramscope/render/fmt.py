@@ -6,7 +6,7 @@ import re
 
 from paramscope.core.anatomy import Shape
 
-__all__ = ["count", "n_bytes", "shape", "shapes", "safe", "si"]
+__all__ = ["count", "n_bytes", "shape", "shapes", "safe", "si", "si_unit"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -77,3 +77,16 @@ def shapes(ss: tuple[Shape, ...] | None) -> str:
     if len(ss) == 1:
         return shape(ss[0])
     return "[" + ", ".join(shape(s) for s in ss) + "]"
+
+
+def si_unit(n: int | None, unit: str) -> str:
+    """``4.28 MFLOPs``, ``0 FLOPs``, ``unknown FLOPs``: a count with its unit, prefixed.
+
+    Example:
+        >>> si_unit(4_280_000, "FLOPs"), si_unit(0, "MACs")
+        ('4.28 MFLOPs', '0 MACs')
+    """
+    if n is None:
+        return f"unknown {unit}"
+    text = si(n)
+    return f"{text}{unit}" if text[-1].isalpha() else f"{text} {unit}"

@@ -10,10 +10,18 @@ from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
 
-__all__ = ["TensorNote", "ModuleNote", "TorchRule", "register_torch_rule", "torch_rule"]
+__all__ = [
+    "TensorNote",
+    "ModuleNote",
+    "TorchRule",
+    "TorchResolver",
+    "register_torch_rule",
+    "register_torch_resolver",
+    "torch_rule",
+]
 
 #: Modules holding the built-in rules; imported on the first lookup.
-_FAMILIES = ("nn",)
+_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,12 @@ class ModuleNote:
 
 TorchRule = Callable[[Any], ModuleNote]
 
+#: Given a class that has no registered rule, the rule for exactly that class, or ``None``.
+TorchResolver = Callable[[type], "TorchRule | None"]
+
 _RULES: dict[type, TorchRule] = {}
+_RESOLVERS: list[TorchResolver] = []
+_UNRESOLVED: set[type] = set()
 _loaded = False
 
 
@@ -60,9 +73,42 @@ def register_torch_rule(*types: type) -> Callable[[TorchRule], TorchRule]:
     def deco(fn: TorchRule) -> TorchRule:
         for t in types:
             _RULES[t] = fn
+            _UNRESOLVED.discard(t)
         return fn
 
     return deco
+
+
+def register_torch_resolver(resolver: TorchResolver) -> TorchResolver:
+    """Register a function that finds rules for classes that cannot be imported up front.
+
+    Classes from optional libraries (``transformers``) are matched when first seen, so that
+    reading a plain ``torch.nn`` model never imports those libraries. A resolver must match
+    one exact class (for instance by its module and qualified name, checked for identity),
+    never a family of names.
+
+    Example:
+        >>> @register_torch_resolver  # doctest: +SKIP
+        ... def _mine(cls):
+        ...     mod = sys.modules.get("mylib.layers")
+        ...     return _scale_rule if mod is not None and cls is mod.Scale else None
+    """
+    _RESOLVERS.append(resolver)
+    _UNRESOLVED.clear()
+    return resolver
+
+
+def _resolve(cls: type) -> TorchRule | None:
+    rule = _RULES.get(cls)
+    if rule is not None or cls in _UNRESOLVED:
+        return rule
+    for resolver in _RESOLVERS:
+        rule = resolver(cls)
+        if rule is not None:
+            _RULES[cls] = rule
+            return rule
+    _UNRESOLVED.add(cls)
+    return None
 
 
 def _load() -> None:
@@ -82,7 +128,7 @@ def torch_rule(module: Any) -> TorchRule | None:
     """The rule for a module: the one registered for the nearest class in its MRO, or ``None``."""
     _load()
     for cls in type(module).__mro__:
-        rule = _RULES.get(cls)
+        rule = _resolve(cls)
         if rule is not None:
             return rule
     return None

@@ -1,0 +1,143 @@
+"""A bounded reader of the protobuf wire format, enough to walk an ONNX model without its data.
+
+A protobuf message is a run of fields, each a key varint ``(field_number << 3) | wire_type``
+followed by a varint (type 0), 8 bytes (1), a length-prefixed payload (2) or 4 bytes (5)
+(https://protobuf.dev/programming-guides/encoding/). Length-delimited payloads are returned as
+``(start, end)`` offsets into the buffer, so a tensor's ``raw_data`` is skipped without being
+copied or even touched. Every length is checked against the bytes left in its enclosing
+message; a varint longer than 10 bytes, an unknown wire type or a field running past its
+parent fails with :class:`~paramscope.core.errors.CorruptFileError` naming the byte offset.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from paramscope.core.errors import CorruptFileError
+
+__all__ = ["Field", "Buffer", "VARINT", "I64", "LEN", "I32"]
+
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a message.
+
+    Attributes:
+        number: the field number.
+        wire: the wire type.
+        value: the integer for VARINT/I64/I32 (raw bits), or the payload start offset for LEN.
+        end: the payload end offset for LEN fields (equal to ``value`` otherwise).
+    """
+
+    number: int
+    wire: int
+    value: int
+    end: int
+
+
+class Buffer:
+    """Bytes (or a memory map) of one file, read field by field.
+
+    Args:
+        data: the file's bytes or a memory map of them.
+        where: the file, for messages.
+
+    Example:
+        >>> [(f.number, f.value) for f in Buffer(b"\\x08\\x07").fields(0, 2)]
+        [(1, 7)]
+    """
+
+    def __init__(self, data: bytes | memoryview | mmap.mmap, where: str) -> None:
+        self.data = memoryview(data)
+        self.where = where
+
+    def error(self, what: str, offset: int) -> CorruptFileError:
+        return CorruptFileError(f"{what} at byte {offset}; the protobuf is damaged or truncated", where=self.where)
+
+    def varint(self, pos: int, end: int) -> tuple[int, int]:
+        """(value, next offset) of the varint at ``pos``, which must end before ``end``."""
+        result = 0
+        for i in range(10):
+            if pos + i >= end:
+                raise self.error("a varint runs past the end of its message", pos)
+            b = self.data[pos + i]
+            result |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if result >= 1 << 64:
+                    raise self.error("a varint overflows 64 bits", pos)
+                return result, pos + i + 1
+        raise self.error("a varint longer than 10 bytes", pos)
+
+    def fields(self, start: int, end: int) -> Iterator[Field]:
+        """The fields of the message stored in ``[start, end)``."""
+        if end > len(self.data) or start > end:
+            raise self.error(f"a message of {end - start} bytes runs past the end of the file", start)
+        pos = start
+        while pos < end:
+            at = pos
+            key, pos = self.varint(pos, end)
+            number, wire = key >> 3, key & 7
+            if number == 0:
+                raise self.error("field number 0", at)
+            if wire == VARINT:
+                value, pos = self.varint(pos, end)
+                yield Field(number, wire, value, pos)
+            elif wire == LEN:
+                length, pos = self.varint(pos, end)
+                if length > end - pos:
+                    raise self.error(
+                        f"field {number} claims {length} bytes but {end - pos} are left in its message", at
+                    )
+                yield Field(number, wire, pos, pos + length)
+                pos += length
+            elif wire in (I64, I32):
+                size = 8 if wire == I64 else 4
+                if size > end - pos:
+                    raise self.error(f"a {size}-byte field runs past the end of its message", at)
+                value = int.from_bytes(self.data[pos : pos + size], "little")
+                yield Field(number, wire, value, pos + size)
+                pos += size
+            else:
+                raise self.error(f"unsupported wire type {wire} (field {number})", at)
+
+    def text(self, f: Field) -> str:
+        """A LEN field as UTF-8 text (invalid bytes replaced)."""
+        self._need_len(f)
+        return bytes(self.data[f.value : f.end]).decode("utf-8", "replace")
+
+    def ints(self, f: Field) -> list[int]:
+        """A repeated int64 field: one varint, or a packed run of them (signed two's complement)."""
+        if f.wire == VARINT:
+            return [_signed(f.value)]
+        self._need_len(f)
+        out = []
+        pos = f.value
+        while pos < f.end:
+            value, pos = self.varint(pos, f.end)
+            out.append(_signed(value))
+        return out
+
+    def count_packed(self, f: Field, item_bytes: int) -> int:
+        """How many values a repeated numeric field holds (packed or one at a time)."""
+        if f.wire != LEN:
+            return 1
+        if item_bytes:
+            return (f.end - f.value) // item_bytes
+        return sum(1 for b in self.data[f.value : f.end] if not b & 0x80)
+
+    def float32(self, f: Field) -> float:
+        """An I32 field as a float."""
+        return float(struct.unpack("<f", f.value.to_bytes(4, "little"))[0])
+
+    def _need_len(self, f: Field) -> None:
+        if f.wire != LEN:
+            raise self.error(f"field {f.number} should be length-delimited", f.value)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value

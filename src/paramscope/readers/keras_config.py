@@ -1,0 +1,96 @@
+"""Reader for Keras model configs: a JSON file (``model.to_json()``) or the parsed dict.
+
+The config is read as data by :mod:`paramscope.rules.keras.graph`; Keras is never imported,
+and nothing in the file (Lambda bytecode, custom classes) is run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy
+from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
+from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
+
+__all__ = ["can_read", "read"]
+
+#: Bytes peeked at to recognise a Keras config ("class_name" and "config" come first).
+_PEEK_BYTES = 4096
+
+
+def _is_config(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("class_name"), str)
+        and isinstance(value.get("config"), Mapping)
+    )
+
+
+def can_read(source: Any) -> bool:
+    """Whether ``source`` is a Keras config dict or a JSON file that starts like one.
+
+    Example:
+        >>> can_read({"class_name": "Sequential", "config": {"layers": []}})
+        True
+    """
+    if isinstance(source, Mapping):
+        return _is_config(source)
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(source):
+        return False
+    try:
+        with open(source, "rb") as f:
+            head = f.read(_PEEK_BYTES)
+    except OSError:
+        return False
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    # model.to_json() writes "module", "class_name", "config" first: all within the peek.
+    return text.startswith(b"{") and b'"class_name"' in text and b'"config"' in text
+
+
+def read(source: Any, **options: Any) -> Anatomy:
+    """The anatomy of the model a Keras config describes (what ``model_from_json`` builds).
+
+    Args:
+        source: a config dict, or the path of a JSON file holding one.
+        **options: ignored (the config carries its own shapes).
+
+    Raises:
+        TargetError: the file does not exist.
+        CorruptFileError: the file is not valid JSON or the config is inconsistent.
+        UnsupportedFormatError: the JSON is not a Keras config.
+
+    Example:
+        >>> a = read({"class_name": "Dense", "config": {"name": "d", "units": 3},
+        ...           "build_config": {"input_shape": [None, 4]}})
+        >>> a.layers[0].tensors[0].shape
+        (4, 3)
+    """
+    from paramscope.rules.keras.graph import anatomy_from_config
+
+    if isinstance(source, Mapping):
+        if not _is_config(source):
+            raise UnsupportedFormatError(
+                "not a Keras config: expected a dict with 'class_name' and 'config' keys"
+            )
+        return anatomy_from_config(source, source="config dict")
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise TargetError(f"no such file: {path}")
+    size = os.path.getsize(path)
+    if size > MAX_JSON_BYTES:
+        raise CorruptFileError(
+            f"{size:,} bytes is more than the {MAX_JSON_BYTES:,}-byte limit for a Keras config",
+            where=path,
+        )
+    with open(path, "rb") as f:
+        data = f.read(MAX_JSON_BYTES + 1)
+    config = loads_strict(data, where=path)
+    if not _is_config(config):
+        raise UnsupportedFormatError(
+            "JSON, but not a Keras model config (no top-level 'class_name' and 'config'); "
+            "pass what model.to_json() writes",
+            where=path,
+        )
+    return anatomy_from_config(config, source=path)

@@ -1,0 +1,343 @@
+"""One layer entry of a Keras config to a :class:`Layer`: rules, roles, dtypes, stored weights.
+
+A layer's weights come from its rule, built on the shapes Keras recorded
+(``build_config.input_shape``, else the shapes of the tensors of its first call). Lambda
+functions and custom classes are never run or imported; ``keras.ops`` nodes have no weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy, Layer, Role, Shape, Tensor
+from paramscope.core.dtypes import canonical_dtype
+from paramscope.core.errors import CorruptFileError, ModelError
+from paramscope.rules.keras.configs import (
+    entry_name,
+    is_keras_module,
+    is_model_entry,
+    parse_shape,
+    parse_shapes,
+)
+from paramscope.rules.keras.ops import is_ops_module, op_output_shape
+from paramscope.rules.keras.policy import Policy, parse_policy
+from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
+
+__all__ = ["StoredWeight", "StoredWeights", "Built", "Context", "explain_layer", "explain_entry", "FROZEN_WHY", "FROZEN_PARENT_WHY"]
+
+FROZEN_WHY = "layer.trainable is False"
+FROZEN_PARENT_WHY = "an enclosing model has trainable set to False"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWeight:
+    """A weight as a saved file holds it (a ``.keras`` archive's ``model.weights.h5``).
+
+    Attributes:
+        name: its name in the file (Keras stores ``"0"``, ``"1"``... in save order).
+        shape: its shape.
+        dtype: its dtype in any spelling.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+StoredWeights = Mapping[str, Sequence[StoredWeight]]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """Layers of one (sub-)model with its input and output shapes."""
+
+    layers: tuple[Layer, ...]
+    inputs: tuple[Shape | None, ...] = ()
+    outputs: tuple[Shape | None, ...] = ()
+
+
+@dataclass
+class Context:
+    """State shared while one config is walked."""
+
+    stored: StoredWeights
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _where(ctx: Context, path: str) -> str:
+    if ctx.source and path:
+        return f"{ctx.source}, layer {path}"
+    return ctx.source or (f"layer {path}" if path else "")
+
+
+def explain_layer(
+    class_name: str,
+    config: Mapping[str, Any],
+    input_shapes: Sequence[Shape],
+    *,
+    build_config: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
+) -> RuleOutput | None:
+    """Run the rule for one Keras layer; ``None`` when no rule covers ``class_name``.
+
+    Weight dtypes left open by the rule are filled in from the layer's dtype policy.
+
+    Args:
+        class_name: the Keras class name (``"Dense"``).
+        config: the layer's ``get_config()``.
+        input_shapes: the shapes it is built on, batch dimension included.
+        build_config: its ``build_config``, if any.
+        policy: the dtype policy; read from ``config["dtype"]`` when not given.
+
+    Raises:
+        ValueError: the config and shapes are inconsistent (e.g. an unknown channel count).
+
+    Example:
+        >>> out = explain_layer("Dense", {"units": 512}, [(None, 4096)])
+        >>> [w.shape for w in out.weights]
+        [(4096, 512), (512,)]
+    """
+    rule = keras_rule(class_name)
+    if rule is None:
+        return None
+    pol = policy or parse_policy(config.get("dtype"))
+    inp = RuleInput(
+        class_name=class_name,
+        config=config,
+        input_shapes=tuple(input_shapes),
+        variable_dtype=pol.variable_dtype,
+        quantization=pol.quantization,
+        build_config=build_config or {},
+    )
+    out = rule(inp)
+    weights = tuple(
+        w if w.dtype is not None else Weight(
+            w.name, w.shape, w.role, w.formula, w.why, pol.variable_dtype, w.is_param
+        )
+        for w in out.weights
+    )
+    return RuleOutput(out.output_shapes, weights, out.formula, out.note, out.known)
+
+
+def _to_tensors(
+    weights: Sequence[Weight], frozen: str, path: str, ctx: Context, class_name: str
+) -> tuple[Tensor, ...]:
+    tensors = []
+    for w in weights:
+        role, why = w.role, w.why
+        if frozen and role is Role.TRAINABLE:
+            role, why = Role.FROZEN, frozen
+        tensors.append(
+            Tensor(
+                name=w.name,
+                shape=w.shape,
+                dtype=canonical_dtype(w.dtype or "float32"),
+                role=role,
+                is_param=w.is_param,
+                formula=w.formula,
+                why=why,
+            )
+        )
+    stored = ctx.stored.get(path)
+    if stored is None:
+        return tuple(tensors)
+    return _check_stored(tuple(tensors), stored, path, ctx, class_name)
+
+
+def _check_stored(
+    tensors: tuple[Tensor, ...],
+    stored: Sequence[StoredWeight],
+    path: str,
+    ctx: Context,
+    class_name: str,
+) -> tuple[Tensor, ...]:
+    where = _where(ctx, path)
+    names = ", ".join(t.name for t in tensors) or "none"
+    if len(stored) != len(tensors):
+        raise CorruptFileError(
+            f"{class_name} layer has {len(stored)} stored weights, but its config implies "
+            f"{len(tensors)} ({names}); the weights file does not belong to this config",
+            where=where,
+        )
+    by_name = {s.name: s for s in stored}
+    if set(by_name) == {t.name for t in tensors}:
+        pairs = [(t, by_name[t.name]) for t in tensors]
+    else:
+        pairs = list(zip(tensors, stored))
+        if any(tuple(t.shape or ()) != tuple(s.shape) for t, s in pairs):
+            # Storage order differs from the rule's order: pair equal shapes, first come first.
+            pool = list(stored)
+            pairs = []
+            for t in tensors:
+                hit = next((s for s in pool if tuple(s.shape) == tuple(t.shape or ())), None)
+                if hit is None:
+                    shapes = ", ".join(str(list(s.shape)) for s in stored)
+                    raise CorruptFileError(
+                        f"{class_name} weight {t.name!r} should have shape {list(t.shape or ())} "
+                        f"by the config, but the stored weights have shapes {shapes}",
+                        where=where,
+                    )
+                pool.remove(hit)
+                pairs.append((t, hit))
+    out = []
+    for t, s in pairs:
+        if tuple(t.shape or ()) != tuple(s.shape):
+            raise CorruptFileError(
+                f"{class_name} weight {t.name!r} has stored shape {list(s.shape)}, but the config "
+                f"implies {list(t.shape or ())}",
+                where=where,
+            )
+        out.append(Tensor(t.name, t.shape, canonical_dtype(s.dtype), t.role, t.is_param,
+                          t.key, t.formula, t.why))
+    return tuple(out)
+
+
+def _stored_tensors(path: str, ctx: Context) -> tuple[Tensor, ...]:
+    return tuple(
+        Tensor(
+            name=s.name,
+            shape=tuple(s.shape),
+            dtype=canonical_dtype(s.dtype),
+            role=Role.UNKNOWN,
+            why="read from the weights file; no rule says whether it is trained by gradient",
+        )
+        for s in ctx.stored.get(path, ())
+    )
+
+
+def _unknown(
+    name: str, class_name: str, path: str, origin: str, note: str, ctx: Context,
+    input_shapes: tuple[Shape | None, ...] | None, outputs: tuple[Shape | None, ...] | None = None,
+) -> tuple[Layer, tuple[Shape | None, ...]]:
+    tensors = _stored_tensors(path, ctx)
+    if tensors:
+        note += "; its tensors are taken from the weights file (their count is exact, their role is not known)"
+    layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
+                  input_shapes=_known_shapes(input_shapes), output_shapes=_known_shapes(outputs),
+                  note=note, known=False, origin=origin)
+    return layer, outputs or (None,)
+
+
+def _known_shapes(shapes: Sequence[Shape | None] | None) -> tuple[Shape, ...] | None:
+    if not shapes or any(s is None for s in shapes):
+        return None
+    return tuple(s for s in shapes if s is not None)
+
+
+def explain_entry(
+    entry: Mapping[str, Any],
+    in_shapes: tuple[Shape | None, ...],
+    prefix: str,
+    frozen: str,
+    policy: Policy,
+    ctx: Context,
+) -> tuple[Layer, tuple[Shape | None, ...]]:
+    """One layer entry of a model config as a :class:`Layer`, with its output shapes.
+
+    Args:
+        entry: ``{"class_name", "config", "module", "build_config", ...}``.
+        in_shapes: shapes of the tensors of its first call (from the graph), if known.
+        prefix: the path of the enclosing model, ending in ``/`` (``""`` at the top).
+        frozen: why its weights are frozen (``""`` when trainable).
+        policy: the enclosing model's dtype policy.
+        ctx: the walk's shared state.
+    """
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("class_name"), str):
+        raise CorruptFileError("a layer entry has no 'class_name'", where=_where(ctx, prefix.rstrip("/")))
+    class_name: str = entry["class_name"]
+    config = entry.get("config")
+    if not isinstance(config, Mapping):
+        raise CorruptFileError(f"{class_name} entry has no 'config' object",
+                               where=_where(ctx, prefix.rstrip("/")))
+    name = entry_name(entry)
+    path = f"{prefix}{name}"
+    module = entry.get("module")
+    origin = module if isinstance(module, str) else ""
+    if config.get("trainable") is False and not frozen:
+        frozen = FROZEN_WHY
+    pol = parse_policy(config.get("dtype"), policy, path=name)
+
+    if is_ops_module(module):
+        shape = op_output_shape(class_name, config, in_shapes)
+        layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
+                      output_shapes=_known_shapes((shape,)), origin=origin,
+                      note="a keras.ops call recorded in the graph; operations have no weights")
+        return layer, (shape,)
+    if not is_keras_module(module):
+        return _unknown(name, class_name, path, origin,
+                        f"custom class from module {module!r}; paramscope never imports it", ctx, in_shapes)
+    if is_model_entry(entry):
+        return _submodel(entry, in_shapes, path, frozen, pol, ctx)
+    if class_name == "InputLayer":
+        shape = parse_shape(config.get("batch_shape", config.get("batch_input_shape")), where=path)
+        return Layer(name=name, type=class_name, path=path, output_shapes=_known_shapes((shape,)),
+                     origin=origin), (shape,)
+    if class_name == "Lambda":
+        return _lambda(name, path, config, in_shapes, origin)
+
+    build = entry.get("build_config")
+    build_shapes = parse_shapes(build.get("input_shape"), where=path) if isinstance(build, Mapping) else None
+    shapes = build_shapes if build_shapes else in_shapes
+    if keras_rule(class_name) is None:
+        return _unknown(name, class_name, path, origin, f"no rule for Keras layer {class_name}", ctx, shapes)
+    if not shapes or any(s is None for s in shapes):
+        return _unknown(name, class_name, path, origin,
+                        "its input shape is not recorded in the config, so its weights cannot be sized",
+                        ctx, shapes)
+    known_shapes = tuple(s for s in shapes if s is not None)
+    try:
+        out = explain_layer(class_name, config, known_shapes,
+                            build_config=build if isinstance(build, Mapping) else None, policy=pol)
+    except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError) as e:
+        raise ModelError(f"cannot size {class_name} layer from its config: {e}",
+                         where=_where(ctx, path)) from None
+    assert out is not None
+    tensors = _to_tensors(out.weights, frozen, path, ctx, class_name)
+    layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
+                  input_shapes=known_shapes, output_shapes=_known_shapes(out.output_shapes),
+                  formula=out.formula, note=out.note, known=out.known, origin=origin)
+    return layer, tuple(out.output_shapes)
+
+
+def _lambda(
+    name: str, path: str, config: Mapping[str, Any], in_shapes: tuple[Shape | None, ...], origin: str
+) -> tuple[Layer, tuple[Shape | None, ...]]:
+    # The function is marshalled bytecode inside the config; it is never decoded or run.
+    declared = config.get("output_shape")
+    shape: Shape | None = None
+    if isinstance(declared, list) and in_shapes and in_shapes[0] is not None:
+        try:
+            inner = parse_shape(declared, where=path)
+        except CorruptFileError:
+            inner = None
+        if inner is not None:
+            # keras/src/layers/core/lambda_layer.py: a declared shape excludes the batch axis.
+            shape = (in_shapes[0][0], *inner)
+    note = "a Lambda layer: its function is never run, and Lambda layers hold no weights"
+    layer = Layer(name=name, type="Lambda", path=path, input_shapes=_known_shapes(in_shapes),
+                  output_shapes=_known_shapes((shape,)), note=note, origin=origin)
+    return layer, (shape,)
+
+
+def _submodel(
+    entry: Mapping[str, Any],
+    in_shapes: tuple[Shape | None, ...],
+    path: str,
+    frozen: str,
+    policy: Policy,
+    ctx: Context,
+) -> tuple[Layer, tuple[Shape | None, ...]]:
+    # models.py walks sub-models and calls back into this module, hence the late import.
+    from paramscope.rules.keras.models import model_layers
+
+    inner_frozen = FROZEN_PARENT_WHY if frozen else ""
+    built = model_layers(entry, f"{path}/", inner_frozen, policy, ctx, in_shapes)
+    layer = Layer(name=entry_name(entry), type=entry["class_name"], path=path, children=built.layers,
+                  input_shapes=_known_shapes(built.inputs) or _known_shapes(in_shapes),
+                  output_shapes=_known_shapes(built.outputs), origin=str(entry.get("module") or ""))
+    return layer, built.outputs
+
+

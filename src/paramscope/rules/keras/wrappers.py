@@ -1,0 +1,126 @@
+"""Rules for Keras wrappers: Bidirectional and TimeDistributed.
+
+A wrapper's weights are its inner layers' weights, named as Keras names the variables under the
+wrapper: ``forward_lstm/lstm_cell/kernel``, ``dense/kernel``. Source of the shapes:
+``keras/src/layers/rnn/{bidirectional,time_distributed}.py`` (Keras 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paramscope.core.anatomy import Formula, Shape
+from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule, register_keras_rule
+
+__all__ = ["inner_policy"]
+
+_QUANT_PREFIXES = ("int8", "int4", "float8")
+
+
+def inner_policy(config: Mapping[str, Any], outer: RuleInput) -> tuple[str, str | None]:
+    """The variable dtype and quantization mode of a wrapped layer, from its dtype policy.
+
+    A policy is a plain name (``"mixed_float16"``) or a serialized ``DTypePolicy`` whose
+    ``config.name`` is such a name; ``"int8_from_float32"`` means int8-quantized float32.
+    When the inner config has no policy the wrapper's own values hold.
+
+    Example:
+        >>> inner_policy({"dtype": "mixed_bfloat16"}, RuleInput("X", {}, ((None, 2),)))
+        ('float32', None)
+    """
+    policy = config.get("dtype")
+    if isinstance(policy, Mapping):
+        policy = (policy.get("config") or {}).get("name")
+    if not isinstance(policy, str) or not policy:
+        return outer.variable_dtype, outer.quantization
+    quant = None
+    if "_from_" in policy:
+        mode, policy = policy.split("_from_", 1)
+        quant = mode if mode.startswith(_QUANT_PREFIXES) else None
+    if policy.startswith("mixed_"):
+        return "float32", quant
+    return policy, quant
+
+
+def _prefixed(weights: Sequence[Weight], prefix: str) -> tuple[Weight, ...]:
+    return tuple(
+        Weight(f"{prefix}/{w.name}", w.shape, w.role, w.formula, w.why, w.dtype, w.is_param) for w in weights
+    )
+
+
+def _run_inner(layer: Mapping[str, Any], shapes: tuple[Shape, ...], outer: RuleInput) -> tuple[str, RuleOutput]:
+    cls = str(layer.get("class_name", ""))
+    cfg: Mapping[str, Any] = layer.get("config") or {}
+    name = str(cfg.get("name", cls))
+    rule = keras_rule(cls)
+    if rule is None:
+        return name, RuleOutput((), known=False, note=f"no rule for the wrapped layer class {cls!r}")
+    dtype, quant = inner_policy(cfg, outer)
+    build = layer.get("build_config")
+    return name, rule(
+        RuleInput(cls, cfg, shapes, dtype, quant, build if isinstance(build, Mapping) else {})
+    )
+
+
+def _sum_formula(parts: Sequence[tuple[str, Formula | None]]) -> Formula | None:
+    if any(f is None for _, f in parts):
+        return None
+    return Formula(
+        " + ".join(f"[{n}] {f.symbolic}" for n, f in parts if f is not None),
+        " + ".join(f.numeric for _, f in parts if f is not None),
+    )
+
+
+@register_keras_rule("Bidirectional")
+def _bidirectional(inp: RuleInput) -> RuleOutput:
+    fwd_cfg = inp.config.get("layer")
+    if not isinstance(fwd_cfg, Mapping):
+        return RuleOutput((), known=False, note="the Bidirectional config names no layer")
+    bwd_cfg = inp.config.get("backward_layer")
+    if not isinstance(bwd_cfg, Mapping):
+        # Keras builds the backward copy from the forward config (Bidirectional.__init__).
+        inner = dict(fwd_cfg.get("config") or {})
+        inner["name"] = "backward_" + str(inner.get("name", "")).removeprefix("forward_").removeprefix("backward_")
+        inner["go_backwards"] = not inner.get("go_backwards", False)
+        bwd_cfg = {**fwd_cfg, "config": inner}
+    if "backward_layer" not in inp.config:
+        inner = dict(fwd_cfg.get("config") or {})
+        inner["name"] = "forward_" + str(inner.get("name", "")).removeprefix("forward_")
+        fwd_cfg = {**fwd_cfg, "config": inner}
+    fname, fwd = _run_inner(fwd_cfg, inp.input_shapes, inp)
+    bname, bwd = _run_inner(bwd_cfg, inp.input_shapes, inp)
+    weights = _prefixed(fwd.weights, fname) + _prefixed(bwd.weights, bname)
+    if not (fwd.known and bwd.known) or not fwd.output_shapes:
+        return RuleOutput((), weights, known=False, note=fwd.note or bwd.note)
+    return_state = bool((fwd_cfg.get("config") or {}).get("return_state"))
+    out, states = fwd.output_shapes[0], fwd.output_shapes[1:]
+    if not return_state:
+        states = ()
+    mode = inp.config.get("merge_mode", "concat")
+    if mode == "concat":
+        last = out[-1]
+        merged: tuple[Shape, ...] = ((*out[:-1], None if last is None else 2 * last),)
+    elif mode is None:
+        merged = (out, out)
+    else:
+        merged = (out,)
+    formula = _sum_formula([(fname, fwd.formula), (bname, bwd.formula)])
+    return RuleOutput((*merged, *states, *states), weights, formula)
+
+
+@register_keras_rule("TimeDistributed")
+def _time_distributed(inp: RuleInput) -> RuleOutput:
+    layer = inp.config.get("layer")
+    if not isinstance(layer, Mapping):
+        return RuleOutput((), known=False, note="the TimeDistributed config names no layer")
+    shape = inp.input_shape
+    if len(shape) < 3:
+        return RuleOutput((), known=False, note=f"TimeDistributed needs (batch, time, ...) input, got {shape}")
+    name, out = _run_inner(layer, ((shape[0], *shape[2:]),), inp)
+    weights = _prefixed(out.weights, name)
+    if not out.known or not out.output_shapes:
+        return RuleOutput((), weights, out.formula, out.note, known=False)
+    child = out.output_shapes[0]
+    note = "the same weights are applied to every time step"
+    return RuleOutput(((child[0], shape[1], *child[1:]),), weights, out.formula, note)

@@ -1,0 +1,83 @@
+"""What a CLI target names: a file or folder, or ``script.py:NAME`` / ``package.module:NAME``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from typing import Any
+
+from paramscope.core.errors import TargetError
+
+__all__ = ["resolve_target"]
+
+_MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def _load_script(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location("__paramscope_target__", path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"cannot load {path} as a Python script")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def resolve_target(target: str) -> Any:
+    """The thing to inspect: a path (returned as is) or the object named by ``where:NAME``.
+
+    ``NAME`` may be a model or a zero-argument callable returning one. Loading a script or
+    module runs its code: that is the user's own code, named on purpose. Files to inspect are
+    never executed.
+
+    Raises:
+        TargetError: the file, script, module or name does not exist, or NAME needs arguments.
+
+    Example:
+        >>> resolve_target("model.keras")
+        'model.keras'
+    """
+    if os.path.exists(target):
+        return target
+    where, sep, name = target.rpartition(":")
+    if not sep or not name.isidentifier():
+        raise TargetError(
+            f"no such file or folder: {target} (to name a model in Python code, "
+            "write path/to/script.py:NAME or package.module:NAME)"
+        )
+    if where.endswith(".py"):
+        if not os.path.isfile(where):
+            raise TargetError(f"no such script: {where}")
+        module = _load_script(where)
+    elif _MODULE.match(where):
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as e:
+            raise TargetError(f"cannot import module {where!r}: {e}") from None
+    else:
+        raise TargetError(f"no such file or folder: {target}")
+    if not hasattr(module, name):
+        public = sorted(n for n in vars(module) if not n.startswith("_"))[:10]
+        raise TargetError(f"{where} has no name {name!r}; it defines: {', '.join(public)}")
+    obj = getattr(module, name)
+    if callable(obj) and (isinstance(obj, type) or _is_plain_callable(obj)):
+        try:
+            obj = obj()
+        except TypeError as e:
+            raise TargetError(
+                f"{where}:{name} must be a model or a function that takes no arguments ({e})"
+            ) from None
+    return obj
+
+
+def _is_plain_callable(obj: Any) -> bool:
+    # Models are callable too (keras.Model, nn.Module): call only functions and factories.
+    import types
+
+    return isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))

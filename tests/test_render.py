@@ -1,0 +1,116 @@
+"""Renderers: the numbers shown, their formatting, layouts and escaping of untrusted names."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import paramscope
+from paramscope.core import Anatomy, Layer, Tensor
+from paramscope.render import fmt
+from paramscope.render.keras_styles import render_keras2
+
+from _seed import seed_anatomy
+
+
+def test_units_are_binary_and_named_so() -> None:
+    assert fmt.n_bytes(1023) == "1023 B"
+    assert fmt.n_bytes(1024) == "1.00 KiB"
+    assert fmt.n_bytes(2140752 * 4) == "8.17 MiB"
+    assert fmt.n_bytes(None) == "?"
+    assert fmt.si(4_280_000) == "4.28 M"
+    assert fmt.shape((None, 512)) == "(None, 512)"
+    assert fmt.shape((512,)) == "(512,)"
+
+
+def test_keras2_layout_matches_the_seed_table() -> None:
+    # Expected text checked by hand against the seed's Keras summary (columns at 33/55/67/100,
+    # names truncated the way Keras 1/2 did, "Param #" without separators, totals with them).
+    text = render_keras2(seed_anatomy())
+    lines = text.splitlines()
+    assert lines[0] == "_" * 100
+    assert lines[1] == "Layer (type)                     Output Shape          Param #     Connected to"
+    assert lines[2] == "=" * 100
+    assert lines[3] == "input_layer (InputLayer)         (None, 4096)          0"
+    assert lines[5] == "dense (Dense)                    (None, 512)           2097664     input_layer[0][0]"
+    assert lines[7] == "batch_normalization (BatchNormal (None, 512)           2048        dense[0][0]"
+    assert lines[9] == "dropout (Dropout)                (None, 512)           0           batch_normalization[0][0]"
+    assert lines[11] == "dense_1 (Dense)                  (None, 80)            41040       dropout[0][0]"
+    assert lines[12] == "=" * 100
+    assert lines[13:16] == [
+        "Total params: 2,140,752",
+        "Trainable params: 2,139,728",
+        "Non-trainable params: 1,024",
+    ]
+    assert lines[16] == "_" * 100
+
+
+def test_default_summary_splits_batchnorm_and_explains_non_trainable() -> None:
+    text = paramscope.summary(seed_anatomy(), width=160).text
+    row = next(line for line in text.splitlines() if line.startswith("batch_normalization"))
+    assert "2,048" in row and "1,024" in row and "4 x 512" in row
+    assert "Total params: 2,140,752 (8.17 MiB)" in text
+    assert "Non-trainable params: 1,024 (4.00 KiB): 1,024 running statistics" in text
+    assert "Memory: 8.17 MiB (float32 2,140,752 = 8.17 MiB)" in text
+
+
+def test_explain_one_layer_gives_formula_role_and_why() -> None:
+    text = paramscope.explain(seed_anatomy(), layer="batch_normalization", width=200).text
+    assert text.splitlines()[0].startswith("batch_normalization (BatchNormalization): 2,048 params = 4 x 512")
+    mm = next(line for line in text.splitlines() if line.lstrip().startswith("moving_mean"))
+    assert "non-trainable, statistic" in mm and "not by gradient" in mm
+    with pytest.raises(paramscope.TargetError, match="no layer named 'nope'"):
+        paramscope.explain(seed_anatomy(), layer="nope")
+
+
+def test_json_schema_fields() -> None:
+    doc = json.loads(paramscope.summary(seed_anatomy(), format="json").text)
+    assert doc["schema"] == "paramscope/1"
+    assert doc["complete"] is True
+    assert doc["totals"]["params"] == 2140752
+    assert doc["totals"]["trainable"] == 2139728
+    assert doc["totals"]["non_trainable"] == 1024
+    assert doc["totals"]["buffers"] == 0
+    assert doc["totals"]["bytes"] == 2140752 * 4
+    bn = next(x for x in doc["layers"] if x["name"] == "batch_normalization")
+    assert (bn["params"], bn["trainable"], bn["non_trainable"]) == (2048, 1024, 1024)
+    assert bn["output_shape"] == [None, 512]
+    assert [t["role"] for t in bn["tensors"]] == ["trainable", "trainable", "statistic", "statistic"]
+    assert {t["count"] for t in bn["tensors"]} == {512}
+    for key in ("name", "type", "path", "output_shape", "params", "trainable", "non_trainable", "tensors"):
+        assert key in bn
+    one = json.loads(paramscope.explain(seed_anatomy(), layer="dense", format="json").text)
+    assert [x["name"] for x in one["layers"]] == ["dense"]
+
+
+def test_markdown_and_html_escape_untrusted_names() -> None:
+    evil = Anatomy("m|<b>", "safetensors", (Layer("a|b<script>", "", "a|b<script>", (Tensor("w\x1b[31m", (2,)),)),))
+    md = paramscope.summary(evil, format="markdown").text
+    assert "a\\|b<script>" in md and "\x1b" not in md
+    html = paramscope.summary(evil, format="html").text
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    text = paramscope.explain(evil).text
+    assert "\x1b" not in text and "w\\x1b[31m" in text
+
+
+def test_rich_markup_in_names_is_not_interpreted() -> None:
+    a = Anatomy("m", "torch", (Layer("[bold]x[/bold]", "Linear", "[bold]x[/bold]", (Tensor("weight", (2, 2)),)),))
+    assert "[bold]x[/bold]" in paramscope.summary(a).text
+
+
+def test_incomplete_totals_are_marked() -> None:
+    a = Anatomy("m", "keras", (Layer("c", "MyLayer", "c", known=False),))
+    text = paramscope.summary(a).text
+    assert "INCOMPLETE" in text and "[no rule]" in text
+    assert json.loads(paramscope.summary(a, format="json").text)["complete"] is False
+
+
+def test_repeated_blocks_collapse_and_expand() -> None:
+    blocks = tuple(Layer(str(i), "Block", f"layers.{i}", (Tensor("w", (4, 4), key=f"w{i}"),)) for i in range(32))
+    a = Anatomy("m", "torch", (Layer("layers", "ModuleList", "layers", children=blocks),))
+    text = paramscope.summary(a).text
+    row = next(line for line in text.splitlines() if "0-31" in line)
+    assert "x32" in row and "512" in row  # 32 x 16
+    assert "31 (Block)" in paramscope.summary(a, expand=True).text
+    assert "0-31" not in paramscope.summary(a, depth=0).text
