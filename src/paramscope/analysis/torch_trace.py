@@ -160,7 +160,7 @@ def _meta_limitation(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
+    line = text[0].rstrip(".") if text else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -317,7 +317,8 @@ def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[I
     target = module.get_submodule(where) if where and not where.startswith("<") else module
     what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
     cause = f"{type(exc).__name__}: {_first_line(exc)}"
-    given = ", ".join(s.describe() for s in specs) or "the example inputs"
+    float_name = str(_float_dtype(module)).removeprefix("torch.")
+    given = ", ".join(s.describe(float_name) for s in specs) or "the example inputs"
     if _caused_by_inputs(exc, target):
         raise ModelError(
             f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
