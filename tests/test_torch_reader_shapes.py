@@ -167,7 +167,7 @@ def test_bad_inputs_are_clear_errors() -> None:
     with pytest.raises(ModelError) as e:  # wrong rank
         read(model, input_size=(1, 3, 8))
     msg = str(e.value)
-    assert "'0' (Conv2d)" in msg and "float[1,3,8]" in msg and "\n" not in msg
+    assert "'0' (Conv2d)" in msg and "float32[1,3,8]" in msg and "\n" not in msg
     with pytest.raises(ModelError, match="'2' \\(Linear\\)"):  # wrong spatial size reaches the Linear
         read(model, input_size=(1, 3, 9, 9))
     with pytest.raises(ModelError, match="nope=int64"):  # the forward takes no such argument
