@@ -211,3 +211,16 @@ def test_custom_op_is_unknown() -> None:
     a = read(M(), input_size=(3,))
     assert a.compute is not None and a.compute.unknown_ops == ("paramscope_test.mystery",)
     assert a.compute.flops is None
+
+
+def test_docs_worked_example_gpt2_small() -> None:
+    transformers = pytest.importorskip("transformers")
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config())
+    a = read(model, inputs=["input_ids=int64[1,128]"])
+    t, d, layers, heads, vocab = 128, 768, 12, 12, 50257
+    assert a.compute is not None and a.compute.complete
+    assert a.compute.flops == layers * 2 * t * d * (3 * d + d + 4 * d + 4 * d) + 2 * t * d * vocab == 31_624_200_192
+    assert a.compute.attention_flops == layers * 2 * 2 * heads * t * t * (d // heads) == 603_979_776
+    assert _c(a, "transformer.h.0.ln_1").elementwise_flops == t * d * 7
+    assert _c(a, "transformer.h.0.mlp.act").elementwise_flops == t * 4 * d * 8

@@ -65,6 +65,12 @@ def test_seed_model_counts_and_dtypes() -> None:
     by_name = {x.name: x for x in bn.tensors}
     assert by_name["num_batches_tracked"].dtype == "int64" and by_name["num_batches_tracked"].shape == ()
     assert by_name["running_mean"].is_param is False and by_name["weight"].is_param is True
+    # roles come from the torch.nn rules: running statistics vs a plain counter
+    assert [by_name[n].role for n in ("weight", "running_mean", "running_var", "num_batches_tracked")] == [
+        Role.TRAINABLE, Role.STATISTIC, Role.STATISTIC, Role.BUFFER
+    ]
+    assert all(x.formula is not None and x.formula.numeric for x in bn.tensors)
+    assert "1,025" in bn.note
     assert t.n_bytes == 4 * (params + 1_024) + 8
     assert any("example input" in n for n in a.notes)  # no input: parameter anatomy only
     assert all(x.compute is None and x.output_shapes is None for x in a.walk())
