@@ -239,3 +239,25 @@ def test_llama_70b_shape_on_meta_is_fast_and_light() -> None:
     assert r["attention"] == layers * 2 * 2 * heads * seq * seq * head_dim
     assert r["unknown"] == [] and r["out"] == [[1, seq, vocab]]
     assert r["rss_mb"] < 1500 and r["seconds"] < 30
+
+
+def test_meta_model_with_attention_mask_falls_back_to_fake_tensors() -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, vocab_size=97,
+    )
+    with torch.device("meta"):
+        meta_model = transformers.LlamaForCausalLM(cfg)
+    specs = ["input_ids=int64[2,11]", "attention_mask=int64[2,11]"]
+    plain = read(meta_model, inputs=specs[:1])
+    assert plain.metadata["forward"] == "meta"  # the fast path when no data is needed
+    a = read(meta_model, inputs=specs)  # the padding check needs data on plain meta tensors
+    assert a.metadata["forward"] == "fake" and not any("stopped" in n for n in a.notes)
+    cpu_model = transformers.LlamaForCausalLM(cfg)
+    mask = torch.ones(2, 11, dtype=torch.long)
+    mask[1, :3] = 0  # with padding the real run keeps the mask, as a pass without data must
+    oracle = real_forward_shapes(cpu_model, input_ids=torch.randint(0, 97, (2, 11)), attention_mask=mask)
+    _assert_shapes_match(meta_model, a, oracle)
+    assert a.compute is not None and plain.compute is not None
+    assert a.compute.flops == plain.compute.flops and a.compute.attention_flops == plain.compute.attention_flops

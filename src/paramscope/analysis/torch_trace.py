@@ -206,6 +206,10 @@ def trace(
 ) -> Trace:
     """Run one forward pass and record shapes and FLOPs per module path.
 
+    A model on ``meta`` first runs as it is (the fastest pass); if that needs data, it runs
+    again under fake tensors, where model code that checks for tracing (transformers' mask
+    helpers) skips its data-dependent checks, as it does for a model on CPU.
+
     Args:
         module: the model (left as it was found).
         paths: for each module object (by ``id``), the paths it is reachable at.
@@ -220,11 +224,39 @@ def trace(
     """
     tensors = [*module.parameters(), *module.buffers()]
     on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
-    mode = (("meta" if on_meta else "fake") if device == "meta" else str(device))
-    real = mode not in ("meta", "fake")
-    result = Trace(mode=mode)
+    if device != "meta":
+        kinds = [str(device)]
+    else:
+        kinds = ["meta", "fake"] if on_meta else ["fake"]
+    for i, kind in enumerate(kinds):
+        result, failure = _attempt(module, paths, specs, example_inputs, example_kwargs, kind, on_meta)
+        if failure is None:
+            return result
+        where, exc = failure
+        if i + 1 < len(kinds) and _meta_limitation(exc):
+            continue
+        _fail(module, where, exc, specs, result)
+        return result
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    module: torch.nn.Module,
+    paths: Mapping[int, Sequence[str]],
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    kind: str,
+    on_meta: bool,
+) -> tuple[Trace, tuple[str, Exception] | None]:
+    """One pass of the given kind ("meta", "fake" or a device); the failure, if any, and where."""
+    result = Trace(mode=kind)
+    real = kind not in ("meta", "fake")
     stack: list[str] = []
-    input_device = torch.device("meta") if mode == "meta" else (_device(module) if mode == "fake" else torch.device(device))
+    if kind == "meta" or (kind == "fake" and on_meta):
+        input_device = torch.device("meta")
+    else:
+        input_device = _device(module) if kind == "fake" else torch.device(kind)
 
     def choose(mod: torch.nn.Module) -> str:
         cands = paths.get(id(mod), ())
@@ -262,9 +294,8 @@ def trace(
         es.callback(snapshot.restore)
         module.eval()
         es.enter_context(torch.no_grad())
-        call_args: tuple[Any, ...]
-        call_kwargs: dict[str, Any]
-        if mode == "fake":
+        state: dict[str, torch.Tensor] | None = None
+        if kind == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             # a meta kernel failing is reported in a note; torch would also log it as an error
@@ -272,31 +303,26 @@ def trace(
             es.callback(setattr, log, "disabled", log.disabled)
             log.disabled = True
             fake = es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-            state: dict[str, torch.Tensor] = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
-            state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
-            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
-
-            def run() -> Any:
-                return torch.func.functional_call(module, state, call_args, call_kwargs, strict=False)
-        else:
-            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
-
-            def run() -> Any:
-                return module(*call_args, **call_kwargs)
-
+            if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
+                state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
+                state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
+        call_args, call_kwargs = _build_inputs(
+            specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real
+        )
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:
             with counter.modes():
-                output = run()
+                if state is not None:
+                    output = torch.func.functional_call(module, state, call_args, call_kwargs, strict=False)
+                else:
+                    output = module(*call_args, **call_kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
-            where = stack[-1] if stack else ""
-            _fail(module, where, exc, specs, result)
-            return result
+            return result, (stack[-1] if stack else "", exc)
     result.outputs = shapes_of(output)
     result.compute = {p: counter.tallies.get(p, Tally()).compute() for p in result.runs}
     result.total = counter.total.compute()
-    return result
+    return result, None
 
 
 def _caused_by_inputs(exc: Exception, target: torch.nn.Module) -> bool:
