@@ -261,3 +261,35 @@ def test_meta_model_with_attention_mask_falls_back_to_fake_tensors() -> None:
     _assert_shapes_match(meta_model, a, oracle)
     assert a.compute is not None and plain.compute is not None
     assert a.compute.flops == plain.compute.flops and a.compute.attention_flops == plain.compute.attention_flops
+
+
+def test_module_shared_between_branches_is_attributed_to_its_caller() -> None:
+    class Branch(nn.Module):
+        def __init__(self, emb: nn.Embedding, width: int) -> None:
+            super().__init__()
+            self.emb = emb
+            self.proj = nn.Linear(8, width)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.proj(self.emb(ids))
+
+    class EncDec(nn.Module):  # like T5: shared, encoder.embed_tokens, decoder.embed_tokens
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Embedding(50, 8)
+            self.enc = Branch(self.shared, 4)
+            self.dec = Branch(self.shared, 6)
+
+        def forward(self, ids: torch.Tensor, dec_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.enc(ids), self.dec(dec_ids)
+
+    model = EncDec()
+    a = read(model, inputs=["int64[2,5]", "int64[2,3]"])
+    assert totals(a).params == sum(p.numel() for p in model.parameters()) == 50 * 8 + 8 * 4 + 4 + 8 * 6 + 6
+    enc_emb, dec_emb, shared = a.find("enc.emb"), a.find("dec.emb"), a.find("shared")
+    assert enc_emb is not None and dec_emb is not None and shared is not None
+    assert (enc_emb.calls, enc_emb.output_shapes) == (1, ((2, 5, 8),))
+    assert (dec_emb.calls, dec_emb.output_shapes) == (1, ((2, 3, 8),))
+    assert shared.calls == 0 and "enc.emb, dec.emb" in shared.note
+    assert a.compute is not None
+    assert a.find("dec").compute.flops == 2 * 2 * 3 * 8 * 6  # type: ignore[union-attr]

@@ -2,7 +2,8 @@
 
 How the pass runs without memory, and without changing the user's module:
 
-- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs;
+- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs,
+  and again under ``FakeTensorMode`` if that pass needs data;
 - any other module runs under ``FakeTensorMode``: its parameters and buffers are swapped, for
   the call only, for fake tensors of the same shape, dtype and device
   (``torch.func.functional_call``), so no weight is copied and no in-place update reaches the
