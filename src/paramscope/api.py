@@ -99,7 +99,7 @@ def summary(
         >>> x = keras.Input(shape=(8,))
         >>> m = keras.Model(x, keras.layers.Dense(4)(x))
         >>> print(summary(m, style="keras2").text.splitlines()[-3])
-        Non-trainable params: 0
+        Trainable params: 36
     """
     _check(format, style)
     anatomy = read(source, **options)
@@ -136,9 +136,9 @@ def explain(
     Example:
         >>> from paramscope import keras
         >>> x = keras.Input(shape=(512,))
-        >>> m = keras.Model(x, keras.layers.BatchNormalization()(x))
-        >>> print(explain(m, layer="batch_normalization").text.splitlines()[0])
-        batch_normalization (BatchNormalization): 2,048 params = 4 x 512  [4 x features]
+        >>> m = keras.Model(x, keras.layers.BatchNormalization(name="bn")(x))
+        >>> print(explain(m, layer="bn").text.splitlines()[0])
+        bn (BatchNormalization): 2,048 params = 4 x 512  [4 x features]
     """
     _check(format, "paramscope")
     anatomy = read(source, **options)

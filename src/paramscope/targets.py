@@ -40,8 +40,8 @@ def resolve_target(target: str) -> Any:
         TargetError: the file, script, module or name does not exist, or NAME needs arguments.
 
     Example:
-        >>> resolve_target("model.keras")
-        'model.keras'
+        >>> resolve_target(".")  # an existing path is returned as it is, for the readers
+        '.'
     """
     if os.path.exists(target):
         return target

@@ -17,6 +17,9 @@ from paramscope.rules.keras import RuleInput, keras_rule
 
 __all__ = ["KerasTensor", "Node", "Layer"]
 
+# Layers whose call takes query, value and key as separate tensors.
+_ATTENTION_CALLS = frozenset({"MultiHeadAttention", "GroupedQueryAttention"})
+
 
 @dataclass(frozen=True, eq=False)
 class KerasTensor:
@@ -94,6 +97,7 @@ class Layer:
         self.config = config
         self.nodes: list[Node] = []
         self.input_shapes: tuple[Shape, ...] | None = None
+        self._build_shapes: dict[str, list[int | None]] = {}
 
     @property
     def name(self) -> str:
@@ -133,10 +137,19 @@ class Layer:
                 f"{self.name} ({self.class_name}) was called on {type(inputs).__name__}, "
                 "not on the output of keras.Input(...) or another layer"
             )
-        extra = {k: v for k, v in kwargs.items() if _flatten(v)}
-        shapes = tuple(t.shape for t in tensors + [t for v in extra.values() for t in _flatten(v)])
+        # Tensors may also come as further positional or keyword arguments (attention's value).
+        tensors += _flatten(list(args)) + _flatten(kwargs)
+        shapes = tuple(t.shape for t in tensors)
         if self.input_shapes is None and all(s is not None for s in shapes):
             self.input_shapes = tuple(s for s in shapes if s is not None)
+            if self.class_name in _ATTENTION_CALLS:
+                # build(query_shape, value_shape, key_shape): Keras records each by name.
+                named = [inputs, *args] + [kwargs[k] for k in ("value", "key") if k in kwargs]
+                self._build_shapes = {
+                    f"{arg}_shape": list(t.shape)
+                    for arg, t in zip(("query", "value", "key"), named)
+                    if isinstance(t, KerasTensor) and t.shape is not None
+                }
         out_shapes = self._output_shapes(shapes)
         index = len(self.nodes)
         outputs = tuple(KerasTensor(self, index, i, s) for i, s in enumerate(out_shapes))
@@ -159,7 +172,9 @@ class Layer:
             "config": self.get_config(),
             "registered_name": None,
         }
-        if self.input_shapes is not None:
+        if self._build_shapes:
+            d["build_config"] = {"shapes_dict": dict(self._build_shapes)}
+        elif self.input_shapes is not None:
             shapes = [list(s) for s in self.input_shapes]
             d["build_config"] = {"input_shape": shapes[0] if len(shapes) == 1 else shapes}
         return d

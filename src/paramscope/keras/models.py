@@ -116,38 +116,54 @@ class Functional(_ModelBase):
         self.layers, self._node_map = self._collect()
 
     def _collect(self) -> tuple[list[Layer], dict[tuple[int, int], int]]:
-        order: list[Layer] = []
-        nodes_used: dict[int, set[int]] = {}
-        seen: set[tuple[int, int]] = set()
+        # Layers are ordered the way Keras orders them: by depth (distance from the outputs,
+        # deepest first), ties broken by the order a depth-first walk from the outputs meets them.
+        NodeKey = tuple[int, int]
+        layer_of: dict[int, Layer] = {}
+        first_seen: dict[int, int] = {}
+        parents: dict[NodeKey, list[NodeKey]] = {}
+        post_order: list[NodeKey] = []
+        done: set[NodeKey] = set()
         inputs = {id(t) for t in self.inputs}
 
-        def visit(t: KerasTensor, stack: tuple[tuple[int, int], ...]) -> None:
+        def visit(t: KerasTensor, stack: tuple[NodeKey, ...]) -> None:
             key = (id(t.layer), t.node_index)
+            if key in done:
+                return
             if key in stack:
                 raise ModelError(f"the graph has a cycle through layer {t.layer.name}")
-            if key not in seen:
-                seen.add(key)
-                node = t.layer.nodes[t.node_index]
-                if id(t) not in inputs:
-                    for parent in flatten_tensors(node.args) + flatten_tensors(node.kwargs):
-                        visit(parent, stack + (key,))
-                nodes_used.setdefault(id(t.layer), set()).add(t.node_index)
-                if t.layer not in order:
-                    order.append(t.layer)
+            layer_of[id(t.layer)] = t.layer
+            first_seen.setdefault(id(t.layer), len(first_seen))
+            node = t.layer.nodes[t.node_index]
+            ins = [] if id(t) in inputs else flatten_tensors(node.args) + flatten_tensors(node.kwargs)
+            parents[key] = [(id(p.layer), p.node_index) for p in ins]
+            for parent in ins:
+                visit(parent, stack + (key,))
+            done.add(key)
+            post_order.append(key)
 
         for out in self.outputs:
             visit(out, ())
+        node_depth: dict[NodeKey, int] = {}
+        layer_depth: dict[int, int] = {}
+        for key in reversed(post_order):
+            depth = max(node_depth.setdefault(key, 0), layer_depth.get(key[0], 0))
+            layer_depth[key[0]] = node_depth[key] = depth
+            for parent in parents[key]:
+                node_depth[parent] = max(depth + 1, node_depth.get(parent, 0))
         for t in self.inputs:
             if not isinstance(t.layer, InputLayer):
                 raise ModelError(f"model input {t.layer.name} is not the output of keras.Input")
-            if t.layer not in order:
-                raise ModelError(f"input {t.layer.name} is not connected to the outputs")
-        # Input layers first, in the order given; then the rest in dependency order.
-        ins = [t.layer for t in self.inputs]
-        order = ins + [x for x in order if x not in ins]
-        node_map = {}
+            if id(t.layer) not in layer_depth:  # an input the outputs do not use: Keras keeps it
+                layer_of[id(t.layer)] = t.layer
+                layer_depth[id(t.layer)] = 0
+                first_seen[id(t.layer)] = -1
+                post_order.append((id(t.layer), t.node_index))
+        order = sorted(layer_of.values(), key=lambda x: (-layer_depth[id(x)], first_seen[id(x)]))
+        node_map: dict[tuple[int, int], int] = {}
         for layer in order:
-            for local, idx in enumerate(sorted(nodes_used[id(layer)])):
+            used = sorted(i for (lid, i) in post_order if lid == id(layer))
+            for local, idx in enumerate(used):
                 node_map[(id(layer), idx)] = local
         return order, node_map
 
