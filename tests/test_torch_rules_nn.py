@@ -61,7 +61,8 @@ def explained(module: Any, *, whole: bool = True) -> ModuleNote:
         # The rule's own formula held: the guard did not have to fall back to the stored shape.
         assert not tn.formula.symbolic.startswith("stored shape"), (name, tn.formula)
         assert tn.why, name
-    if made.formula is None and not whole:
+    n_params = sum(p.numel() for p in module.parameters())
+    if (made.formula is None and not whole) or (made.formula is None and n_params == 0):
         return made
     assert made.formula is not None
     assert evaluate(made.formula.numeric) == sum(p.numel() for p in module.parameters()), made.formula
