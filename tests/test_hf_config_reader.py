@@ -249,3 +249,17 @@ def test_cli_bad_input_spec_is_one_line(capsys: pytest.CaptureFixture[str], tmp_
     code, out, err = _cli(capsys, "summary", str(tmp_path / "config.json"), "--input", "input_ids=int64[1,x]")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("paramscope: error: "), err
+
+
+def test_config_objects_and_dicts_read_like_files() -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+    from paramscope.readers import read
+
+    config = _configs()["gpt2"]
+    expected = sum(p.numel() for p in T.GPT2LMHeadModel._from_config(config).parameters())
+    from_object = read(config, inputs=[])
+    from_dict = read(config.to_dict(), inputs=[])
+    assert totals(from_object).params == totals(from_dict).params == expected
+    assert from_object.outputs == ()  # inputs=[]: tensors only, no forward pass
+    assert from_dict.source == "config dict"
