@@ -161,7 +161,8 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
 
     Returns:
         The note, with every tensor explained by a formula equal to its element count, and a
-        module formula equal to the parameter count (or ``None`` when that cannot be known).
+        module formula equal to the parameter count (``None`` when that cannot be known, and
+        for a module without parameters).
     """
     tensors = own_tensors(module)
     if any(_is_uninitialized(t) for t in tensors.values()):
@@ -180,6 +181,8 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
         else:
             notes[name] = given
     formula = made.formula
+    if formula is not None and value(formula.numeric) == 0 and _n_params(module) == 0:
+        formula = None  # nothing to explain; a column of zeros would only be noise
     if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
         formula = Formula("parameters of the module and its submodules", str(_n_params(module)))
     return note(notes, formula, made.note)
