@@ -188,7 +188,9 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
     return note(notes, formula, made.note)
 
 
-def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], TorchRule]:
+def rule(
+    *types: type, module_formula: bool = True, fallback: bool = False
+) -> Callable[[TorchRule], TorchRule]:
     """Register a rule for exact module classes, wrapped in :func:`guard`.
 
     Example:
@@ -198,7 +200,7 @@ def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], Tor
     """
 
     def deco(fn: TorchRule) -> TorchRule:
-        register_torch_rule(*types)(guarded(fn, module_formula=module_formula))
+        register_torch_rule(*types, fallback=fallback)(guarded(fn, module_formula=module_formula))
         return fn
 
     return deco
