@@ -359,3 +359,14 @@ def test_corrupt_deflated_pickle_is_our_error(tmp_path: Path) -> None:
     with pytest.raises(CorruptFileError) as info:
         read(path)
     assert str(path) in str(info.value)
+
+
+def test_persistent_id_outside_data_pickle_names_the_file(tmp_path: Path) -> None:
+    # Found by fuzzing: a storage reference inside the legacy key list.
+    data = _legacy(b"\x80\x02}.")
+    data = data[: -len(pickle.dumps([], protocol=2))] + b"\x80\x02X\x01\x00\x00\x00aQ."
+    path = tmp_path / "keys.pt"
+    path.write_bytes(data)
+    with pytest.raises(CorruptFileError, match="persistent id") as info:
+        read(path)
+    assert str(path) in str(info.value)
