@@ -6,9 +6,10 @@ nodes of their own. Each node becomes a layer owning the initializers it is the 
 (a second user shares the same tensor, counted once). Layers nest by the ``/`` parts of node
 names, as ``torch.onnx.export`` writes them (``/encoder/layer.0/attention/MatMul``).
 
-Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed and
-the file is small, from ONNX shape inference. External data files are checked (inside the
-model's folder, large enough) but never opened.
+Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed,
+from ONNX shape inference run on a copy without large tensor data. External data files are
+checked (inside the model's folder, large enough) but never opened. Files over 64 MiB are read
+page by page, so only the pages holding message headers are read.
 """
 
 from __future__ import annotations
