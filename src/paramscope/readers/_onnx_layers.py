@@ -81,9 +81,13 @@ class GraphBuilder:
         self.renamed = 0
         self.ops: set[str] = set()
         self.sparse_indices: dict[str, Tensor] = {}
+        self.siblings: dict[str, set[str]] = {}
         self._collect(graph)
 
     def _collect(self, graph: OGraph) -> None:
+        for t in graph.initializers:
+            module, _, local = t.name.rpartition(".")
+            self.siblings.setdefault(module, set()).add(local)
         for t in graph.initializers:
             self.inits[t.name] = self._initializer(t)
         for s in graph.sparse_initializers:
@@ -163,7 +167,7 @@ class GraphBuilder:
         if t.name.startswith("onnx::"):
             self.renamed += 1
         module, _, local = t.name.rpartition(".")
-        ex = explain_name(module, local, t.dims, frozenset())
+        ex = explain_name(module, local, t.dims, frozenset(self.siblings.get(module, ())))
         if ex.role is Role.UNKNOWN:
             role, is_param = Role.UNKNOWN, True
             why = "an ONNX initializer (a weight); the file does not record whether it was trained"

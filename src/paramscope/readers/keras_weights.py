@@ -339,6 +339,7 @@ class _Reader:
             g = self._get(f, lname)
             wnames = [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
             tensors = []
+            locals_ = frozenset(w.split(":", 1)[0].rpartition("/")[2] for w in wnames)
             for wname in wnames:
                 self._tick(wname)
                 ds = self._get(g, wname)
@@ -347,7 +348,7 @@ class _Reader:
                 shape, dtype = self._dataset(ds)
                 full = wname.split(":", 1)[0]
                 module, _, local = full.rpartition("/")
-                ex = explain_name(module, local, shape, frozenset(), sep="/")
+                ex = explain_name(module, local, shape, locals_, sep="/")
                 name = full.removeprefix(f"{lname}/")
                 tensors.append(Tensor(name, shape, dtype, ex.role, True, f"{lname}/{wname}", ex.formula,
                                       ex.why or "named in the file"))  # fmt: skip
