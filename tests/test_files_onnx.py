@@ -113,6 +113,8 @@ def test_helper_model_counts_match_onnx(tmp_path: Path) -> None:
     assert conv is not None and [x.name for x in conv.tensors] == ["conv.weight", "conv.bias"]
     bn = a.find("/bn/BN")
     assert bn is not None and {x.name: x.is_param for x in bn.tensors}["bn.running_mean"] is False
+    # Explained with its siblings in view: a weight next to running statistics is BatchNorm's scale.
+    assert "RMSNorm" not in {x.name: x.why for x in bn.tensors}["bn.weight"]
     branch = a.find("/branch/If")
     assert branch is not None and {c.name for c in branch.children} == {"then_branch", "else_branch"}
     call = a.find("/scale/MyScale")
