@@ -246,6 +246,7 @@ def test_torch_export_and_checkpoint_of_one_model(tmp_path: Path) -> None:
     _check_against_onnx(a, onnx.load(path))
     assert a.metadata["producer"].startswith("pytorch")
     assert any("onnx::" in n for n in a.notes)
+    assert any("Identity nodes pass initializers on" in n for n in a.notes)
     head = a.find("/head/MatMul")
     assert head is not None and head.compute is not None and head.compute.flops == 2 * 2 * 5 * 8 * 50
     fc = a.find("fc")  # a group of the exporter's /fc/MatMul and /fc/Add: its FLOPs are theirs

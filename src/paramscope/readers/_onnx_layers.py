@@ -82,6 +82,7 @@ class GraphBuilder:
         self.ops: set[str] = set()
         self.sparse_indices: dict[str, Tensor] = {}
         self.siblings: dict[str, set[str]] = {}
+        self.identities = 0
         self._collect(graph)
 
     def _collect(self, graph: OGraph) -> None:
@@ -220,6 +221,8 @@ class GraphBuilder:
     def _node_layer(self, node: ONode, index: int, scope: str, depth: int, key_scope: str = "") -> Layer:
         self.n_nodes += 1
         self.ops.add(node.op_type)
+        if node.op_type == "Identity" and node.inputs and node.inputs[0] in self.inits:
+            self.identities += 1
         label = node.name or f"{node.op_type}_{index}"
         tensors: list[Tensor] = []
         for name in node.inputs:
@@ -333,6 +336,11 @@ def exporter_notes(producer: str, builder: GraphBuilder, notes: list[str]) -> No
         notes.append(
             f"{builder.renamed} initializers have exporter names (onnx::...): the exporter renamed "
             "them (often after folding or transposing), so the source model's names are lost."
+        )
+    if builder.identities:
+        notes.append(
+            f"{builder.identities} Identity nodes pass initializers on under another name: the exporter "
+            "stored tensors with equal values once (e.g. a running mean equal to a bias)."
         )
     if builder.n_constants:
         notes.append(f"{builder.n_constants} Constant node values are listed as buffers, not parameters.")
