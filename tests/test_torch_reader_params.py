@@ -247,6 +247,8 @@ def test_can_read_does_not_import_torch() -> None:
         import paramscope
         from paramscope.readers import torch_module
         assert not torch_module.can_read(object()) and not torch_module.can_read("x.pt")
+        from paramscope.analysis.torch_inputs import input_specs
+        assert input_specs((1, 3), ["ids=int64[1,8]"])[1].shape == (1, 8)
         assert "torch" not in sys.modules, "torch imported"
         """
     )

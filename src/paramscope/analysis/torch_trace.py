@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from paramscope.analysis.torch_flops import FlopCounter, Tally
-from paramscope.analysis.torch_inputs import InputSpec
+from paramscope.analysis.torch_inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.core.anatomy import Compute, Shape
 from paramscope.core.errors import ModelError
 
@@ -85,65 +85,6 @@ def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
     for item in items:
         out.extend(shapes_of(item, _depth + 1))
     return tuple(out)
-
-
-def _float_dtype(module: torch.nn.Module) -> torch.dtype:
-    for t in module.parameters():
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
-def _device(module: torch.nn.Module) -> torch.device:
-    for t in [*module.parameters(), *module.buffers()]:
-        return t.device
-    return torch.device("cpu")
-
-
-def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real: bool) -> torch.Tensor:
-    if not real:
-        return torch.empty(shape, dtype=dtype, device=device)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
-
-
-def _convert(value: Any, device: torch.device, real: bool) -> Any:
-    """Example tensors remade (shape and dtype kept) on the device of the pass."""
-    if isinstance(value, torch.Tensor):
-        return _make(tuple(value.shape), value.dtype, device, real)
-    if isinstance(value, tuple):
-        return tuple(_convert(v, device, real) for v in value)
-    if isinstance(value, list):
-        return [_convert(v, device, real) for v in value]
-    if isinstance(value, dict):
-        return {k: _convert(v, device, real) for k, v in value.items()}
-    return value
-
-
-def _build_inputs(
-    specs: Sequence[InputSpec],
-    example_inputs: Any,
-    example_kwargs: Mapping[str, Any] | None,
-    float_dtype: torch.dtype,
-    device: torch.device,
-    real: bool,
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for s in specs:
-        dtype = getattr(torch, s.dtype) if s.dtype else float_dtype
-        t = _make(s.shape, dtype, device, real)
-        if s.name is None:
-            args.append(t)
-        else:
-            kwargs[s.name] = t
-    if example_inputs is not None:
-        ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        args.extend(_convert(v, device, real) for v in ex)
-    for k, v in (example_kwargs or {}).items():
-        kwargs[k] = _convert(v, device, real)
-    return tuple(args), kwargs
 
 
 def _meta_limitation(exc: BaseException) -> bool:
@@ -257,7 +198,7 @@ def _attempt(
     if kind == "meta" or (kind == "fake" and on_meta):
         input_device = torch.device("meta")
     else:
-        input_device = _device(module) if kind == "fake" else torch.device(kind)
+        input_device = model_device(module) if kind == "fake" else torch.device(kind)
 
     def choose(mod: torch.nn.Module) -> str:
         cands = paths.get(id(mod), ())
@@ -307,8 +248,8 @@ def _attempt(
             if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
                 state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
                 state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
-        call_args, call_kwargs = _build_inputs(
-            specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real
+        call_args, call_kwargs = build_inputs(
+            specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
         )
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
@@ -344,7 +285,7 @@ def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[I
     target = module.get_submodule(where) if where and not where.startswith("<") else module
     what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
     cause = f"{type(exc).__name__}: {_first_line(exc)}"
-    float_name = str(_float_dtype(module)).removeprefix("torch.")
+    float_name = str(float_dtype(module)).removeprefix("torch.")
     given = ", ".join(s.describe(float_name) for s in specs) or "the example inputs"
     if _caused_by_inputs(exc, target):
         raise ModelError(
