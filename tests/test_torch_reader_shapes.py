@@ -172,6 +172,8 @@ def test_bad_inputs_are_clear_errors() -> None:
         read(model, input_size=(1, 3, 9, 9))
     with pytest.raises(ModelError, match="nope=int64"):  # the forward takes no such argument
         read(model, inputs=["float32[1,3,8,8]", "nope=int64[1]"])
+    with pytest.raises(TargetError, match="not a PyTorch device"):
+        read(model, input_size=(1, 3, 8, 8), device="nonsense")
     # the module is left usable after a failed pass
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 2)
     assert not model[0]._forward_hooks

@@ -31,7 +31,7 @@ import torch
 from paramscope.analysis.torch_flops import FlopCounter, Tally
 from paramscope.analysis.torch_inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.core.anatomy import Compute, Shape
-from paramscope.core.errors import ModelError
+from paramscope.core.errors import ModelError, TargetError
 
 __all__ = ["ModuleRun", "Trace", "trace"]
 
@@ -198,7 +198,10 @@ def _attempt(
     if kind == "meta" or (kind == "fake" and on_meta):
         input_device = torch.device("meta")
     else:
-        input_device = model_device(module) if kind == "fake" else torch.device(kind)
+        try:
+            input_device = model_device(module) if kind == "fake" else torch.device(kind)
+        except RuntimeError as exc:
+            raise TargetError(f"device {kind!r} is not a PyTorch device ({exc}); use 'meta', 'cpu' or 'cuda'") from None
 
     def choose(mod: torch.nn.Module) -> str:
         cands = paths.get(id(mod), ())
@@ -248,9 +251,12 @@ def _attempt(
             if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
                 state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
                 state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
-        call_args, call_kwargs = build_inputs(
-            specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
-        )
+        try:
+            call_args, call_kwargs = build_inputs(
+                specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
+            )
+        except (RuntimeError, AssertionError) as exc:  # e.g. a device this machine lacks
+            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:
