@@ -127,6 +127,9 @@ def _to_tensors(
 ) -> tuple[Tensor, ...]:
     tensors = []
     for w in weights:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in w.shape):
+            raise ModelError(f"{class_name} weight {w.name!r} would have shape {list(w.shape)}",
+                             where=_where(ctx, path))
         role, why = w.role, w.why
         if frozen and role is Role.TRAINABLE:
             role, why = Role.FROZEN, frozen
@@ -260,7 +263,11 @@ def explain_entry(
         frozen = FROZEN_WHY
     pol = parse_policy(config.get("dtype"), policy, path=name)
 
-    if is_ops_module(module):
+    # A legacy .h5 config has no "module": a keras.ops node is then told from the layer class
+    # of the same name (Add, Dot, Softmax) by its config, which holds only a name, where
+    # every layer also writes "trainable" and "dtype".
+    legacy_op = module is None and set(config) <= {"name"} and class_name != "InputLayer"
+    if is_ops_module(module) or legacy_op:
         shape = op_output_shape(class_name, config, in_shapes)
         layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
                       output_shapes=_known_shapes((shape,)), origin=origin,
@@ -269,7 +276,11 @@ def explain_entry(
     if not is_keras_module(module):
         return _unknown(name, class_name, path, origin,
                         f"custom class from module {module!r}; paramscope never imports it", ctx, in_shapes)
-    if is_model_entry(entry):
+    try:
+        is_model = is_model_entry(entry)
+    except CorruptFileError as e:
+        raise CorruptFileError(e.message, where=_where(ctx, path)) from None
+    if is_model:
         return _submodel(entry, in_shapes, path, frozen, pol, ctx)
     if class_name == "InputLayer":
         shape = parse_shape(config.get("batch_shape", config.get("batch_input_shape")), where=path)
