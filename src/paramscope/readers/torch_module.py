@@ -215,15 +215,6 @@ def _root_tensor_layers(root: _Node, keys: _Keys) -> list[Layer]:
     return [Layer(name=t.name, type="", path=t.name, tensors=(t,), origin=type(root.module).__module__) for t in _tensors(root, keys, note)]
 
 
-def _unknown_note(total: Compute) -> str:
-    figures = [n for n, v in (("FLOPs", total.flops), ("elementwise FLOPs", total.elementwise_flops)) if v is None]
-    which = " and ".join(figures) if figures else "Some figures"
-    return (
-        f"{which} unknown: no formula for {', '.join(total.unknown_ops)} (see docs/flops.md); "
-        "the layers that ran them show unknown, the others are exact."
-    )
-
-
 def read(
     module: Any,
     *,
@@ -275,8 +266,6 @@ def read(
         trace = run_trace(module, paths, specs, example_inputs=example_inputs, example_kwargs=example_kwargs, device=device)
         if trace.failure:
             notes.append(trace.failure)
-        elif trace.total is not None and trace.total.unknown_ops:
-            notes.append(_unknown_note(trace.total))
     else:
         notes.append(_NO_INPUT_NOTE)
     layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace, paths) for c in root.children)
