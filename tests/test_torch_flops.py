@@ -264,3 +264,22 @@ def test_random_conv_and_linear_stacks_match_torch_counter() -> None:
             assert _c(a, str(i)).flops == oracle.get(str(i), 0)
 
     check()
+
+
+def test_eager_and_sdpa_attention_count_the_same() -> None:
+    transformers = pytest.importorskip("transformers")
+    results = {}
+    for impl in ("sdpa", "eager"):
+        cfg = transformers.LlamaConfig(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, vocab_size=97, attn_implementation=impl,
+        )
+        with torch.device("meta"):
+            model = transformers.LlamaForCausalLM(cfg)
+        results[impl] = read(model, inputs=["input_ids=int64[1,32]"])
+    sdpa, eager = results["sdpa"], results["eager"]
+    assert sdpa.compute is not None and eager.compute is not None
+    assert (sdpa.compute.flops, sdpa.compute.attention_flops) == (eager.compute.flops, eager.compute.attention_flops)
+    # the attention block itself: q k^T, scale, causal mask, softmax, x v are costed alike
+    assert _c(sdpa, "model.layers.0.self_attn") == _c(eager, "model.layers.0.self_attn")
+    assert sdpa.compute.attention_flops == 2 * 2 * 2 * 4 * 32 * 32 * 16  # layers x products x 2 x H x L x S x D
