@@ -200,7 +200,7 @@ def attention_cost(
 
     Example:
         >>> attention_cost((1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8), masked=False)
-        (512, 192)
+        (1024, 192)
     """
     q, k, v = tuple(q_shape), tuple(k_shape), tuple(v_shape)
     rows, s, e, ev = prod(q[:-1]), k[-2], q[-1], v[-1]
@@ -257,6 +257,11 @@ def elementwise_cost(name: str, func: Any, args: tuple[Any, ...], kwargs: Mappin
         args: its positional arguments.
         kwargs: its keyword arguments.
         out: what it returned.
+
+    Example:
+        >>> x = torch.zeros(2, 8)
+        >>> elementwise_cost("_softmax", torch.ops.aten._softmax.default, (x, -1, False), {}, x)
+        80
     """
     n_in = _numel(args[0]) if args else 0
     n_out = _numel(out)
@@ -305,6 +310,14 @@ def op_cost(
         out: what it returned.
         is_activation: whether a tensor derives from the model's inputs; a product of two
             such tensors is an attention product.
+
+    Returns:
+        The cost; :data:`FREE` for views, copies and creation.
+
+    Example:
+        >>> a, b = torch.zeros(2, 3), torch.zeros(3, 4)
+        >>> op_cost(torch.ops.aten.mm.default, (a, b), {}, a @ b, lambda t: False).flops
+        48
     """
     ns, name = _name(func)
     packet = getattr(func, "_overloadpacket", None)

@@ -69,7 +69,12 @@ class Trace:
 
 
 def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
-    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order."""
+    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order.
+
+    Example:
+        >>> shapes_of((torch.zeros(2, 3), {"mask": torch.zeros(4), "n": 7}))
+        ((2, 3), (4,))
+    """
     if isinstance(value, torch.Tensor):
         return (tuple(int(d) for d in value.shape),)
     if _depth > 16:
@@ -160,9 +165,17 @@ def trace(
         example_kwargs: keyword example tensors.
         device: ``"meta"`` for a pass without memory, else a device for a real pass.
 
+    Returns:
+        The trace; its ``failure`` says why the pass stopped, if it did.
+
     Raises:
         ModelError: the pass failed for a reason other than missing data (wrong input shape,
             unknown argument name), naming the module where it failed.
+
+    Example:
+        >>> t = trace(torch.nn.Linear(4, 2), {}, [InputSpec(None, "", (3, 4))])  # doctest: +SKIP
+        >>> t.outputs, t.total.flops  # doctest: +SKIP
+        (((3, 2),), 48)
     """
     tensors = [*module.parameters(), *module.buffers()]
     on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
