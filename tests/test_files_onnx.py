@@ -314,3 +314,15 @@ def test_contrib_attention_flops(tmp_path: Path) -> None:
     assert attn.compute.flops == 2 * b * s * hidden * 3 * hidden
     assert attn.compute.attention_flops == 4 * b * s * s * hidden
     assert mha.type == "com.microsoft.MultiHeadAttention"
+
+
+def test_reads_without_the_onnx_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "m.onnx"
+    model = _model()
+    onnx.save(model, path)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    a = read(path)
+    _check_against_onnx(a, model)
+    assert any("Install onnx" in n for n in a.notes)
+    conv = a.find("/conv/Conv")  # no value_info in the file: its output shape is unknown, so are its FLOPs
+    assert conv is not None and conv.compute is not None and conv.compute.flops is None
