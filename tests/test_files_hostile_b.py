@@ -47,7 +47,9 @@ def _payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
             "builtins.getattr",
         ),
         "torch_utils_other": (b"\x80\x02ctorch._utils\n_rebuild_device_tensor_from_numpy\n)R.", "_rebuild_device_tensor_from_numpy"),
-        "whole_module": (b"\x80\x02ctorch.nn.modules.linear\nLinear\n)\x81.", "whole pickled model"),
+        "whole_module": (b"\x80\x02c__main__\nNet\n)\x81.", "whole pickled model"),
+        "reduce_on_module_class": (b"\x80\x02ctorch.nn.modules.linear\nLinear\n)R.", "torch.nn.modules.linear.Linear"),
+        "newobj_with_args": (b"\x80\x02ctorch.nn.modules.linear\nLinear\nK\x01\x85\x81.", "NEWOBJ"),
         "reduce_on_dtype": (b"\x80\x02ctorch\nFloatStorage\nX" + n + cmd + b"\x85R.", "does not allow"),
     }
 
@@ -88,7 +90,7 @@ def test_payloads_are_live(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     ["global_reduce", "stack_global", "inst", "obj", "newobj_on_allowed", "getattr", "torch_utils_other",
-     "whole_module", "reduce_on_dtype"],
+     "whole_module", "reduce_on_dtype", "reduce_on_module_class", "newobj_with_args"],
 )  # fmt: skip
 def test_code_in_pickle_refused_and_nothing_runs(tmp_path: Path, container: str, name: str) -> None:
     marker = tmp_path / "ran"

@@ -149,8 +149,10 @@ def test_symbolic_batch_unknown_until_inputs_given(tmp_path: Path) -> None:
     )  # fmt: skip
     path = tmp_path / "dyn.onnx"
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
-    mm = read(path).find("mm")
+    a = read(path)
+    mm = a.find("mm")
     assert mm is not None and mm.compute is not None and mm.compute.flops is None
+    assert any("symbolic (batch)" in n and "--input x=" in n for n in a.notes)
     for opts in ({"inputs": ["x=float32[3,16]"]}, {"input_size": (3, 16)}):
         mm = read(path, **opts).find("mm")
         assert mm is not None and mm.compute is not None and mm.compute.flops == 2 * 3 * 16 * 4
@@ -253,3 +255,27 @@ def test_reading_onnx_imports_no_framework(tmp_path: Path) -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env={"PYTHONPATH": src}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_shapes_inferred_without_large_weights_and_mmap_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference runs on the graph without big payloads, yet small shape constants still propagate."""
+    graph = h.make_graph(
+        [
+            h.make_node("MatMul", ["x", "w"], ["y"], name="/fc/MatMul"),
+            h.make_node("Reshape", ["y", "shape"], ["r"], name="/Reshape"),
+            h.make_node("ReduceSum", ["r"], ["s"], name="/ReduceSum", keepdims=0),
+        ],
+        "g",
+        [h.make_tensor_value_info("x", TP.FLOAT, [2, 64])],
+        [h.make_tensor_value_info("s", TP.FLOAT, None)],
+        initializer=[_init("w", (64, 2048)), nh.from_array(np.array([2, 8, 256], np.int64), "shape")],
+    )
+    path = tmp_path / "big.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    a = read(path)
+    reshape = a.find("/Reshape")
+    assert reshape is not None and reshape.output_shapes == ((2, 8, 256),)
+    red = a.find("/ReduceSum")
+    assert red is not None and red.compute is not None and red.compute.elementwise_flops == 2 * 8 * 256
+    monkeypatch.setattr(onnx_file, "_READ_LIMIT", 0)
+    assert read(path) == a

@@ -223,3 +223,39 @@ def test_can_read_never_imports_keras() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_subclassed_model_and_build_without_input() -> None:
+    class Block(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = layers.Dense(3)
+            self.norm = layers.BatchNormalization()
+
+        def call(self, x: Any) -> Any:
+            return self.norm(self.dense(x))
+
+    block = Block()
+    block(np.zeros((2, 4)))
+    anatomy = keras_model.read(block)
+    t = totals(anatomy)
+    assert t.params == block.count_params()
+    assert (t.trainable, t.non_trainable) == _keras_split(block)
+    dense = anatomy.find(block.dense.name)
+    assert dense is not None and dense.formula is not None and dense.output_shapes == ((2, 3),)
+
+    seq = keras.Sequential([layers.Dense(3), layers.Dense(2)])
+    seq.build((None, 5))
+    anatomy = keras_model.read(seq)
+    assert totals(anatomy).params == seq.count_params()
+    assert [x.output_shapes for x in anatomy.layers] == [((None, 3),), ((None, 2),)]
+
+
+def test_registry_reads_a_keras_model_as_keras() -> None:
+    # On the torch backend every Keras layer is also a torch.nn.Module.
+    from paramscope.readers import read, reader_for
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
+    assert reader_for(model).__name__ == "paramscope.readers.keras_model"
+    anatomy = read(model)
+    assert anatomy.framework == "keras" and totals(anatomy).params == model.count_params()

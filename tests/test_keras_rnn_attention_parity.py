@@ -90,7 +90,8 @@ def conv_model() -> Any:
     img = keras.Input((3, 10, 10, 2))
     h = layers.ConvLSTM2D(3, 3, return_sequences=True)(img)
     h = layers.ConvLSTM2D(2, (2, 3), strides=2, padding="same", use_bias=False, return_sequences=True)(h)
-    h = layers.TimeDistributed(layers.Dense(4))(h)
+    h = layers.TimeDistributed(layers.Conv2D(4, 3, padding="same"))(h)
+    h = layers.TimeDistributed(layers.Dense(5))(h)
     seq = keras.Input((4, 12, 3))
     g = layers.ConvLSTM1D(2, 3, return_sequences=True)(seq)
     vol = keras.Input((2, 5, 5, 5, 1))
@@ -139,3 +140,22 @@ def read_way(model: Any, way: str, tmp_path: Path) -> Anatomy:
 def test_parity(name: str, way: str, tmp_path: Path) -> None:
     model = MODELS[name]()
     assert_parity(model, read_way(model, way, tmp_path))
+
+
+def _tensors(anatomy: Anatomy) -> dict[str, tuple[str, str, list[tuple[Any, ...]]]]:
+    return {
+        layer.path: (
+            layer.type,
+            layer.origin,
+            sorted((t.name, t.shape, t.dtype, t.role.value, t.is_param, t.formula) for t in layer.tensors),
+        )
+        for layer in anatomy.walk()
+    }
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_live_and_saved_readings_agree_tensor_by_tensor(name: str, tmp_path: Path) -> None:
+    model = MODELS[name]()
+    live = _tensors(read_way(model, "live", tmp_path))
+    saved = _tensors(read_way(model, "keras", tmp_path))
+    assert live == saved

@@ -7,7 +7,9 @@ weights (names, shapes, order) and output shapes with what Keras created.
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +47,25 @@ def check_layer(layer: Any, inputs: Any) -> None:
     assert sum(_count(w.shape) for w in out.weights) == layer.count_params()
     expected_out = [_shape(t) for t in _flat(layer.output)]
     assert [tuple(s) for s in out.output_shapes] == expected_out
-    assert all(w.formula is not None for w in out.weights)
+    for w in out.weights:
+        assert w.formula is not None and arithmetic(w.formula.numeric) == _count(w.shape), w.name
+    assert out.formula is not None and arithmetic(out.formula.numeric) == layer.count_params()
+
+
+_OPS = {ast.Add: operator.add, ast.Mult: operator.mul}
+
+
+def arithmetic(text: str) -> int:
+    """The value of a formula's numeric side (``4 x (8 + 4)``), evaluated without eval()."""
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return int(_OPS[type(node.op)](ev(node.left), ev(node.right)))
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        raise ValueError(f"not arithmetic: {ast.dump(node)}")
+
+    return ev(ast.parse(text.replace(",", "").replace(" x ", " * "), mode="eval").body)
 
 
 def _count(shape: tuple[int | None, ...]) -> int:
@@ -56,7 +76,7 @@ def _count(shape: tuple[int | None, ...]) -> int:
     return n
 
 
-def _seq(steps: int = 7, feat: int = 5) -> Any:
+def _seq(steps: int | None = 7, feat: int = 5) -> Any:
     return keras.Input((steps, feat))
 
 
@@ -91,14 +111,13 @@ RNN_CASES: dict[str, Case] = {
     "conv_lstm3d": lambda: _apply(layers.ConvLSTM3D(2, 2), keras.Input((2, 5, 5, 5, 1))),
 }
 
+def _bidi(kind: str, mode: str | None) -> tuple[Any, Any]:
+    rnn = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
+    return _apply(layers.Bidirectional(rnn(3, return_sequences=True), merge_mode=mode), _seq())
+
+
 WRAPPER_CASES: dict[str, Case] = {
-    f"bidi_{kind}_{mode}": (lambda kind=kind, mode=mode: _apply(
-        layers.Bidirectional(
-            {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind](3, return_sequences=True),
-            merge_mode=mode,
-        ),
-        _seq(),
-    ))
+    f"bidi_{kind}_{mode}": (lambda kind=kind, mode=mode: _bidi(kind, mode))  # type: ignore[misc]
     for kind in ("lstm", "gru", "rnn")
     for mode in ("concat", "sum", "ave", "mul", None)
 }
@@ -114,6 +133,10 @@ WRAPPER_CASES.update(
         ),
         "bidi_conv_lstm": lambda: _apply(
             layers.Bidirectional(layers.ConvLSTM1D(2, 3)), keras.Input((4, 10, 2))
+        ),
+        "time_distributed_dense": lambda: _apply(layers.TimeDistributed(layers.Dense(6)), _seq()),
+        "time_distributed_conv": lambda: _apply(
+            layers.TimeDistributed(layers.Conv2D(4, 3, strides=2)), keras.Input((3, 11, 9, 2))
         ),
         "time_distributed_lstm": lambda: _apply(layers.TimeDistributed(layers.LSTM(2)), keras.Input((3, 4, 5))),
     }

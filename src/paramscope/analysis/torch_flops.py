@@ -19,7 +19,7 @@ docs/flops.md; in short:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from math import prod
 from types import MappingProxyType
@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 from torch.utils.weak import WeakIdKeyDictionary
@@ -66,13 +65,25 @@ ELEMENTWISE_COST: Mapping[str, tuple[int, str]] = MappingProxyType(
         "_native_batch_norm_legit": (5, "in"),  # statistics computed from the batch
         "native_batch_norm": (5, "in"),
         # activations defined through other functions
-        "gelu": (5, "out"),  # x * 0.5 * (1 + erf(x / sqrt 2)); tanh form: 9, see _gelu
+        "gelu": (5, "out"),  # x * 0.5 * (1 + erf(x / sqrt 2)); the tanh form costs 8
         "silu": (2, "out"),  # x * sigmoid(x)
         "mish": (5, "out"),  # x * tanh(log(1 + exp(x)))
         "softplus": (3, "out"),  # log(1 + exp(x))
         "hardsigmoid": (3, "out"),  # clamp(x / 6 + 1/2, 0, 1)
         "hardswish": (4, "out"),  # x * hardsigmoid(x)
         "native_dropout": (2, "out"),  # compare with a random draw, scale
+        "masked_fill": (1, "out"),  # one select per element, like where
+        "floor_divide": (1, "out"),
+        "remainder": (1, "out"),
+        "_prelu_kernel": (2, "out"),  # compare, multiply by the slope
+        "prelu": (2, "out"),
+        # interpolation: a weighted sum of 2, 4, 8 or 16 inputs per output element
+        "upsample_linear1d": (3, "out"),
+        "upsample_bilinear2d": (7, "out"),
+        "_upsample_bilinear2d_aa": (7, "out"),
+        "upsample_trilinear3d": (15, "out"),
+        "upsample_bicubic2d": (31, "out"),
+        "_upsample_bicubic2d_aa": (31, "out"),
         # reductions with more than one operation per element
         "var": (4, "in"),  # mean, subtract, square, sum
         "std": (4, "in"),
@@ -128,6 +139,9 @@ FREE_OPS: frozenset[str] = frozenset(
         "_assert_async", "_assert_tensor_metadata", "_functional_assert_async", "tril_indices",
         "triu_indices", "one_hot", "masked_select", "_pin_memory", "record_stream",
         "_assert_scalar", "sym_constrain_range_for_size", "_make_dep_token", "detach_copy",
+        "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk", "block_diag", "tensor_split",
+        "narrow_copy", "select_copy", "slice_copy", "permute_copy", "view_copy", "expand_copy",
+        "index_fill", "masked_fill_copy", "item", "equal", "is_nonzero", "_has_compatible_shallow_copy_type",
     }
 )
 
@@ -136,9 +150,7 @@ FREE_OPS: frozenset[str] = frozenset(
 NO_FORMULA_ELEMENTWISE: frozenset[str] = frozenset(
     {
         "sort", "argsort", "topk", "kthvalue", "median", "nanmedian", "mode", "unique",
-        "_unique2", "unique_consecutive", "unique_dim", "upsample_linear1d",
-        "upsample_bilinear2d", "upsample_bicubic2d", "upsample_trilinear3d",
-        "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa", "grid_sampler_2d",
+        "_unique2", "unique_consecutive", "unique_dim", "grid_sampler_2d",
         "grid_sampler_3d", "col2im", "histc", "bincount", "searchsorted", "bucketize",
     }
 )
@@ -228,6 +240,19 @@ def attention_cost(
     return 2 * scores * e + 2 * scores * ev, scores * (_SCORE_COST + (1 if masked else 0))
 
 
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Tensors in an operator's arguments or results: tensors, and lists, tuples and dicts of them
+    (a plain walk; ``tree_leaves`` costs more than the operators themselves on ``meta``)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
 def _numel(x: Any) -> int:
     if isinstance(x, torch.Tensor):
         return x.numel()
@@ -274,7 +299,8 @@ def _elementwise(name: str, func: Any, args: tuple[Any, ...], kwargs: Mapping[st
     n_out = _numel(out)
     if name == "gelu":
         approx = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-        return n_out * (9 if approx == "tanh" else 5)
+        # 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))): pow, 4 mul, 2 add, tanh
+        return n_out * (8 if approx == "tanh" else 5)
     entry = ELEMENTWISE_COST.get(name)
     if entry is not None:
         per, basis = entry
@@ -322,7 +348,7 @@ class FlopCounter:
         self.total = Tally()
         self._suppress = 0
         self._act: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        for t in activations:
+        for t in _tensors(list(activations)):
             self._act[t] = True
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -346,10 +372,9 @@ class FlopCounter:
         return isinstance(x, torch.Tensor) and x in self._act
 
     def _mark(self, inputs: Any, out: Any) -> None:
-        if any(self._is_act(x) for x in tree_leaves(inputs)):
-            for x in tree_leaves(out):
-                if isinstance(x, torch.Tensor):
-                    self._act[x] = True
+        if any(x in self._act for x in _tensors(inputs)):
+            for x in _tensors(out):
+                self._act[x] = True
 
     # -- costing ------------------------------------------------------------------------------
 
@@ -357,7 +382,8 @@ class FlopCounter:
         """The cost of one operator call (see the module docstring for the convention)."""
         ns, name = _name(func)
         packet = getattr(func, "_overloadpacket", None)
-        if ns == "prim" or getattr(func, "is_view", False) or name in FREE_OPS:
+        tags = getattr(func, "tags", ())
+        if ns == "prim" or getattr(func, "is_view", False) or torch.Tag.inplace_view in tags or name in FREE_OPS:
             return _FREE
         if name in _FUSED_ATTENTION_EXTRA or (ns == "aten" and name in _REGISTERED_ATTENTION):
             bound = _bind(func, args, kwargs)

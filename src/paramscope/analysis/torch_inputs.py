@@ -39,9 +39,9 @@ class InputSpec:
     dtype: str
     shape: tuple[int, ...]
 
-    def describe(self) -> str:
-        """The spec written back as a string."""
-        body = f"{self.dtype or 'float'}[{','.join(map(str, self.shape))}]"
+    def describe(self, float_dtype: str = "float") -> str:
+        """The spec written back as a string (``float_dtype`` names the model's floating dtype)."""
+        body = f"{self.dtype or float_dtype}[{','.join(map(str, self.shape))}]"
         return f"{self.name}={body}" if self.name else body
 
 

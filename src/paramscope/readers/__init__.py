@@ -21,8 +21,9 @@ __all__ = ["READERS", "reader_for", "read"]
 
 #: Reader modules in the order they are asked; specific formats before general ones.
 READERS: tuple[str, ...] = (
-    "torch_module",
+    # A Keras 3 layer on the torch backend is also a torch.nn.Module: Keras is asked first.
     "keras_model",
+    "torch_module",
     "safetensors_file",
     "gguf_file",
     "onnx_file",

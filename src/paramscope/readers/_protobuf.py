@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from paramscope.core.errors import CorruptFileError
 
-__all__ = ["Field", "Buffer", "VARINT", "I64", "LEN", "I32"]
+__all__ = ["Field", "Buffer", "encode_len", "VARINT", "I64", "LEN", "I32"]
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
@@ -31,13 +31,15 @@ class Field:
         number: the field number.
         wire: the wire type.
         value: the integer for VARINT/I64/I32 (raw bits), or the payload start offset for LEN.
-        end: the payload end offset for LEN fields (equal to ``value`` otherwise).
+        end: the offset just after the field.
+        start: the offset of the field's key (``data[start:end]`` is the whole field).
     """
 
     number: int
     wire: int
     value: int
     end: int
+    start: int = 0
 
 
 class Buffer:
@@ -86,21 +88,21 @@ class Buffer:
                 raise self.error("field number 0", at)
             if wire == VARINT:
                 value, pos = self.varint(pos, end)
-                yield Field(number, wire, value, pos)
+                yield Field(number, wire, value, pos, at)
             elif wire == LEN:
                 length, pos = self.varint(pos, end)
                 if length > end - pos:
                     raise self.error(
                         f"field {number} claims {length} bytes but {end - pos} are left in its message", at
                     )
-                yield Field(number, wire, pos, pos + length)
+                yield Field(number, wire, pos, pos + length, at)
                 pos += length
             elif wire in (I64, I32):
                 size = 8 if wire == I64 else 4
                 if size > end - pos:
                     raise self.error(f"a {size}-byte field runs past the end of its message", at)
                 value = int.from_bytes(self.data[pos : pos + size], "little")
-                yield Field(number, wire, value, pos + size)
+                yield Field(number, wire, value, pos + size, at)
                 pos += size
             else:
                 raise self.error(f"unsupported wire type {wire} (field {number})", at)
@@ -137,6 +139,21 @@ class Buffer:
     def _need_len(self, f: Field) -> None:
         if f.wire != LEN:
             raise self.error(f"field {f.number} should be length-delimited", f.value)
+
+
+def encode_len(number: int, payload: bytes) -> bytes:
+    """A length-delimited field: key, length, payload."""
+    return _varint(number << 3 | LEN) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _signed(value: int) -> int:

@@ -13,17 +13,18 @@ never decoded or imported.
 
 from __future__ import annotations
 
+import io
 import os
-import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any, cast
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
-from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 from paramscope.core.strict_json import loads_strict
+from paramscope.readers._keras_h5_layout import MAX_NAMES_BYTES, H5Walker, entry_name, is_model, legacy_weights, read_attr, strings
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES"]
 
@@ -33,11 +34,6 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAX_CONFIG_BYTES = 256 * 1024 * 1024
 #: Largest ``metadata.json`` read (Keras writes about 70 bytes).
 MAX_METADATA_BYTES = 1024 * 1024
-#: Deepest group nesting followed in a weights file (Keras nests a few levels per sub-model).
-MAX_H5_DEPTH = 64
-_MODEL_CLASSES = ("Functional", "Sequential", "Model")
-#: Config class names whose runtime class (which names the ``.keras`` groups) differs.
-_RUNTIME_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
 _OPTIMIZER_WHY = "optimizer state saved with the model (step count, learning rate, moment estimates)"
 
 
@@ -177,14 +173,14 @@ def _archive_weights(
     where = f"{path}: model.weights.h5"
     try:
         # h5py reads a file object in place, seeking to the metadata it needs; no data is read.
-        with zf.open("model.weights.h5") as member, h5py.File(member, "r") as f:
-            walker = _Walker(h5py, where)
+        with _member(zf, "model.weights.h5", path) as member, h5py.File(member, "r") as f:
+            walker = H5Walker(h5py, where)
             stored: dict[str, list[Any]] = {}
             layers = walker.child(f, "layers")
-            if _is_model(config) and layers is not None:
+            if is_model(config) and layers is not None:
                 walker.model(layers, config, "", stored)
             elif layers is not None or walker.child(f, "vars") is not None:
-                stored[_entry_name(config)] = walker.collect(f, "", 0, skip=("optimizer",))
+                stored[entry_name(config)] = walker.collect(f, "", 0, skip=("optimizer",))
             opt = walker.child(f, "optimizer")
             extras = _optimizer_group(walker.collect(opt, "", 0)) if opt is not None else ()
     except (CorruptFileError, MissingDependencyError):
@@ -194,142 +190,71 @@ def _archive_weights(
     return stored, extras
 
 
-class _Walker:
-    """Reads shapes and dtypes from the groups of a Keras 3 weights file, following no links."""
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes at ``start`` of an open file."""
 
-    def __init__(self, h5py: Any, where: str) -> None:
-        self.h5py = h5py
-        self.where = where
+    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._start, self._size, self._pos = raw, start, size, 0
 
-    def child(self, group: Any, key: str) -> Any | None:
-        link = group.get(key, getlink=True)
-        if link is None or isinstance(link, self.h5py.SoftLink):
-            return None
-        if isinstance(link, self.h5py.ExternalLink):
-            raise UnsafeFileError(
-                f"HDF5 entry {group.name}/{key} links to the external file {link.filename!r}; "
-                "paramscope reads no file the user did not name",
-                where=self.where,
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._raw.seek(self._start + self._pos)
+        got = self._raw.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _member(zf: zipfile.ZipFile, name: str, path: str) -> IO[bytes]:
+    """A seekable file object for one archive member.
+
+    A stored (uncompressed) member, as Keras writes ``model.weights.h5``, is read straight from
+    the archive file: zipfile's own member objects seek by reading every byte in between, which
+    would read all the weights. Its bounds are checked against the archive's real size first.
+    """
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return zf.open(info)
+    raw = open(path, "rb")
+    try:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise CorruptFileError(f"no local header for {name} at byte offset {info.header_offset}", where=path)
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        end = os.fstat(raw.fileno()).st_size
+        if info.compress_size != info.file_size or start + info.file_size > end:
+            raise CorruptFileError(
+                f"archive entry {name} claims {info.file_size:,} bytes from byte offset {start}, "
+                f"past the end of the {end:,}-byte file",
+                where=path,
             )
-        return group[key]
-
-    def stored(self, obj: Any, name: str) -> Any:
-        from paramscope.rules.keras.graph import StoredWeight
-
-        if not isinstance(obj, self.h5py.Dataset):
-            raise CorruptFileError(f"HDF5 entry {obj.name} should be a weight array", where=self.where)
-        return StoredWeight(name, tuple(int(d) for d in (obj.shape or ())), _dtype_name(obj.dtype))
-
-    def collect(self, group: Any, prefix: str, depth: int, skip: Sequence[str] = ()) -> list[Any]:
-        """All weights under a layer's group: its own ``vars/0..n``, then its sub-objects'."""
-        if depth > MAX_H5_DEPTH:
-            raise CorruptFileError(f"HDF5 groups nested deeper than {MAX_H5_DEPTH} at {group.name}", where=self.where)
-        out = []
-        own = self.child(group, "vars")
-        if own is not None:
-            for key in sorted(own.keys(), key=_numeric):
-                ds = self.child(own, key)
-                if ds is not None:
-                    out.append(self.stored(ds, f"{prefix}{key}"))
-        for key in group.keys():
-            if key == "vars" or key in skip:
-                continue
-            sub = self.child(group, key)
-            if isinstance(sub, self.h5py.Group):
-                out.extend(self.collect(sub, f"{prefix}{_group_name(sub, key, self)}/", depth + 1))
-        return out
-
-    def model(self, layers: Any, entry: Mapping[str, Any], prefix: str, stored: dict[str, list[Any]]) -> None:
-        """Map the ``layers/<key>`` groups of a model to layer paths, recursing into sub-models."""
-        entries = _layer_entries(entry)
-        by_name = {_entry_name(e): e for e in entries}
-        by_key = _keys_by_class(entries, skip_inputs=entry.get("class_name") == "Sequential")
-        for key in layers.keys():
-            group = self.child(layers, key)
-            if not isinstance(group, self.h5py.Group):
-                continue
-            name = _vars_name(group, self) or by_key.get(key, key)
-            sub = by_name.get(name)
-            path = f"{prefix}{name}"
-            if sub is not None and _is_model(sub):
-                inner = self.child(group, "layers")
-                if inner is not None:
-                    self.model(inner, sub, f"{path}/", stored)
-                own = self.collect(group, "", 1, skip=("layers",))
-                if own:
-                    stored[path] = own
-            else:
-                weights = self.collect(group, "", 1)
-                if weights or sub is not None:
-                    stored[path] = weights
-
-
-def _vars_name(group: Any, walker: _Walker) -> str | None:
-    own = walker.child(group, "vars")
-    name = own.attrs.get("name") if own is not None else None
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return name if isinstance(name, str) and name else None
-
-
-def _group_name(group: Any, key: str, walker: _Walker) -> str:
-    return _vars_name(group, walker) or key
-
-
-def _numeric(key: str) -> tuple[int, str]:
-    return (int(key), "") if key.isdigit() else (1 << 62, key)
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = str(getattr(dtype, "name", dtype))
-    return canonical_dtype(name)
-
-
-def _snake(name: str) -> str:
-    # keras/src/utils/naming.py to_snake_case, which names the groups of a model's layers.
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -> dict[str, str]:
-    # saving_lib._save_container_state: key = snake_case(class) made unique with _1, _2, ...
-    used: dict[str, int] = {}
-    keys: dict[str, str] = {}
-    for e in entries:
-        cls = str(e.get("class_name", ""))
-        if skip_inputs and cls == "InputLayer":
-            continue
-        base = _snake(_RUNTIME_CLASS.get(cls, cls))
-        if base in used:
-            used[base] += 1
-            key = f"{base}_{used[base]}"
-        else:
-            used[base] = 0
-            key = base
-        keys[key] = _entry_name(e)
-    return keys
-
-
-def _entry_name(entry: Mapping[str, Any]) -> str:
-    name = entry.get("name")
-    if not isinstance(name, str):
-        cfg = entry.get("config")
-        name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    return name if isinstance(name, str) else str(entry.get("class_name", "?"))
-
-
-def _is_model(entry: Mapping[str, Any]) -> bool:
-    cfg = entry.get("config")
-    return entry.get("class_name") in _MODEL_CLASSES and isinstance(cfg, Mapping) and isinstance(
-        cfg.get("layers"), list
-    )
-
-
-def _layer_entries(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    cfg = entry.get("config")
-    layers = cfg.get("layers") if isinstance(cfg, Mapping) else None
-    return [e for e in layers or [] if isinstance(e, Mapping)]
+    except BaseException:
+        raw.close()
+        raise
+    return cast(IO[bytes], _Window(raw, start, info.file_size))
 
 
 def _optimizer_group(weights: Sequence[Any], names: Sequence[str] | None = None) -> tuple[TensorGroup, ...]:
@@ -383,29 +308,6 @@ def _build(
 # --- legacy full-model .h5 files ---------------------------------------------------------------
 
 
-def _attr(obj: Any, name: str, cap: int, where: str) -> Any:
-    """An HDF5 attribute, refused before reading when its stored size exceeds ``cap``."""
-    if name not in obj.attrs:
-        return None
-    attr_id = obj.attrs.get_id(name)
-    try:
-        size = attr_id.get_storage_size()
-    except (RuntimeError, ValueError):
-        # Variable-length strings (what Keras writes): the stored size is that of their heap
-        # references; libhdf5 reads the text from the file's global heap.
-        size = 0
-    if size > cap:
-        raise UnsafeFileError(
-            f"HDF5 attribute {obj.name}@{name} holds {size:,} bytes, over the {cap:,}-byte limit", where=where
-        )
-    return obj.attrs[name]
-
-
-def _strings(value: Any) -> list[str]:
-    items = [value] if isinstance(value, (str, bytes)) else list(value if value is not None else [])
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in items]
-
-
 def _read_legacy(path: str) -> Anatomy:
     h5py = _h5py()
     try:
@@ -414,7 +316,7 @@ def _read_legacy(path: str) -> Anatomy:
         raise CorruptFileError(f"not a readable HDF5 file: {e}", where=path) from None
     with f:
         try:
-            raw = _attr(f, "model_config", MAX_CONFIG_BYTES, path)
+            raw = read_attr(f, "model_config", MAX_CONFIG_BYTES, path)
             if raw is None:
                 raise UnsupportedFormatError(
                     "this HDF5 file has no model_config attribute: it holds weights only "
@@ -426,17 +328,17 @@ def _read_legacy(path: str) -> Anatomy:
                 raise CorruptFileError("model_config is not a JSON object", where=f"{path}: model_config")
             metadata = {"format": "legacy keras h5"}
             for key in ("keras_version", "backend"):
-                value = _attr(f, key, MAX_METADATA_BYTES, path)
+                value = read_attr(f, key, MAX_METADATA_BYTES, path)
                 if value is not None:
-                    metadata[key] = _strings(value)[0] if _strings(value) else ""
-            walker = _Walker(h5py, path)
+                    metadata[key] = strings(value)[0] if strings(value) else ""
+            walker = H5Walker(h5py, path)
             weights = walker.child(f, "model_weights")
-            stored = _legacy_weights(walker, weights, config) if weights is not None else None
+            stored = legacy_weights(walker, weights, config) if weights is not None else None
             extras: tuple[TensorGroup, ...] = ()
             opt = walker.child(f, "optimizer_weights")
             if opt is not None:
-                names = _strings(_attr(opt, "weight_names", MAX_CONFIG_BYTES, path))
-                extras = _optimizer_group([walker.stored(_dataset(walker, opt, n), n) for n in names], names)
+                names = strings(read_attr(opt, "weight_names", MAX_NAMES_BYTES, path))
+                extras = _optimizer_group([walker.stored(walker.dataset(opt, n), n) for n in names], names)
         except (CorruptFileError, MissingDependencyError, UnsupportedFormatError):
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -445,43 +347,3 @@ def _read_legacy(path: str) -> Anatomy:
     return _build(config, path, stored, extras, metadata, notes)
 
 
-def _dataset(walker: _Walker, group: Any, name: str) -> Any:
-    node = group
-    for part in name.split("/"):
-        nxt = walker.child(node, part) if isinstance(node, walker.h5py.Group) else None
-        if nxt is None:
-            raise CorruptFileError(f"weight {name!r} is listed in {group.name} but not stored there", where=walker.where)
-        node = nxt
-    return node
-
-
-def _legacy_weights(walker: _Walker, weights: Any, config: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """``model_weights/<layer>`` groups, each listing its weights in ``weight_names``, by layer path."""
-    stored: dict[str, list[Any]] = {}
-    entries = {_entry_name(e): e for e in _layer_entries(config)} if _is_model(config) else {}
-    for layer_name in _strings(_attr(weights, "layer_names", MAX_CONFIG_BYTES, walker.where)):
-        group = walker.child(weights, layer_name)
-        if group is None:
-            raise CorruptFileError(f"layer {layer_name!r} is listed but has no weights group", where=walker.where)
-        for wname in _strings(_attr(group, "weight_names", MAX_CONFIG_BYTES, walker.where)):
-            path, local = _legacy_path(layer_name, wname, entries.get(layer_name))
-            stored.setdefault(path, []).append(walker.stored(_dataset(walker, group, wname), local))
-        stored.setdefault(layer_name, [])
-    return stored
-
-
-def _legacy_path(layer_name: str, weight_name: str, entry: Mapping[str, Any] | None) -> tuple[str, str]:
-    """Layer path and local name of a stored weight (``inner/dense/kernel:0`` -> ``inner/dense``, ``kernel``).
-
-    Keras 2 suffixes names with ``:0``; Keras 3 prefixes them with the enclosing model's name.
-    """
-    parts = [p.split(":")[0] for p in weight_name.split("/")]
-    if layer_name in parts[:-1]:
-        parts = parts[parts.index(layer_name) + 1 :]
-    path = layer_name
-    while entry is not None and _is_model(entry) and len(parts) > 1:
-        subs = {_entry_name(e): e for e in _layer_entries(entry)}
-        if parts[0] not in subs:
-            break
-        path, entry, parts = f"{path}/{parts[0]}", subs[parts[0]], parts[1:]
-    return path, "/".join(parts)

@@ -22,9 +22,9 @@ from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras
 
 __all__ = ["can_read", "read"]
 
-_FLOAT8_WHY = (
-    "float8 scaling state; Keras marks it trainable and overwrites it with the value its "
-    "gradient carries (overwrite_with_gradient), so it counts as trainable"
+_OVERWRITE_WHY = (
+    "Keras overwrites it with the value its gradient carries (overwrite_with_gradient, as for "
+    "float8 scaling state) rather than descending it; Keras counts it as trainable"
 )
 
 
@@ -81,13 +81,32 @@ def _relative(layer: Any, var: Any) -> str:
     return str(var.name)
 
 
+def _public_name(layer: Any) -> tuple[str, str]:
+    """Module and class name as Keras serializes them (``keras.layers``, ``GroupQueryAttention``).
+
+    Keras saves a built-in class under its public export name, not its defining module
+    (``keras.src.layers.core.dense``) nor always its class name (``GroupedQueryAttention``).
+    Using the same names as saved configs keeps live and file readings alike.
+    """
+    cls = type(layer)
+    try:
+        from keras.src.api_export import get_name_from_symbol
+
+        public = get_name_from_symbol(cls)
+    except Exception:  # a Keras without this helper: fall back to the class itself
+        public = None
+    if isinstance(public, str) and "." in public:
+        module, _, name = public.rpartition(".")
+        return module, name
+    return cls.__module__, cls.__name__
+
+
 def _type_name(layer: Any) -> str:
-    return type(layer).__name__
+    return _public_name(layer)[1]
 
 
 def _origin(layer: Any) -> str:
-    module = type(layer).__module__
-    return "keras" if module == "keras" or module.startswith("keras.") else module
+    return _public_name(layer)[0]
 
 
 def _graph_nodes(model: Any) -> set[Any] | None:
@@ -144,7 +163,7 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     if var.trainable:
         role = Role.TRAINABLE
         if getattr(var, "overwrite_with_gradient", False):
-            why = why or _FLOAT8_WHY
+            why = why or _OVERWRITE_WHY
     elif rule_w is not None and rule_w.role is not Role.TRAINABLE:
         role = rule_w.role
     elif rule_w is not None:
@@ -164,6 +183,37 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     )
 
 
+def _as_shape(value: Any) -> Shape | None:
+    if isinstance(value, (list, tuple)) and all(d is None or isinstance(d, int) for d in value):
+        return tuple(value)
+    return None
+
+
+def _built_shapes(layer: Any) -> tuple[Shape, ...] | None:
+    """Input shapes a layer was built with, for layers called outside any graph (subclassed models).
+
+    Keras records them in ``get_build_config()``: ``{"input_shape": ...}`` or, for attention,
+    ``{"shapes_dict": {"query_shape": ..., "value_shape": ...}}``.
+    """
+    try:
+        build = layer.get_build_config()
+    except Exception:  # a layer that cannot say how it was built leaves its shapes unknown
+        return None
+    if not isinstance(build, Mapping):
+        return None
+    value = build.get("input_shape")
+    if value is None and isinstance(build.get("shapes_dict"), Mapping):
+        value = list(build["shapes_dict"].values())
+    one = _as_shape(value)
+    if one is not None:
+        return (one,)
+    if isinstance(value, (list, tuple)):
+        many = [_as_shape(v) for v in value]
+        if all(m is not None for m in many):
+            return tuple(m for m in many if m is not None)
+    return None
+
+
 def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     calls = _calls(layer, nodes)
     first = calls[0] if calls else None
@@ -172,6 +222,8 @@ def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     if first is not None:
         in_shapes = tuple(s for s in (_shape(t) for t in first.input_tensors) if s is not None)
         out_shapes = tuple(s for s in (_shape(t) for t in first.output_tensors) if s is not None)
+    else:
+        in_shapes = _built_shapes(layer)
     out = _rule_output(layer, in_shapes or ())
     by_name = {w.name: w for w in out.weights} if out is not None else {}
     tensors = []

@@ -149,11 +149,11 @@ def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
-def _layer(node: _Node, keys: _Keys, trace: Any) -> Layer:
+def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) -> Layer:
     m = node.module
     note, rule_error = _rule_note(m)
     tensors = _tensors(node, keys, note)
-    children = tuple(_layer(c, keys, trace) for c in node.children)
+    children = tuple(_layer(c, keys, trace, paths) for c in node.children)
     parts = [note.note] if note is not None and note.note else []
     if rule_error:
         parts.append(rule_error)
@@ -167,7 +167,10 @@ def _layer(node: _Node, keys: _Keys, trace: Any) -> Layer:
         calls = run.calls if run is not None else 0
         if run is None:
             compute = _sum_compute([c.compute for c in children])
-            if tensors:
+            elsewhere = [p for p in paths.get(id(m), ()) if p != node.path and p in trace.runs]
+            if elsewhere:
+                parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
+            elif tensors:
                 parts.append("Not called through its __call__ in the forward pass.")
     elif trace is not None:
         run = trace.runs.get(node.path)
@@ -280,7 +283,7 @@ def read(
             notes.append(trace.failure)
     else:
         notes.append(_NO_INPUT_NOTE)
-    layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace) for c in root.children)
+    layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace, paths) for c in root.children)
     notes.extend(_shared_note(layers))
     for name, first in keys.aliases:
         notes.append(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Shape
+from paramscope.rules.keras.shapes import fmt_int
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, register_keras_rule
 
 __all__ = ["attention_shapes"]
@@ -48,32 +49,55 @@ def attention_shapes(inp: RuleInput) -> tuple[Shape, Shape, Shape] | None:
     return None
 
 
+def _features(shapes: Sequence[Shape]) -> tuple[int, ...] | None:
+    """The last (feature) dimension of each shape, or ``None`` if any is not known."""
+    dims = tuple(s[-1] if s else None for s in shapes)
+    return None if any(d is None for d in dims) else tuple(d for d in dims if d is not None)
+
+
 def _proj(
     name: str,
-    in_dim: int | None,
+    in_dim: int,
     heads: int,
     head: int,
     sym: tuple[str, str, str],
     use_bias: bool,
-) -> list[Weight]:
-    dims = " x ".join(sym)
+) -> tuple[list[Weight], Formula]:
+    """One head-split projection (an EinsumDense): its weights and its count, bias folded in."""
+    heads_num = f"{fmt_int(heads)} x {fmt_int(head)}"
     out = [
         Weight(
             f"{name}/kernel",
             (in_dim, heads, head),
-            formula=Formula(dims, f"{in_dim} x {heads} x {head}"),
+            formula=Formula(" x ".join(sym), f"{fmt_int(in_dim)} x {heads_num}"),
         )
     ]
-    if use_bias:
-        out.append(Weight(f"{name}/bias", (heads, head), formula=Formula(f"{sym[1]} x {sym[2]}", f"{heads} x {head}")))
-    return out
+    if not use_bias:
+        return out, Formula(" x ".join(sym), f"{fmt_int(in_dim)} x {heads_num}")
+    out.append(Weight(f"{name}/bias", (heads, head), formula=Formula(f"{sym[1]} x {sym[2]}", heads_num)))
+    return out, Formula(f"({sym[0]} + 1) x {sym[1]} x {sym[2]}", f"({fmt_int(in_dim)} + 1) x {heads_num}")
 
 
-def _count_formula(weights: Sequence[Weight]) -> Formula:
-    return Formula(
-        " + ".join(w.formula.symbolic for w in weights if w.formula),
-        " + ".join(w.formula.numeric for w in weights if w.formula),
-    )
+def _output_proj(
+    heads: int, head: int, out_dims: tuple[int, ...], sym: tuple[str, str, str], use_bias: bool, why: str
+) -> tuple[list[Weight], Formula]:
+    """The projection from the concatenated heads back to ``out_dims``."""
+    out_num = " x ".join(fmt_int(d) for d in out_dims)
+    heads_num = f"{fmt_int(heads)} x {fmt_int(head)}"
+    kernel_sym = f"{sym[0]} x {sym[1]} x {sym[2]}"
+    out = [
+        Weight("attention_output/kernel", (heads, head, *out_dims),
+               formula=Formula(kernel_sym, f"{heads_num} x {out_num}"), why=why)
+    ]
+    if not use_bias:
+        return out, Formula(kernel_sym, f"{heads_num} x {out_num}")
+    out.append(Weight("attention_output/bias", out_dims, formula=Formula(sym[2], out_num)))
+    return out, Formula(f"({sym[0]} x {sym[1]} + 1) x {sym[2]}", f"({heads_num} + 1) x {out_num}")
+
+
+def _assemble(parts: Sequence[tuple[list[Weight], Formula]]) -> tuple[tuple[Weight, ...], Formula]:
+    weights = tuple(w for ws, _ in parts for w in ws)
+    return weights, Formula(" + ".join(f.symbolic for _, f in parts), " + ".join(f.numeric for _, f in parts))
 
 
 @register_keras_rule("MultiHeadAttention")
@@ -81,7 +105,11 @@ def _mha(inp: RuleInput) -> RuleOutput:
     shapes = attention_shapes(inp)
     if shapes is None:
         return RuleOutput((), known=False, note="query and value shapes are not known")
-    q, v, k = shapes
+    q = shapes[0]
+    dims = _features(shapes)
+    if dims is None:
+        return RuleOutput((), known=False, note="the feature size of the query, value or key is not known")
+    qd, vd, kd = dims
     cfg = inp.config
     heads = int(cfg["num_heads"])
     key_dim = int(cfg["key_dim"])
@@ -90,26 +118,20 @@ def _mha(inp: RuleInput) -> RuleOutput:
     out_shape_cfg = cfg.get("output_shape")
     if isinstance(out_shape_cfg, int):
         out_shape_cfg = [out_shape_cfg]
-    out_dims: tuple[int | None, ...] = tuple(out_shape_cfg) if out_shape_cfg else (q[-1],)
-    weights = _proj("query", q[-1], heads, key_dim, ("query_dim", "num_heads", "key_dim"), use_bias)
-    weights += _proj("key", k[-1], heads, key_dim, ("key_input_dim", "num_heads", "key_dim"), use_bias)
+    out_dims: tuple[int, ...] = tuple(int(d) for d in out_shape_cfg) if out_shape_cfg else (qd,)
+    parts = [
+        _proj("query", qd, heads, key_dim, ("query_dim", "num_heads", "key_dim"), use_bias),
+        _proj("key", kd, heads, key_dim, ("key_input_dim", "num_heads", "key_dim"), use_bias),
+    ]
     if cfg.get("use_gate"):
-        weights += _proj("gate", q[-1], heads, value_dim, ("query_dim", "num_heads", "value_dim"), use_bias)
-    weights += _proj("value", v[-1], heads, value_dim, ("value_input_dim", "num_heads", "value_dim"), use_bias)
+        parts.append(_proj("gate", qd, heads, value_dim, ("query_dim", "num_heads", "value_dim"), use_bias))
+    parts.append(_proj("value", vd, heads, value_dim, ("value_input_dim", "num_heads", "value_dim"), use_bias))
     out_sym = "output_dim" if out_shape_cfg else "query_dim"
-    out_num = " x ".join(str(d) for d in out_dims)
-    weights.append(
-        Weight(
-            "attention_output/kernel",
-            (heads, value_dim, *out_dims),
-            formula=Formula(f"num_heads x value_dim x {out_sym}", f"{heads} x {value_dim} x {out_num}"),
-            why="projects the concatenated heads back to the output size",
-        )
-    )
-    if use_bias:
-        weights.append(Weight("attention_output/bias", out_dims, formula=Formula(out_sym, out_num)))
+    why = "projects the concatenated heads back to the output size"
+    parts.append(_output_proj(heads, value_dim, out_dims, ("num_heads", "value_dim", out_sym), use_bias, why))
+    weights, formula = _assemble(parts)
     output: Shape = (*q[:-1], *out_dims) if out_shape_cfg else q
-    return RuleOutput((output,), tuple(weights), _count_formula(weights))
+    return RuleOutput((output,), weights, formula)
 
 
 @register_keras_rule("GroupQueryAttention", "GroupedQueryAttention")
@@ -117,29 +139,28 @@ def _gqa(inp: RuleInput) -> RuleOutput:
     shapes = attention_shapes(inp)
     if shapes is None:
         return RuleOutput((), known=False, note="query and value shapes are not known")
-    q, v, k = shapes
+    q = shapes[0]
+    dims = _features(shapes)
+    if dims is None:
+        return RuleOutput((), known=False, note="the feature size of the query, value or key is not known")
+    qd, vd, kd = dims
     cfg = inp.config
     head = int(cfg["head_dim"])
     nq = int(cfg["num_query_heads"])
     nkv = int(cfg["num_key_value_heads"])
     use_bias = bool(cfg.get("use_bias", True))
-    weights = _proj("query", q[-1], nq, head, ("feature_dim", "num_query_heads", "head_dim"), use_bias)
-    weights += _proj("key", k[-1], nkv, head, ("key_dim", "num_key_value_heads", "head_dim"), use_bias)
+    parts = [
+        _proj("query", qd, nq, head, ("feature_dim", "num_query_heads", "head_dim"), use_bias),
+        _proj("key", kd, nkv, head, ("key_dim", "num_key_value_heads", "head_dim"), use_bias),
+    ]
     if cfg.get("use_gate"):
-        weights += _proj("gate", q[-1], nq, head, ("feature_dim", "num_query_heads", "head_dim"), use_bias)
-    weights += _proj("value", v[-1], nkv, head, ("value_dim", "num_key_value_heads", "head_dim"), use_bias)
-    weights.append(
-        Weight(
-            "attention_output/kernel",
-            (nq, head, q[-1]),
-            formula=Formula("num_query_heads x head_dim x feature_dim", f"{nq} x {head} x {q[-1]}"),
-            why="projects the concatenated heads back to the query's feature size",
-        )
-    )
-    if use_bias:
-        weights.append(Weight("attention_output/bias", (q[-1],), formula=Formula("feature_dim", f"{q[-1]}")))
+        parts.append(_proj("gate", qd, nq, head, ("feature_dim", "num_query_heads", "head_dim"), use_bias))
+    parts.append(_proj("value", vd, nkv, head, ("value_dim", "num_key_value_heads", "head_dim"), use_bias))
+    why = "projects the concatenated heads back to the query's feature size"
+    parts.append(_output_proj(nq, head, (qd,), ("num_query_heads", "head_dim", "feature_dim"), use_bias, why))
+    weights, formula = _assemble(parts)
     note = f"{nq} query heads share {nkv} key/value heads ({nq // max(nkv, 1)} queries per key/value head)"
-    return RuleOutput((q,), tuple(weights), _count_formula(weights), note)
+    return RuleOutput((q,), weights, formula, note)
 
 
 def _qv(inp: RuleInput) -> tuple[Shape, Shape] | None:
@@ -184,16 +205,18 @@ def _additive_attention(inp: RuleInput) -> RuleOutput:
         return RuleOutput((), known=False, note="AdditiveAttention needs [query, value] inputs")
     q, v = qv
     dim = q[-1]
+    if dim is None:
+        return RuleOutput((), known=False, note="the feature size of the query is not known")
     weights = []
     if inp.config.get("use_scale", True):
         weights.append(
             Weight(
                 "scale",
                 (dim,),
-                formula=Formula("query_dim", f"{dim}"),
+                formula=Formula("query_dim", fmt_int(dim)),
                 why="a learned weight per feature, summing tanh(query + key) into a score",
             )
         )
-    formula = Formula("query_dim", f"{dim}") if weights else Formula("0", "0")
+    formula = Formula("query_dim", fmt_int(dim)) if weights else Formula("0", "0")
     return RuleOutput(((*q[:-1], v[-1]),), tuple(weights), formula)
 

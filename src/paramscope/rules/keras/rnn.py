@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Shape
+from paramscope.rules.keras.shapes import fmt_int
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule, register_keras_rule
 
 __all__ = ["CellSpec", "cell_spec", "conv_output_spatial"]
@@ -92,18 +93,20 @@ def _dense_cell(class_name: str, cfg: Mapping[str, Any], step_shape: Shape) -> C
     units = int(cfg["units"])
     gates = _GATES[class_name]
     d = step_shape[-1]
+    if d is None:
+        return CellSpec((), (), None, known=False, note="the feature size of the input is not known")
     use_bias = bool(cfg.get("use_bias", True))
     reset_after = class_name == "GRUCell" and bool(cfg.get("reset_after", True))
     g = "" if gates == 1 else f"{gates} x "
     gw = "units" if gates == 1 else f"({gates} x units)"
-    gn = str(units) if gates == 1 else f"({gates} x {units})"
+    gn = fmt_int(units) if gates == 1 else f"({gates} x {fmt_int(units)})"
     why = _GATE_NAMES[class_name]
     weights = [
-        Weight("kernel", (d, gates * units), formula=Formula(f"input_dim x {gw}", f"{d} x {gn}"), why=why),
+        Weight("kernel", (d, gates * units), formula=Formula(f"input_dim x {gw}", f"{fmt_int(d)} x {gn}"), why=why),
         Weight(
             "recurrent_kernel",
             (units, gates * units),
-            formula=Formula(f"units x {gw}", f"{units} x {gn}"),
+            formula=Formula(f"units x {gw}", f"{fmt_int(units)} x {gn}"),
             why="maps the previous state to the gates" if gates > 1 else "maps the previous state",
         ),
     ]
@@ -121,10 +124,10 @@ def _dense_cell(class_name: str, cfg: Mapping[str, Any], step_shape: Shape) -> C
             weights.append(Weight("bias", (gates * units,), formula=Formula(gw.strip("()"), gn.strip("()"))))
     n_bias = (2 if reset_after else 1) if use_bias else 0
     bias_sym = {0: "", 1: " + units", 2: " + 2 x units"}[n_bias]
-    bias_num = {0: "", 1: f" + {units}", 2: f" + 2 x {units}"}[n_bias]
+    bias_num = {0: "", 1: f" + {fmt_int(units)}", 2: f" + 2 x {fmt_int(units)}"}[n_bias]
     formula = Formula(
         f"{g}((input_dim + units) x units{bias_sym})",
-        f"{g}(({d} + {units}) x {units}{bias_num})",
+        f"{g}(({fmt_int(d)} + {fmt_int(units)}) x {fmt_int(units)}{bias_num})",
     )
     states: tuple[Shape, ...] = ((units,), (units,)) if class_name == "LSTMCell" else ((units,),)
     return CellSpec(tuple(weights), states, (units,), formula)
@@ -150,22 +153,22 @@ def _conv_cell(cfg: Mapping[str, Any], step_shape: Shape, rank: int) -> CellSpec
         Weight(
             "kernel",
             (*kernel, c_in, 4 * filters),
-            formula=Formula(f"{kss} x in_channels x (4 x filters)", f"{ks} x {c_in} x (4 x {filters})"),
+            formula=Formula(f"{kss} x in_channels x (4 x filters)", f"{ks} x {fmt_int(c_in)} x (4 x {fmt_int(filters)})"),
             why=why,
         ),
         Weight(
             "recurrent_kernel",
             (*kernel, filters, 4 * filters),
-            formula=Formula(f"{kss} x filters x (4 x filters)", f"{ks} x {filters} x (4 x {filters})"),
+            formula=Formula(f"{kss} x filters x (4 x filters)", f"{ks} x {fmt_int(filters)} x (4 x {fmt_int(filters)})"),
             why="convolves the previous state into the gates",
         ),
     ]
     use_bias = bool(cfg.get("use_bias", True))
     if use_bias:
-        weights.append(Weight("bias", (4 * filters,), formula=Formula("4 x filters", f"4 x {filters}")))
+        weights.append(Weight("bias", (4 * filters,), formula=Formula("4 x filters", f"4 x {fmt_int(filters)}")))
     formula = Formula(
         f"4 x ({kss} x (in_channels + filters) x filters{' + filters' if use_bias else ''})",
-        f"4 x ({ks} x ({c_in} + {filters}) x {filters}{f' + {filters}' if use_bias else ''})",
+        f"4 x ({ks} x ({fmt_int(c_in)} + {fmt_int(filters)}) x {fmt_int(filters)}{f' + {fmt_int(filters)}' if use_bias else ''})",
     )
     return CellSpec(tuple(weights), (out, out), out, formula)
 

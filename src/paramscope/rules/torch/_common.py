@@ -161,7 +161,8 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
 
     Returns:
         The note, with every tensor explained by a formula equal to its element count, and a
-        module formula equal to the parameter count (or ``None`` when that cannot be known).
+        module formula equal to the parameter count (``None`` when that cannot be known, and
+        for a module without parameters).
     """
     tensors = own_tensors(module)
     if any(_is_uninitialized(t) for t in tensors.values()):
@@ -180,12 +181,16 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
         else:
             notes[name] = given
     formula = made.formula
+    if formula is not None and value(formula.numeric) == 0 and _n_params(module) == 0:
+        formula = None  # nothing to explain; a column of zeros would only be noise
     if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
         formula = Formula("parameters of the module and its submodules", str(_n_params(module)))
     return note(notes, formula, made.note)
 
 
-def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], TorchRule]:
+def rule(
+    *types: type, module_formula: bool = True, fallback: bool = False
+) -> Callable[[TorchRule], TorchRule]:
     """Register a rule for exact module classes, wrapped in :func:`guard`.
 
     Example:
@@ -195,7 +200,7 @@ def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], Tor
     """
 
     def deco(fn: TorchRule) -> TorchRule:
-        register_torch_rule(*types)(guarded(fn, module_formula=module_formula))
+        register_torch_rule(*types, fallback=fallback)(guarded(fn, module_formula=module_formula))
         return fn
 
     return deco

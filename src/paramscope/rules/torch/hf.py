@@ -6,9 +6,10 @@ checking that the name really resolves to that class object in the already impor
 A model built by ``transformers`` has necessarily imported its modeling module, so reading a
 plain ``torch.nn`` model never pays for importing ``transformers``.
 
-Shapes follow the modeling files of transformers 5 (``pytorch_utils.Conv1D``,
-``models/llama/modeling_llama.py`` and the families generated from it, ``models/bert``,
-``models/vit``, ``models/clip``, ``models/t5``, ``models/bart``, ``models/mixtral``).
+This module holds the resolver and the decoder-side rules: GPT-2's ``Conv1D``
+(``pytorch_utils.py``), the RMSNorms and rotary embeddings of ``models/llama`` and the
+families generated from it, and Mixtral's router and experts. Encoder, vision and
+encoder-decoder rules are in :mod:`paramscope.rules.torch.hf_encoders`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
-from paramscope.rules.torch._common import NO_PARAMS, guarded, note, plus, stored, times
+from paramscope.rules.torch._common import NO_PARAMS, guarded, note, plus, times
 from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver
 
 __all__ = ["HF_RULES"]
@@ -156,150 +157,6 @@ def _rotary(module: Any) -> ModuleNote:
     return note(tensors, NO_PARAMS, "rotary position embedding: no parameters, only frequency buffers")
 
 
-def _ids(name: str, n: int, what: str) -> TensorNote:
-    return TensorNote(
-        Formula("1 x max_position_embeddings", f"1 x {n}"),
-        f"{what}; a non-persistent int64 buffer, not learned and not saved in checkpoints",
-        Role.BUFFER,
-    )
-
-
-@_hf(
-    [
-        (_modeling("bert"), "BertEmbeddings"),
-        (_modeling("roberta"), "RobertaEmbeddings"),
-        (_modeling("distilbert"), "Embeddings"),
-    ]
-)
-def _text_embeddings(module: Any) -> ModuleNote:
-    tensors: dict[str, TensorNote] = {}
-    if getattr(module, "position_ids", None) is not None:
-        n = int(module.position_ids.shape[-1])
-        tensors["position_ids"] = _ids("position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed so forward can slice them")
-    if getattr(module, "token_type_ids", None) is not None:
-        n = int(module.token_type_ids.shape[-1])
-        tensors["token_type_ids"] = _ids(
-            "token_type_ids", n, "zeros used as the segment ids when none are given"
-        )
-    h = module.word_embeddings.embedding_dim
-    rows = [("vocab_size", module.word_embeddings.num_embeddings),
-            ("max_position_embeddings", module.position_embeddings.num_embeddings)]
-    if getattr(module, "token_type_embeddings", None) is not None:
-        rows.append(("type_vocab_size", module.token_type_embeddings.num_embeddings))
-    tables = Formula(
-        f"({' + '.join(r for r, _ in rows)}) x hidden_size", f"({' + '.join(str(n) for _, n in rows)}) x {h}"
-    )
-    ln = _child(module, "LayerNorm")
-    formula = plus(tables, Formula("2 x hidden_size", f"2 x {h}") if ln is not None else None)
-    return note(
-        tensors, formula,
-        "word, position (and segment) tables summed per token, then a LayerNorm",
-    )
-
-
-@_hf(
-    [(_modeling("bert"), "BertLMPredictionHead"), (_modeling("roberta"), "RobertaLMHead")],
-    module_formula=False,
-)
-def _lm_head_bias(module: Any) -> ModuleNote:
-    tensors = {
-        "bias": TensorNote(
-            times(("vocab_size", int(module.bias.shape[0]))),
-            "an output bias per vocabulary entry; decoder.bias is this same tensor, so it is "
-            "counted once",
-        )
-    }
-    return note(tensors, None, "decoder.weight is usually tied to the input word embeddings")
-
-
-@_hf([(_modeling("vit"), "ViTEmbeddings")])
-def _vit_embeddings(module: Any) -> ModuleNote:
-    h = int(module.cls_token.shape[-1])
-    n_pos = int(module.position_embeddings.shape[1])
-    tensors = {
-        "cls_token": TensorNote(
-            Formula("1 x 1 x hidden_size", f"1 x 1 x {h}"),
-            "the learned [CLS] token prepended to the patch sequence; its final state feeds the classifier",
-        ),
-        "position_embeddings": TensorNote(
-            Formula("1 x (num_patches + 1) x hidden_size", f"1 x ({n_pos - 1} + 1) x {h}"),
-            "one learned position vector per patch plus one for [CLS]; num_patches = (image_size / patch_size)^2",
-        ),
-    }
-    terms = [tensors["cls_token"].formula, tensors["position_embeddings"].formula]
-    if getattr(module, "mask_token", None) is not None:
-        tensors["mask_token"] = TensorNote(
-            Formula("1 x 1 x hidden_size", f"1 x 1 x {h}"),
-            "replaces masked patches (use_mask_token=True, for masked image modelling)",
-        )
-        terms.append(tensors["mask_token"].formula)
-    return note(tensors, plus(*terms, _child(module, "patch_embeddings")))
-
-
-@_hf([(_modeling("clip"), "CLIPVisionEmbeddings")])
-def _clip_vision_embeddings(module: Any) -> ModuleNote:
-    h = int(module.class_embedding.shape[0])
-    n_pos = int(module.position_ids.shape[-1])
-    tensors = {
-        "class_embedding": TensorNote(
-            times(("hidden_size", h)), "the learned class token prepended to the patch sequence"
-        ),
-        "position_ids": TensorNote(
-            Formula("1 x (num_patches + 1)", f"1 x ({n_pos - 1} + 1)"),
-            "the positions 0 .. num_patches, precomputed; a non-persistent int64 buffer",
-            Role.BUFFER,
-        ),
-    }
-    return note(
-        tensors,
-        plus(tensors["class_embedding"].formula, _child(module, "patch_embedding"),
-             _child(module, "position_embedding")),
-    )
-
-
-@_hf([(_modeling("clip"), "CLIPTextEmbeddings")])
-def _clip_text_embeddings(module: Any) -> ModuleNote:
-    n = int(module.position_ids.shape[-1])
-    tensors = {"position_ids": _ids("position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed")}
-    return note(tensors, plus(_child(module, "token_embedding"), _child(module, "position_embedding")))
-
-
-@_hf([(_modeling("clip"), "CLIPModel")], module_formula=False)
-def _clip_model(module: Any) -> ModuleNote:
-    tensors = {
-        "logit_scale": TensorNote(
-            stored(module.logit_scale),
-            "a single learned number: the log of the temperature that scales image-text similarities",
-        )
-    }
-    return note(tensors, None)
-
-
-@_hf([(_modeling("bart"), "BartForConditionalGeneration")], module_formula=False)
-def _bart_lm(module: Any) -> ModuleNote:
-    tensors = {
-        "final_logits_bias": TensorNote(
-            Formula("1 x vocab_size", f"1 x {int(module.final_logits_bias.shape[-1])}"),
-            "a fixed bias added to the output logits: a persistent buffer (saved in checkpoints), "
-            "not trained",
-            Role.BUFFER,
-        )
-    }
-    return note(tensors, None)
-
-
-@_hf([(_modeling("bart"), "BartLearnedPositionalEmbedding")])
-def _bart_positions(module: Any) -> ModuleNote:
-    d = module.embedding_dim
-    offset = getattr(module, "offset", 2)
-    w = Formula("(max_position_embeddings + 2) x d_model", f"({module.num_embeddings - offset} + {offset}) x {d}")
-    why = (
-        "one learned vector per position; BART shifts position ids by 2 (a fairseq legacy), "
-        "so the table has 2 rows more than max_position_embeddings"
-    )
-    return note({"weight": TensorNote(w, why)}, w)
-
-
 @_hf([(_modeling("mixtral"), "MixtralExperts"), (_modeling("qwen2_moe"), "Qwen2MoeExperts")])
 def _experts(module: Any) -> ModuleNote:
     e, two_i, h = (int(d) for d in module.gate_up_proj.shape)
@@ -323,22 +180,3 @@ def _experts(module: Any) -> ModuleNote:
 def _router(module: Any) -> ModuleNote:
     w = times(("num_experts", int(module.weight.shape[0])), ("hidden_size", int(module.weight.shape[1])))
     return note({"weight": TensorNote(w, "scores every expert for each token; the top-k are used")}, w)
-
-
-@_hf([(_modeling("t5"), "T5Attention"), (_modeling("mt5"), "MT5Attention")])
-def _t5_attention(module: Any) -> ModuleNote:
-    d, inner = module.d_model, module.inner_dim
-    proj = Formula("4 x d_model x (num_heads x d_kv)", f"4 x {d} x {inner}")
-    text = "four bias-free projections q, k, v, o; T5 does not scale the query-key product"
-    rel = None
-    if module.has_relative_attention_bias:
-        rel = Formula(
-            "relative_attention_num_buckets x num_heads",
-            f"{module.relative_attention_num_buckets} x {module.n_heads}",
-        )
-        text += (
-            "; relative_attention_bias is an Embedding with one learned bias per (distance bucket, "
-            "head), added to the attention scores; only the first layer of each stack has it and "
-            "the other layers reuse its output"
-        )
-    return note({}, plus(proj, rel), text)

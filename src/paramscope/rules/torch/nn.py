@@ -38,13 +38,14 @@ def _empty(module: Any) -> ModuleNote:
     return note({}, NO_PARAMS)
 
 
-# Registered first, so that the tensor-holding classes in the same torch modules (PReLU,
-# MultiheadAttention, ParameterList, ...) are overridden by their own rules below.
+# A fallback: the tensor-holding classes in the same torch modules (PReLU, MultiheadAttention)
+# keep their own rules whichever module registers first.
 rule(
     *classes_in(
         (activation, channelshuffle, distance, dropout, flatten, fold, padding, pixelshuffle,
          pooling, upsampling)
-    )
+    ),
+    fallback=True,
 )(_empty)
 
 

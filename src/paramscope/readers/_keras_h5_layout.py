@@ -1,0 +1,238 @@
+"""Where a saved Keras model keeps each layer's weights, read from HDF5 headers alone.
+
+Two layouts exist. A ``.keras`` archive's ``model.weights.h5`` (Keras 3, ``saving_lib``) stores
+a model's layers under ``layers/<key>`` where ``key`` is the snake-cased class name made unique
+(``dense``, ``dense_1``), each layer's own variables in ``vars/0..n`` (the group's ``name``
+attribute gives the layer's real name) and its sub-objects (a recurrent layer's ``cell``, an
+attention layer's ``query_dense``...) in groups of their own. A legacy ``.h5`` file stores
+``model_weights/<layer name>`` groups whose ``weight_names`` attribute lists variable paths
+(``sequential/dense/kernel`` in Keras 3, ``dense/kernel:0`` in Keras 2). Both are mapped to the
+config engine's layer paths (``inner/dense``). Only shapes and dtypes are read; links to other
+files are refused; soft links are not followed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paramscope.core.dtypes import canonical_dtype
+from paramscope.core.errors import CorruptFileError, UnsafeFileError
+
+__all__ = ["H5Walker", "read_attr", "strings", "entry_name", "is_model", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
+
+#: Deepest group nesting followed in a weights file (Keras nests a few levels per sub-model).
+MAX_H5_DEPTH = 64
+#: Largest list of names read from one attribute (100,000 weight names take a few MB).
+MAX_NAMES_BYTES = 64 * 1024 * 1024
+_MODEL_CLASSES = ("Functional", "Sequential", "Model")
+#: Config class names whose runtime class (which names the ``.keras`` groups) differs.
+_RUNTIME_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
+
+
+class H5Walker:
+    """Reads shapes and dtypes from the groups of a Keras 3 weights file, following no links."""
+
+    def __init__(self, h5py: Any, where: str) -> None:
+        self.h5py = h5py
+        self.where = where
+
+    def child(self, group: Any, key: str) -> Any | None:
+        link = group.get(key, getlink=True)
+        if link is None or isinstance(link, self.h5py.SoftLink):
+            return None
+        if isinstance(link, self.h5py.ExternalLink):
+            raise UnsafeFileError(
+                f"HDF5 entry {group.name}/{key} links to the external file {link.filename!r}; "
+                "paramscope reads no file the user did not name",
+                where=self.where,
+            )
+        return group[key]
+
+    def stored(self, obj: Any, name: str) -> Any:
+        from paramscope.rules.keras.graph import StoredWeight
+
+        if not isinstance(obj, self.h5py.Dataset):
+            raise CorruptFileError(f"HDF5 entry {obj.name} should be a weight array", where=self.where)
+        return StoredWeight(name, tuple(int(d) for d in (obj.shape or ())), self._dtype(obj))
+
+    def _dtype(self, obj: Any) -> str:
+        # NumPy has no bfloat16: Keras stores such arrays as 2-byte opaque values and names the
+        # type in a ``dtype`` attribute (saving_lib.H5Entry); other dtypes are HDF5's own.
+        if obj.dtype.kind == "V" and "dtype" in obj.attrs:
+            label = strings(read_attr(obj, "dtype", 64, self.where))
+            if label:
+                return canonical_dtype(label[0])
+        return canonical_dtype(str(obj.dtype.name))
+
+    def dataset(self, group: Any, name: str) -> Any:
+        """The dataset at ``name`` (which may contain ``/``) under ``group``, following no links."""
+        node = group
+        for part in name.split("/"):
+            nxt = self.child(node, part) if isinstance(node, self.h5py.Group) else None
+            if nxt is None:
+                raise CorruptFileError(f"weight {name!r} is listed in {group.name} but not stored there", where=self.where)
+            node = nxt
+        return node
+
+    def collect(self, group: Any, prefix: str, depth: int, skip: Sequence[str] = ()) -> list[Any]:
+        """All weights under a layer's group: its own ``vars/0..n``, then its sub-objects'."""
+        if depth > MAX_H5_DEPTH:
+            raise CorruptFileError(f"HDF5 groups nested deeper than {MAX_H5_DEPTH} at {group.name}", where=self.where)
+        out = []
+        own = self.child(group, "vars")
+        if own is not None:
+            for key in sorted(own.keys(), key=_numeric):
+                ds = self.child(own, key)
+                if ds is not None:
+                    out.append(self.stored(ds, f"{prefix}{key}"))
+        for key in group.keys():
+            if key == "vars" or key in skip:
+                continue
+            sub = self.child(group, key)
+            if isinstance(sub, self.h5py.Group):
+                out.extend(self.collect(sub, f"{prefix}{_group_name(sub, key, self)}/", depth + 1))
+        return out
+
+    def model(self, layers: Any, entry: Mapping[str, Any], prefix: str, stored: dict[str, list[Any]]) -> None:
+        """Map the ``layers/<key>`` groups of a model to layer paths, recursing into sub-models."""
+        entries = _layer_entries(entry)
+        by_name = {entry_name(e): e for e in entries}
+        by_key = _keys_by_class(entries, skip_inputs=entry.get("class_name") == "Sequential")
+        for key in layers.keys():
+            group = self.child(layers, key)
+            if not isinstance(group, self.h5py.Group):
+                continue
+            name = _vars_name(group, self) or by_key.get(key, key)
+            sub = by_name.get(name)
+            path = f"{prefix}{name}"
+            if sub is not None and is_model(sub):
+                inner = self.child(group, "layers")
+                if inner is not None:
+                    self.model(inner, sub, f"{path}/", stored)
+                own = self.collect(group, "", 1, skip=("layers",))
+                if own:
+                    stored[path] = own
+            else:
+                weights = self.collect(group, "", 1)
+                if weights or sub is not None:
+                    stored[path] = weights
+
+
+def _vars_name(group: Any, walker: H5Walker) -> str | None:
+    own = walker.child(group, "vars")
+    name = own.attrs.get("name") if own is not None else None
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return name if isinstance(name, str) and name else None
+
+
+def _group_name(group: Any, key: str, walker: H5Walker) -> str:
+    return _vars_name(group, walker) or key
+
+
+def _numeric(key: str) -> tuple[int, str]:
+    return (int(key), "") if key.isdigit() else (1 << 62, key)
+
+
+def _snake(name: str) -> str:
+    # keras/src/utils/naming.py to_snake_case, which names the groups of a model's layers.
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -> dict[str, str]:
+    # saving_lib._save_container_state: key = snake_case(class) made unique with _1, _2, ...
+    used: dict[str, int] = {}
+    keys: dict[str, str] = {}
+    for e in entries:
+        cls = str(e.get("class_name", ""))
+        if skip_inputs and cls == "InputLayer":
+            continue
+        base = _snake(_RUNTIME_CLASS.get(cls, cls))
+        if base in used:
+            used[base] += 1
+            key = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            key = base
+        keys[key] = entry_name(e)
+    return keys
+
+
+def entry_name(entry: Mapping[str, Any]) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str):
+        cfg = entry.get("config")
+        name = cfg.get("name") if isinstance(cfg, Mapping) else None
+    return name if isinstance(name, str) else str(entry.get("class_name", "?"))
+
+
+def is_model(entry: Mapping[str, Any]) -> bool:
+    cfg = entry.get("config")
+    return entry.get("class_name") in _MODEL_CLASSES and isinstance(cfg, Mapping) and isinstance(
+        cfg.get("layers"), list
+    )
+
+
+def _layer_entries(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    cfg = entry.get("config")
+    layers = cfg.get("layers") if isinstance(cfg, Mapping) else None
+    return [e for e in layers or [] if isinstance(e, Mapping)]
+
+
+def read_attr(obj: Any, name: str, cap: int, where: str) -> Any:
+    """An HDF5 attribute, refused before reading when its stored size exceeds ``cap``."""
+    if name not in obj.attrs:
+        return None
+    attr_id = obj.attrs.get_id(name)
+    try:
+        size = attr_id.get_storage_size()
+    except (RuntimeError, ValueError):
+        # Variable-length strings (what Keras writes): the stored size is that of their heap
+        # references; libhdf5 reads the text from the file's global heap.
+        size = 0
+    if size > cap:
+        raise UnsafeFileError(
+            f"HDF5 attribute {obj.name}@{name} holds {size:,} bytes, over the {cap:,}-byte limit", where=where
+        )
+    return obj.attrs[name]
+
+
+def strings(value: Any) -> list[str]:
+    items = [value] if isinstance(value, (str, bytes)) else list(value if value is not None else [])
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in items]
+
+
+def legacy_weights(walker: H5Walker, weights: Any, config: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``model_weights/<layer>`` groups, each listing its weights in ``weight_names``, by layer path."""
+    stored: dict[str, list[Any]] = {}
+    entries = {entry_name(e): e for e in _layer_entries(config)} if is_model(config) else {}
+    for layer_name in strings(read_attr(weights, "layer_names", MAX_NAMES_BYTES, walker.where)):
+        group = walker.child(weights, layer_name)
+        if group is None:
+            raise CorruptFileError(f"layer {layer_name!r} is listed but has no weights group", where=walker.where)
+        for wname in strings(read_attr(group, "weight_names", MAX_NAMES_BYTES, walker.where)):
+            path, local = _legacy_path(layer_name, wname, entries.get(layer_name))
+            stored.setdefault(path, []).append(walker.stored(walker.dataset(group, wname), local))
+        stored.setdefault(layer_name, [])
+    return stored
+
+
+def _legacy_path(layer_name: str, weight_name: str, entry: Mapping[str, Any] | None) -> tuple[str, str]:
+    """Layer path and local name of a stored weight (``inner/dense/kernel:0`` -> ``inner/dense``, ``kernel``).
+
+    Keras 2 suffixes names with ``:0``; Keras 3 prefixes them with the enclosing model's name.
+    """
+    parts = [p.split(":")[0] for p in weight_name.split("/")]
+    if layer_name in parts[:-1]:
+        parts = parts[parts.index(layer_name) + 1 :]
+    path = layer_name
+    while entry is not None and is_model(entry) and len(parts) > 1:
+        subs = {entry_name(e): e for e in _layer_entries(entry)}
+        if parts[0] not in subs:
+            break
+        path, entry, parts = f"{path}/{parts[0]}", subs[parts[0]], parts[1:]
+    return path, "/".join(parts)
