@@ -113,7 +113,7 @@ def einsum_shapes(
 
     Example:
         >>> einsum_shapes("abc,cde->abde", "de", (None, 10, 64), (None, 8, 16))[:3]
-        ((64, 8, 16), (8, 16), (None, 10, 8, 16))
+        ((64, 8, 16), (8, 16), (None, None, 8, 16))
     """
     i_spec, w_spec, o_spec, elided, left = _specs(equation, len(input_shape))
     out: list[int | None] = [input_shape[0], *partial]

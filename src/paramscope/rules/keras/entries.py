@@ -22,7 +22,7 @@ from paramscope.rules.keras.configs import (
     parse_shapes,
 )
 from paramscope.rules.keras.flops import layer_compute, op_compute, sum_compute
-from paramscope.rules.keras.ops import is_ops_module, op_output_shape
+from paramscope.rules.keras.ops import LAYER_NAMED_OPS, is_ops_module, op_output_shape
 from paramscope.rules.keras.policy import Policy, parse_policy
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
 from paramscope.rules.keras.stored import StoredWeight, StoredWeights, check_stored, stored_tensors
@@ -197,10 +197,13 @@ def explain_entry(
         frozen = FROZEN_WHY
     pol = parse_policy(config.get("dtype"), policy, path=name)
 
-    # A legacy .h5 config has no "module": a keras.ops node is then told from the layer class
-    # of the same name (Add, Dot, Softmax) by its config, which holds only a name, where
-    # every layer also writes "trainable" and "dtype".
-    legacy_op = module is None and set(config) <= {"name"} and class_name != "InputLayer"
+    # A legacy .h5 config has no "module": a keras.ops node of a Functional graph is then told
+    # from the weightless layer class of the same name (Add, Dot, Softmax) by its config, which
+    # holds only a name, where every layer also writes "trainable" and "dtype".
+    legacy_op = (
+        module is None and "inbound_nodes" in entry and set(config) <= {"name"}
+        and class_name in LAYER_NAMED_OPS
+    )
     if is_ops_module(module) or legacy_op:
         shape = op_output_shape(class_name, config, in_shapes)
         layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
