@@ -322,6 +322,33 @@ def _preprocessing_and_core() -> Any:
     return keras.Model([img, tokens], [x, e])
 
 
+def _augmentation_and_encoding() -> Any:
+    img = keras.Input((24, 20, 3))
+    x = img
+    for layer in [
+        layers.RandomFlip(), layers.RandomRotation(0.1), layers.RandomZoom(0.1),
+        layers.RandomTranslation(0.1, 0.1), layers.RandomContrast(0.1), layers.RandomBrightness(0.1),
+        layers.AugMix(), layers.AutoContrast(), layers.CutMix(), layers.MixUp(), layers.RandAugment(),
+        layers.RandomColorDegeneration(0.2), layers.RandomColorJitter(), layers.RandomElasticTransform(),
+        layers.RandomErasing(), layers.RandomGaussianBlur(), layers.RandomGrayscale(), layers.RandomHue(0.2),
+        layers.RandomInvert(), layers.RandomPerspective(), layers.RandomPosterization((1, 4)),
+        layers.RandomSaturation(0.2), layers.RandomSharpness(0.2), layers.RandomShear(0.1),
+        layers.Solarization(), layers.RandomCrop(16, 12),
+    ]:
+        x = layer(x)
+    values = keras.Input((5,))
+    buckets = layers.Discretization(bin_boundaries=[0.0, 1.0])(values)
+    one_hot = layers.Discretization(bin_boundaries=[0.0, 1.0, 2.0], output_mode="one_hot")(values)
+    counts = layers.Discretization(bin_boundaries=[0.5], output_mode="count")(values)
+    ids = keras.Input((6,), dtype="int32")
+    multi = layers.CategoryEncoding(num_tokens=12)(ids)
+    one_id = keras.Input((1,), dtype="int32")
+    single = layers.CategoryEncoding(num_tokens=7, output_mode="one_hot")(one_id)
+    emb = layers.ReversibleEmbedding(30, 8, tie_weights=False)(ids)
+    tied = layers.ReversibleEmbedding(30, 8)(ids)
+    return keras.Model([img, values, ids, one_id], [x, buckets, one_hot, counts, multi, single, emb, tied])
+
+
 def _mixed_precision() -> Any:
     return keras.Sequential(
         [
@@ -353,6 +380,7 @@ HAND_BUILT: list[tuple[str, Callable[[], Any]]] = [
     ("merging", _merging),
     ("activations_and_noise", _activations_and_noise),
     ("preprocessing_and_core", _preprocessing_and_core),
+    ("augmentation_and_encoding", _augmentation_and_encoding),
     ("mixed_precision", _mixed_precision),
     ("frozen_model", _frozen_model),
 ]

@@ -253,6 +253,27 @@ def embedding(inp: RuleInput) -> RuleOutput:
     return _unsupported(inp, out)
 
 
+@register_keras_rule("ReversibleEmbedding")
+def reversible_embedding(inp: RuleInput) -> RuleOutput:
+    """``embeddings (input_dim, output_dim)``, and ``reverse_embeddings (output_dim, input_dim)``
+    for projecting back to the vocabulary unless ``tie_weights`` reuses the first.
+
+    Source: keras/src/layers/core/reversible_embedding.py ``build``.
+    """
+    if inp.quantization is not None:
+        base = embedding(inp)
+        return RuleOutput(base.output_shapes, known=False,
+                          note="quantized ReversibleEmbedding variables are not derived")
+    base = embedding(inp)
+    if inp.config.get("tie_weights", True):
+        return base
+    vocab, width = pos_int(inp.config, "input_dim"), pos_int(inp.config, "output_dim")
+    f = size_formula(["output_dim", "input_dim"], [width, vocab])
+    weights = (*base.weights, Weight("reverse_embeddings", (width, vocab), formula=f,
+                                     why="the output projection back to the vocabulary (tie_weights is False)"))
+    return RuleOutput(base.output_shapes, weights, _sum_formula(weights))
+
+
 @register_keras_rule("Identity", "Masking")
 def passthrough(inp: RuleInput) -> RuleOutput:
     """No weights; the output has the input's shape."""
