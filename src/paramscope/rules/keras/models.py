@@ -25,7 +25,11 @@ from paramscope.rules.keras.entries import Built, Context, call_compute, explain
 from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.policy import Policy
 
-__all__ = ["model_layers", "functional_layers", "sequential_layers"]
+__all__ = ["model_layers", "functional_layers", "sequential_layers", "MAX_OUTPUTS"]
+
+#: Bound on a tensor index in ``keras_history``: outputs are enumerated up to it, so a file
+#: must not choose it freely.
+MAX_OUTPUTS = 4096
 
 
 def model_layers(
@@ -120,6 +124,12 @@ def functional_layers(
                     raise CorruptFileError(
                         f"layer {name!r} (call {i}) takes tensor {ref[0]}[{ref[1]}][{ref[2]}] from "
                         f"layer {ref[0]!r}, which is not in the model's layers",
+                        where=where,
+                    )
+                if not 0 <= ref[2] < MAX_OUTPUTS:
+                    raise CorruptFileError(
+                        f"layer {name!r} (call {i}) takes output {ref[2]} of layer {ref[0]!r}; a layer "
+                        f"has at most {MAX_OUTPUTS:,} outputs",
                         where=where,
                     )
                 if (ref[0], ref[1]) not in deps:
