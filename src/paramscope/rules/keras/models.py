@@ -146,6 +146,9 @@ def functional_layers(
             if ref[0] not in entries:
                 raise CorruptFileError(f"{key} names layer {ref[0]!r}, which is not in the model's layers",
                                        where=where)
+    n_recorded: dict[str, int] = {}
+    for ref in recorded:
+        n_recorded[ref[0]] = max(n_recorded.get(ref[0], 0), ref[2] + 1)
     computed: dict[Ref, Shape | None] = {}
     layers = {}
     first_outs: dict[str, tuple[Shape | None, ...]] = {}
@@ -156,7 +159,7 @@ def functional_layers(
             first = calls[0] if calls else []
             in_shapes = tuple(shape or computed.get(ref) or recorded.get(ref) for ref, shape in first)
             layer, outs = explain_entry(entries[name], in_shapes, prefix, frozen, policy, ctx)
-            n_out = max([len(outs)] + [r[2] + 1 for r in recorded if r[0] == name])
+            n_out = max(len(outs), n_recorded.get(name, 0))
             first_outs[name] = tuple(
                 recorded.get((name, 0, t)) or (outs[t] if t < len(outs) else None) for t in range(n_out)
             )
