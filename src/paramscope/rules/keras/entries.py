@@ -243,10 +243,14 @@ def explain_entry(
         raise ModelError(f"cannot size {class_name} layer from its config: {e}",
                          where=_where(ctx, path)) from None
     assert out is not None
+    if not out.known:
+        # The rule cannot list the weights (a calibrated quantization...): say what it knows,
+        # and take the tensors from a weights file if there is one.
+        return _unknown(name, class_name, path, origin, out.note or f"{class_name} weights not derived",
+                        ctx, known_shapes, tuple(out.output_shapes) or None)
     tensors = _to_tensors(out.weights, frozen, path, ctx, class_name)
     call_shapes = in_shapes if in_shapes and all(s is not None for s in in_shapes) else known_shapes
-    compute = (layer_compute(class_name, config, call_shapes, out.output_shapes) if out.known
-               else Compute(None, None, None, (class_name,)))
+    compute = layer_compute(class_name, config, call_shapes, out.output_shapes)
     layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
                   input_shapes=known_shapes, output_shapes=_known_shapes(out.output_shapes),
                   formula=out.formula, note=out.note, known=out.known, origin=origin, compute=compute)
