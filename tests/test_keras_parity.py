@@ -349,6 +349,16 @@ def _augmentation_and_encoding() -> Any:
     return keras.Model([img, values, ids, one_id], [x, buckets, one_hot, counts, multi, single, emb, tied])
 
 
+def _lora() -> Any:
+    ids = keras.Input((5,), dtype="int32")
+    x = layers.Embedding(40, 8, lora_rank=2)(ids)
+    x = layers.Dense(6, lora_rank=3, lora_alpha=6)(x)
+    x = layers.EinsumDense("abc,cde->abde", output_shape=(5, 2, 4), bias_axes="e", lora_rank=2)(x)
+    x = layers.Reshape((5, 8, 1))(x)
+    x = layers.Conv2D(3, 3, lora_rank=2)(x)
+    return keras.Model(ids, x)
+
+
 def _mixed_precision() -> Any:
     return keras.Sequential(
         [
@@ -381,6 +391,7 @@ HAND_BUILT: list[tuple[str, Callable[[], Any]]] = [
     ("activations_and_noise", _activations_and_noise),
     ("preprocessing_and_core", _preprocessing_and_core),
     ("augmentation_and_encoding", _augmentation_and_encoding),
+    ("lora", _lora),
     ("mixed_precision", _mixed_precision),
     ("frozen_model", _frozen_model),
 ]

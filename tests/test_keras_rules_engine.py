@@ -153,3 +153,21 @@ def test_layer_a_rule_cannot_size_takes_stored_weights() -> None:
     with_file = anatomy_from_config(cfg, stored_weights=stored)
     assert [t.shape for t in with_file.layers[0].tensors] == [(4,), (8, 2)]
     assert with_file.layers[0].output_shapes == ((None, 4),)
+
+
+def test_lora_layer_read_from_a_keras_archive(tmp_path: Any) -> None:
+    # Keras saves a LoRA layer's kernel with the update merged, not the two factors: the
+    # archive holds fewer weights than the layer has, and that is not an error.
+    import paramscope
+
+    x = keras.Input((6,))
+    model = keras.Model(x, layers.Dense(4, lora_rank=2, name="adapted")(layers.Dense(6)(x)))
+    path = tmp_path / "lora.keras"
+    model.save(path)
+    anatomy = paramscope.read(str(path))
+    assert totals(anatomy).params == model.count_params()
+    assert totals(anatomy).trainable == sum(int(w.numpy().size) for w in model.trainable_weights)
+    row = anatomy.find("adapted")
+    assert row is not None
+    roles = {t.name: t.role for t in row.tensors}
+    assert roles["kernel"] is Role.FROZEN and roles["lora_kernel_a"] is Role.TRAINABLE

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from paramscope.core.anatomy import Formula, Role, Shape
+from paramscope.rules.keras.lora import apply_lora
 from paramscope.rules.keras.quantized import (
     GIDX_WHY,
     QUANT_WHY,
@@ -42,7 +43,12 @@ def _sum_formula(weights: tuple[Weight, ...]) -> Formula | None:
 
 @register_keras_rule("Dense")
 def dense(inp: RuleInput) -> RuleOutput:
-    """``kernel (input_dim, units)`` and ``bias (units,)``; quantized variants per mode."""
+    """``kernel (input_dim, units)`` and ``bias (units,)``; quantized variants per mode; LoRA."""
+    logical = (dim(inp.input_shape, -1, "input feature size"), pos_int(inp.config, "units"))
+    return apply_lora(inp, _dense(inp), "kernel", logical)
+
+
+def _dense(inp: RuleInput) -> RuleOutput:
     shape = inp.input_shape
     n_in = dim(shape, -1, "input feature size")
     units = pos_int(inp.config, "units")
@@ -171,6 +177,16 @@ def _einsum_scale_shape(kernel: tuple[int, ...], w_spec: str, o_spec: str) -> tu
 @register_keras_rule("EinsumDense")
 def einsum_dense(inp: RuleInput) -> RuleOutput:
     """Kernel and bias shapes read from the einsum equation, ``output_shape`` and ``bias_axes``."""
+    out = _einsum_dense(inp)
+    if not inp.config.get("lora_rank"):
+        return out
+    partial_raw = inp.config.get("output_shape")
+    partial = (partial_raw,) if isinstance(partial_raw, int) else tuple(partial_raw or ())
+    kernel = einsum_shapes(str(inp.config["equation"]), inp.config.get("bias_axes"), inp.input_shape, partial)[0]
+    return apply_lora(inp, out, "kernel", kernel)
+
+
+def _einsum_dense(inp: RuleInput) -> RuleOutput:
     partial_raw = inp.config.get("output_shape")
     partial = (partial_raw,) if isinstance(partial_raw, int) else tuple(partial_raw or ())
     kernel, bias_shape, out, w_spec, o_spec = einsum_shapes(
@@ -216,7 +232,12 @@ def einsum_dense(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule("Embedding")
 def embedding(inp: RuleInput) -> RuleOutput:
-    """``embeddings (input_dim, output_dim)``: one row per token id."""
+    """``embeddings (input_dim, output_dim)``: one row per token id; LoRA if configured."""
+    logical = (pos_int(inp.config, "input_dim"), pos_int(inp.config, "output_dim"))
+    return apply_lora(inp, _embedding(inp), "embeddings", logical)
+
+
+def _embedding(inp: RuleInput) -> RuleOutput:
     vocab = pos_int(inp.config, "input_dim")
     width = pos_int(inp.config, "output_dim")
     out: Shape = (*inp.input_shape, width)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from paramscope.core.anatomy import Role, Tensor
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError
+from paramscope.rules.keras.lora import LORA_PREFIX
 
 __all__ = ["StoredWeight", "StoredWeights", "check_stored", "stored_tensors"]
 
@@ -47,6 +48,11 @@ def check_stored(
     Raises:
         CorruptFileError: a count or shape differs.
     """
+    lora = tuple(t for t in tensors if t.name.startswith(LORA_PREFIX))
+    if lora and len(stored) == len(tensors) - len(lora):
+        # Keras saves a LoRA layer's kernel with the update merged in, not the factors.
+        kept = tuple(t for t in tensors if not t.name.startswith(LORA_PREFIX))
+        return check_stored(kept, stored, class_name, where) + lora
     names = ", ".join(t.name for t in tensors) or "none"
     if len(stored) != len(tensors):
         raise CorruptFileError(
