@@ -141,6 +141,20 @@ def _nested() -> Any:
     return keras.Model(x, inner_fn(inner_seq(x)), name="outer")
 
 
+def _nested_deeper() -> Any:
+    # A sub-model with two outputs, called twice; a Sequential inside a Sequential.
+    i = keras.Input((6,))
+    h = layers.Dense(5, name="trunk")(i)
+    two = keras.Model(i, [layers.Dense(3, name="head_a")(h), layers.Dense(2, name="head_b")(h)], name="two")
+    inner = keras.Sequential([layers.Dense(4), keras.Sequential([layers.Dense(6), layers.LayerNormalization()],
+                                                                name="innermost")], name="inner")
+    x, y = keras.Input((6,)), keras.Input((6,))
+    a1, b1 = two(x)
+    a2, b2 = two(y)
+    merged = layers.Concatenate()([a1, b1, a2, b2])
+    return keras.Model([x, y], [inner(merged), b2])
+
+
 def _batchnorm_options() -> Any:
     return keras.Sequential(
         [
@@ -381,6 +395,7 @@ HAND_BUILT: list[tuple[str, Callable[[], Any]]] = [
     ("seed", _seed),
     ("shared_and_ops", _shared_and_ops),
     ("nested", _nested),
+    ("nested_deeper", _nested_deeper),
     ("batchnorm_options", _batchnorm_options),
     ("normalizations", _normalizations),
     ("conv_channels_last", _conv_channels_last),
