@@ -31,6 +31,7 @@ from paramscope.rules.keras.entries import (
     explain_entry,
     explain_layer,
 )
+from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.models import functional_layers, sequential_layers
 from paramscope.rules.keras.policy import Policy, parse_policy
 
@@ -135,6 +136,12 @@ def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeigh
                 "counted here; Keras's own summary of the original model lists the shared "
                 "weights in each sub-model's row, so its rows add up to more than its total"
             )
+    compute = sum_compute([layer.compute for layer in built.layers])
+    if compute is not None and compute.flops is not None:
+        notes.append(
+            "FLOPs are for one inference pass of one sample (batch 1); the elementwise work of "
+            "Keras layers (bias, activations, normalisation, pooling) is not costed"
+        )
     return Anatomy(
         name=name,
         framework="keras",
@@ -144,4 +151,5 @@ def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeigh
         outputs=tuple(s for s in built.outputs if s is not None),
         metadata=metadata,
         notes=tuple(notes),
+        compute=compute,
     )

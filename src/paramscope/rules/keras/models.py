@@ -21,10 +21,15 @@ from paramscope.rules.keras.configs import (
     ref_list,
     tensor_refs,
 )
-from paramscope.rules.keras.entries import Built, Context, explain_entry
+from paramscope.rules.keras.entries import Built, Context, call_compute, explain_entry
+from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.policy import Policy
 
-__all__ = ["model_layers", "functional_layers", "sequential_layers"]
+__all__ = ["model_layers", "functional_layers", "sequential_layers", "MAX_OUTPUTS"]
+
+#: Bound on a tensor index in ``keras_history``: outputs are enumerated up to it, so a file
+#: must not choose it freely.
+MAX_OUTPUTS = 4096
 
 
 def model_layers(
@@ -121,6 +126,12 @@ def functional_layers(
                         f"layer {ref[0]!r}, which is not in the model's layers",
                         where=where,
                     )
+                if not 0 <= ref[2] < MAX_OUTPUTS:
+                    raise CorruptFileError(
+                        f"layer {name!r} (call {i}) takes output {ref[2]} of layer {ref[0]!r}; a layer "
+                        f"has at most {MAX_OUTPUTS:,} outputs",
+                        where=where,
+                    )
                 if (ref[0], ref[1]) not in deps:
                     raise CorruptFileError(
                         f"layer {name!r} (call {i}) takes tensor {ref[0]}[{ref[1]}][{ref[2]}], but "
@@ -135,16 +146,20 @@ def functional_layers(
             if ref[0] not in entries:
                 raise CorruptFileError(f"{key} names layer {ref[0]!r}, which is not in the model's layers",
                                        where=where)
+    n_recorded: dict[str, int] = {}
+    for ref in recorded:
+        n_recorded[ref[0]] = max(n_recorded.get(ref[0], 0), ref[2] + 1)
     computed: dict[Ref, Shape | None] = {}
     layers = {}
     first_outs: dict[str, tuple[Shape | None, ...]] = {}
+    computes: dict[str, list[Any]] = {}
     for name, k in _toposort(vertices, deps, where):
         calls = nodes[name]
         if k == 0:
             first = calls[0] if calls else []
             in_shapes = tuple(shape or computed.get(ref) or recorded.get(ref) for ref, shape in first)
             layer, outs = explain_entry(entries[name], in_shapes, prefix, frozen, policy, ctx)
-            n_out = max([len(outs)] + [r[2] + 1 for r in recorded if r[0] == name])
+            n_out = max(len(outs), n_recorded.get(name, 0))
             first_outs[name] = tuple(
                 recorded.get((name, 0, t)) or (outs[t] if t < len(outs) else None) for t in range(n_out)
             )
@@ -152,9 +167,17 @@ def functional_layers(
                 layer = layer.with_(output_shapes=first_outs[name])
             inbound = tuple(f"{r[0]}[{r[1]}][{r[2]}]" for node in calls for r, _ in node)
             layers[name] = layer.with_(inbound=inbound, calls=max(1, len(calls)))
+            computes[name] = [layers[name].compute]
+        else:
+            node_in = tuple(shape or computed.get(ref) or recorded.get(ref) for ref, shape in calls[k])
+            node_out = tuple(recorded.get((name, k, t)) or s0 for t, s0 in enumerate(first_outs[name]))
+            computes[name].append(call_compute(entries[name], layers[name], node_in, node_out))
         # Later calls of a shared layer: the recorded shape, else the first call's.
         for t, shape0 in enumerate(first_outs[name]):
             computed[(name, k, t)] = recorded.get((name, k, t)) or shape0
+    for name, parts in computes.items():
+        if len(parts) > 1:
+            layers[name] = layers[name].with_(compute=sum_compute(parts))
     inputs = tuple(computed.get(r) for r in ref_list(config.get("input_layers")))
     outputs = tuple(computed.get(r) for r in ref_list(config.get("output_layers")))
     return Built(tuple(layers[n] for n in entries), inputs, outputs)
