@@ -125,3 +125,19 @@ def test_model_facts_are_listed_and_bounded() -> None:
     assert lines[start + 16] == "  key15: vvv"
     assert lines[start + 17] == "  ... and 4 more (all of them in --format json)"
     assert len(json.loads(paramscope.summary(a, format="json").text)["metadata"]) == 20
+
+
+def test_flops_total_is_unknown_when_a_layer_was_not_measured() -> None:
+    from paramscope.core import Compute
+    from paramscope.render.rows import compute_total
+
+    measured = Layer("a", "Linear", "a", compute=Compute(flops=100, attention_flops=0, elementwise_flops=4))
+    both = Anatomy("m", "torch", (measured, measured.with_(name="b", path="b")))
+    c = compute_total(both)
+    assert c is not None and (c.flops, c.macs, c.elementwise_flops) == (200, 100, 8)
+    partial = Anatomy("m", "torch", (measured, Layer("b", "Custom", "b")))
+    c = compute_total(partial)
+    assert c is not None and c.flops is None
+    doc = json.loads(paramscope.summary(partial, format="json").text)
+    assert doc["totals"]["flops"] is None and doc["layers"][0]["flops"] == 100
+    assert "unknown FLOPs" in paramscope.summary(partial).text
