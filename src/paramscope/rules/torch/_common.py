@@ -108,7 +108,7 @@ def stored(tensor: Any) -> Formula:
     """A formula that only restates a tensor's stored shape (``1`` for a scalar)."""
     dims = [int(d) for d in tensor.shape]
     if not dims:
-        return Formula("1 (a scalar)", "1")
+        return Formula("scalar", "1")
     return Formula("stored shape " + " x ".join(str(d) for d in dims), " x ".join(str(d) for d in dims))
 
 
@@ -143,7 +143,7 @@ def _lazy_note(module: Any, tensors: dict[str, Any]) -> ModuleNote:
         {name: TensorNote(None, why) for name in tensors},
         None,
         f"{type(module).__name__} is uninitialized: its tensor shapes, and so its parameter count, "
-        "are unknown until it sees an input",
+        "are unknown until it sees an input.",
     )
 
 
@@ -185,7 +185,17 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
         formula = None  # nothing to explain; a column of zeros would only be noise
     if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
         formula = Formula("parameters of the module and its submodules", str(_n_params(module)))
-    return note(notes, formula, made.note)
+    return note(notes, formula, _sentence(made.note))
+
+
+def _sentence(text: str) -> str:
+    """Notes read as sentences, like the reader's own: a capital first letter, a final stop."""
+    text = text.strip()
+    if not text:
+        return ""
+    if text.split(" ", 1)[0].isalpha():  # never capitalise an identifier (affine=False, ...)
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], TorchRule]:
