@@ -38,12 +38,13 @@ def _empty(module: Any) -> ModuleNote:
     return note({}, NO_PARAMS)
 
 
-# Registered first, so that the tensor-holding classes in the same torch modules (PReLU,
-# MultiheadAttention, ParameterList, ...) are overridden by their own rules below.
+# The tensor-holding classes of these torch modules have their own rules (PReLU below,
+# MultiheadAttention in the attention family), whatever order the families load in.
 rule(
     *classes_in(
         (activation, channelshuffle, distance, dropout, flatten, fold, padding, pixelshuffle,
-         pooling, upsampling)
+         pooling, upsampling),
+        exclude=(nn.MultiheadAttention, nn.PReLU),
     )
 )(_empty)
 
