@@ -332,3 +332,18 @@ def test_rules_do_not_depend_on_the_order_families_load_in() -> None:
     )
     done = run_python(code)
     assert done.returncode == 0, done.stderr
+
+
+def test_weight_norm_and_spectral_norm_are_explained() -> None:
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    conv = weight_norm(nn.Conv1d(4, 6, 3), dim=2)
+    made = explained(conv)  # own tensor: bias; the weight lives in the parametrization
+    assert "parametrizations.weight" in made.formula.symbolic
+    plist = explained(conv.parametrizations.weight)
+    assert "magnitude g" in plist.tensors["original0"].why
+    assert "direction v" in plist.tensors["original1"].why
+    lin = spectral_norm(nn.Linear(3, 4))
+    explained(lin)
+    power = explained(lin.parametrizations.weight[0])
+    assert {t.role for t in power.tensors.values()} == {Role.BUFFER}

@@ -183,9 +183,32 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
     formula = made.formula
     if formula is not None and value(formula.numeric) == 0 and _n_params(module) == 0:
         formula = None  # nothing to explain; a column of zeros would only be noise
+    text = made.note
+    if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
+        candidate, said = _parametrized(module, notes, made.note)
+        if candidate is not None:
+            formula, text = candidate, said
     if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
         formula = Formula("parameters of the module and its submodules", str(_n_params(module)))
-    return note(notes, formula, _sentence(made.note))
+    return note(notes, formula, _sentence(text))
+
+
+def _parametrized(module: Any, notes: Mapping[str, TensorNote], text: str) -> tuple[Formula | None, str]:
+    """For a module with parametrizations (weight_norm, spectral_norm, ...): its own stored
+    parameters plus the tensors each parametrized name is computed from."""
+    lists = getattr(module, "parametrizations", None)
+    if lists is None:
+        return None, text
+    own = [notes[n].formula for n, t in module._parameters.items() if t is not None and n in notes]
+    terms = [
+        Formula(f"parametrizations.{name}", str(_n_params(plist))) for name, plist in lists.items()
+    ]
+    names = ", ".join(lists.keys())
+    said = (
+        f"{names} is computed at each call by a parametrization; the tensors it is computed "
+        f"from are stored under parametrizations.{'/'.join(lists.keys())}"
+    )
+    return plus(*own, *terms), f"{text}; {said}" if text else said
 
 
 def _sentence(text: str) -> str:
