@@ -53,6 +53,7 @@ def test_onnx_summary_json_has_flops(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert doc["totals"]["flops"] == 2 * 4 * 8 * 2
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_keras_weights_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keras = pytest.importorskip("keras")
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4), keras.layers.BatchNormalization()])

@@ -162,3 +162,27 @@ def test_fuzz_onnx(workdir: Path, onnx_bytes: bytes, edits: list[tuple[str, floa
     path = workdir / "fuzz.onnx"
     path.write_bytes(_mutate(onnx_bytes, edits))
     _read_or_refuse(onnx_file, path)
+    # Reading page by page (as for files over 64 MiB) must give the same anatomy or the same error.
+    outcomes = []
+    for limit in (onnx_file._READ_LIMIT, 0):
+        saved, onnx_file._READ_LIMIT = onnx_file._READ_LIMIT, limit
+        try:
+            outcomes.append(onnx_file.read(path))
+        except ParamscopeError as e:
+            outcomes.append(str(e))
+        finally:
+            onnx_file._READ_LIMIT = saved
+    assert outcomes[0] == outcomes[1]
+
+
+@FUZZ
+@given(edits=hs.lists(_EDIT, min_size=1, max_size=6))
+def test_fuzz_deflated_zip_bytes(workdir: Path, zip_parts: tuple[dict[str, bytes], str], edits: list[tuple[str, float, int]]) -> None:
+    entries, _ = zip_parts
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    path = workdir / "fuzz_deflated.pt"
+    path.write_bytes(_mutate(buf.getvalue(), edits))
+    _read_or_refuse(torch_checkpoint, path)

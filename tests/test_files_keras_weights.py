@@ -130,3 +130,31 @@ def test_reading_weights_imports_no_framework(tmp_path: Path) -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env={"PYTHONPATH": src}, check=True)
     assert out.stdout.split() == ["102", "[]"]
+
+
+def test_attention_and_recurrent_sublayers_named(tmp_path: Path) -> None:
+    inp = keras.Input((5, 8))
+    x = keras.layers.MultiHeadAttention(2, 4)(inp, inp)
+    x = keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True))(x)
+    x = keras.layers.LSTM(3)(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(x))
+    path = tmp_path / "rnn.weights.h5"
+    model.save_weights(path)
+    a = read(path)
+    _check(a, model)
+    assert _paths(a) == {w.path: tuple(w.shape) for w in model.weights}
+    types = {la.path.rsplit("/", 1)[-1]: la.type for la in a.walk()}
+    assert types["query"] == "EinsumDense" and types["lstm_cell"] == "LSTMCell"
+
+
+def test_bfloat16_and_float16_weights(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, dtype="bfloat16"), keras.layers.Dense(2, dtype="float16")]
+    )
+    path = tmp_path / "mixed.weights.h5"
+    model.save_weights(path)
+    t = totals(read(path))
+    itemsize = {"bfloat16": 2, "float16": 2, "float32": 4}
+    assert t.complete and t.params == model.count_params()
+    assert t.n_bytes == sum(int(np.prod(w.shape)) * itemsize[w.dtype] for w in model.weights)
+    assert {d.dtype for d in t.by_dtype} == {"bfloat16", "float16"}

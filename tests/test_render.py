@@ -114,3 +114,14 @@ def test_repeated_blocks_collapse_and_expand() -> None:
     assert "x32" in row and "512" in row  # 32 x 16
     assert "31 (Block)" in paramscope.summary(a, expand=True).text
     assert "0-31" not in paramscope.summary(a, depth=0).text
+
+
+def test_model_facts_are_listed_and_bounded() -> None:
+    meta = {f"key{i:02d}": "v" * (150 if i == 0 else 3) for i in range(20)}
+    a = Anatomy("m", "gguf", (Layer("x", "", "x", (Tensor("w", (2,)),)),), metadata=meta)
+    lines = paramscope.summary(a, width=200).text.splitlines()
+    start = lines.index("Model facts:")
+    assert lines[start + 1] == "  key00: " + "v" * 97 + "..."
+    assert lines[start + 16] == "  key15: vvv"
+    assert lines[start + 17] == "  ... and 4 more (all of them in --format json)"
+    assert len(json.loads(paramscope.summary(a, format="json").text)["metadata"]) == 20

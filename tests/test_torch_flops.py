@@ -224,3 +224,62 @@ def test_docs_worked_example_gpt2_small() -> None:
     assert a.compute.attention_flops == layers * 2 * 2 * heads * t * t * (d // heads) == 603_979_776
     assert _c(a, "transformer.h.0.ln_1").elementwise_flops == t * d * 7
     assert _c(a, "transformer.h.0.mlp.act").elementwise_flops == t * 4 * d * 8
+
+
+def test_random_conv_and_linear_stacks_match_torch_counter() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=10, deadline=None, derandomize=True)
+    @hypothesis.given(
+        batch=st.integers(1, 3),
+        c_in=st.integers(1, 4),
+        size=st.integers(5, 12),
+        convs=st.lists(
+            st.tuples(st.sampled_from(["conv", "convT"]), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.booleans()),
+            min_size=1,
+            max_size=3,
+        ),
+        width=st.integers(1, 9),
+    )
+    def check(batch: int, c_in: int, size: int, convs: list[tuple[str, int, int, int, bool]], width: int) -> None:
+        layers: list[nn.Module] = []
+        c = c_in
+        for kind, groups, kernel, stride, bias in convs:
+            c_out = groups * (1 + kernel % 2)
+            if c % groups:
+                groups = 1
+            cls = nn.Conv2d if kind == "conv" else nn.ConvTranspose2d
+            padding = kernel - 1 if kind == "conv" else 0  # never shrinks below the kernel
+            layers.append(cls(c, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=bias))
+            c = c_out
+        layers += [nn.Flatten(), nn.LazyLinear(width)]
+        model = nn.Sequential(*layers)
+        x = torch.randn(batch, c_in, size, size)
+        model(x)  # initialise the lazy layer
+        oracle = torch_counter(model, x)
+        a = read(model, input_size=tuple(x.shape))
+        assert a.compute is not None and a.compute.flops == oracle[""]
+        for i in range(len(layers)):
+            assert _c(a, str(i)).flops == oracle.get(str(i), 0)
+
+    check()
+
+
+def test_eager_and_sdpa_attention_count_the_same() -> None:
+    transformers = pytest.importorskip("transformers")
+    results = {}
+    for impl in ("sdpa", "eager"):
+        cfg = transformers.LlamaConfig(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, vocab_size=97, attn_implementation=impl,
+        )
+        with torch.device("meta"):
+            model = transformers.LlamaForCausalLM(cfg)
+        results[impl] = read(model, inputs=["input_ids=int64[1,32]"])
+    sdpa, eager = results["sdpa"], results["eager"]
+    assert sdpa.compute is not None and eager.compute is not None
+    assert (sdpa.compute.flops, sdpa.compute.attention_flops) == (eager.compute.flops, eager.compute.attention_flops)
+    # the attention block itself: q k^T, scale, causal mask, softmax, x v are costed alike
+    assert _c(sdpa, "model.layers.0.self_attn") == _c(eager, "model.layers.0.self_attn")
+    assert sdpa.compute.attention_flops == 2 * 2 * 2 * 4 * 32 * 32 * 16  # layers x products x 2 x H x L x S x D

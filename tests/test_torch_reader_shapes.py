@@ -172,6 +172,8 @@ def test_bad_inputs_are_clear_errors() -> None:
         read(model, input_size=(1, 3, 9, 9))
     with pytest.raises(ModelError, match="nope=int64"):  # the forward takes no such argument
         read(model, inputs=["float32[1,3,8,8]", "nope=int64[1]"])
+    with pytest.raises(TargetError, match="not a PyTorch device"):
+        read(model, input_size=(1, 3, 8, 8), device="nonsense")
     # the module is left usable after a failed pass
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 2)
     assert not model[0]._forward_hooks
@@ -293,3 +295,21 @@ def test_module_shared_between_branches_is_attributed_to_its_caller() -> None:
     assert shared.calls == 0 and "enc.emb, dec.emb" in shared.note
     assert a.compute is not None
     assert a.find("dec").compute.flops == 2 * 2 * 3 * 8 * 6  # type: ignore[union-attr]
+
+
+def test_input_spec_round_trip() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    from paramscope.analysis.torch_inputs import InputSpec
+
+    @hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
+    @hypothesis.given(
+        name=st.one_of(st.none(), st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)),
+        dtype=st.sampled_from(["float32", "bfloat16", "int64", "int32", "bool", "float16", "uint8"]),
+        shape=st.lists(st.integers(0, 10**6), max_size=5).map(tuple),
+    )
+    def check(name: str | None, dtype: str, shape: tuple[int, ...]) -> None:
+        spec = InputSpec(name, dtype, shape)
+        assert parse_input_spec(spec.describe()) == spec
+
+    check()

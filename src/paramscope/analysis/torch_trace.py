@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from paramscope.analysis.torch_flops import FlopCounter, Tally
-from paramscope.analysis.torch_inputs import InputSpec
+from paramscope.analysis.torch_inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.core.anatomy import Compute, Shape
-from paramscope.core.errors import ModelError
+from paramscope.core.errors import ModelError, TargetError
 
 __all__ = ["ModuleRun", "Trace", "trace"]
 
@@ -69,7 +69,12 @@ class Trace:
 
 
 def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
-    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order."""
+    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order.
+
+    Example:
+        >>> shapes_of((torch.zeros(2, 3), {"mask": torch.zeros(4), "n": 7}))
+        ((2, 3), (4,))
+    """
     if isinstance(value, torch.Tensor):
         return (tuple(int(d) for d in value.shape),)
     if _depth > 16:
@@ -85,65 +90,6 @@ def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
     for item in items:
         out.extend(shapes_of(item, _depth + 1))
     return tuple(out)
-
-
-def _float_dtype(module: torch.nn.Module) -> torch.dtype:
-    for t in module.parameters():
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
-def _device(module: torch.nn.Module) -> torch.device:
-    for t in [*module.parameters(), *module.buffers()]:
-        return t.device
-    return torch.device("cpu")
-
-
-def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real: bool) -> torch.Tensor:
-    if not real:
-        return torch.empty(shape, dtype=dtype, device=device)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
-
-
-def _convert(value: Any, device: torch.device, real: bool) -> Any:
-    """Example tensors remade (shape and dtype kept) on the device of the pass."""
-    if isinstance(value, torch.Tensor):
-        return _make(tuple(value.shape), value.dtype, device, real)
-    if isinstance(value, tuple):
-        return tuple(_convert(v, device, real) for v in value)
-    if isinstance(value, list):
-        return [_convert(v, device, real) for v in value]
-    if isinstance(value, dict):
-        return {k: _convert(v, device, real) for k, v in value.items()}
-    return value
-
-
-def _build_inputs(
-    specs: Sequence[InputSpec],
-    example_inputs: Any,
-    example_kwargs: Mapping[str, Any] | None,
-    float_dtype: torch.dtype,
-    device: torch.device,
-    real: bool,
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for s in specs:
-        dtype = getattr(torch, s.dtype) if s.dtype else float_dtype
-        t = _make(s.shape, dtype, device, real)
-        if s.name is None:
-            args.append(t)
-        else:
-            kwargs[s.name] = t
-    if example_inputs is not None:
-        ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        args.extend(_convert(v, device, real) for v in ex)
-    for k, v in (example_kwargs or {}).items():
-        kwargs[k] = _convert(v, device, real)
-    return tuple(args), kwargs
 
 
 def _meta_limitation(exc: BaseException) -> bool:
@@ -219,9 +165,17 @@ def trace(
         example_kwargs: keyword example tensors.
         device: ``"meta"`` for a pass without memory, else a device for a real pass.
 
+    Returns:
+        The trace; its ``failure`` says why the pass stopped, if it did.
+
     Raises:
         ModelError: the pass failed for a reason other than missing data (wrong input shape,
             unknown argument name), naming the module where it failed.
+
+    Example:
+        >>> t = trace(torch.nn.Linear(4, 2), {}, [InputSpec(None, "", (3, 4))])  # doctest: +SKIP
+        >>> t.outputs, t.total.flops  # doctest: +SKIP
+        (((3, 2),), 48)
     """
     tensors = [*module.parameters(), *module.buffers()]
     on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
@@ -257,7 +211,10 @@ def _attempt(
     if kind == "meta" or (kind == "fake" and on_meta):
         input_device = torch.device("meta")
     else:
-        input_device = _device(module) if kind == "fake" else torch.device(kind)
+        try:
+            input_device = model_device(module) if kind == "fake" else torch.device(kind)
+        except RuntimeError as exc:
+            raise TargetError(f"device {kind!r} is not a PyTorch device ({exc}); use 'meta', 'cpu' or 'cuda'") from None
 
     def choose(mod: torch.nn.Module) -> str:
         cands = paths.get(id(mod), ())
@@ -307,9 +264,12 @@ def _attempt(
             if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
                 state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
                 state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
-        call_args, call_kwargs = _build_inputs(
-            specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real
-        )
+        try:
+            call_args, call_kwargs = build_inputs(
+                specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
+            )
+        except (RuntimeError, AssertionError) as exc:  # e.g. a device this machine lacks
+            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:
@@ -344,7 +304,7 @@ def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[I
     target = module.get_submodule(where) if where and not where.startswith("<") else module
     what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
     cause = f"{type(exc).__name__}: {_first_line(exc)}"
-    float_name = str(_float_dtype(module)).removeprefix("torch.")
+    float_name = str(float_dtype(module)).removeprefix("torch.")
     given = ", ".join(s.describe(float_name) for s in specs) or "the example inputs"
     if _caused_by_inputs(exc, target):
         raise ModelError(

@@ -20,9 +20,34 @@ from paramscope.readers._onnx_flops import node_compute
 from paramscope.readers._onnx_proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
 
-__all__ = ["GraphBuilder", "exporter_notes", "walk"]
+__all__ = ["GraphBuilder", "exporter_notes", "walk", "sum_computes"]
 
 Shape = tuple[int | None, ...]
+
+
+def sum_computes(parts: Iterable[Compute | None]) -> Compute | None:
+    """The sum of several computes; a part that is unknown makes that figure unknown.
+
+    Example:
+        >>> sum_computes([Compute(4, 0, 1), Compute(None, 0, 2, ("Foo",))])
+        Compute(flops=None, attention_flops=0, elementwise_flops=3, unknown_ops=('Foo',))
+    """
+    known = [c for c in parts if c is not None]
+    if not known:
+        return None
+
+    def add(values: list[int | None]) -> int | None:
+        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+    unknown: list[str] = []
+    for c in known:
+        unknown.extend(u for u in c.unknown_ops if u not in unknown)
+    return Compute(
+        add([c.flops for c in known]),
+        add([c.attention_flops for c in known]),
+        add([c.elementwise_flops for c in known]),
+        tuple(unknown),
+    )
 
 
 def walk(layers: Iterable[Layer]) -> Iterator[Layer]:
@@ -56,9 +81,14 @@ class GraphBuilder:
         self.renamed = 0
         self.ops: set[str] = set()
         self.sparse_indices: dict[str, Tensor] = {}
+        self.siblings: dict[str, set[str]] = {}
+        self.identities = 0
         self._collect(graph)
 
     def _collect(self, graph: OGraph) -> None:
+        for t in graph.initializers:
+            module, _, local = t.name.rpartition(".")
+            self.siblings.setdefault(module, set()).add(local)
         for t in graph.initializers:
             self.inits[t.name] = self._initializer(t)
         for s in graph.sparse_initializers:
@@ -138,7 +168,7 @@ class GraphBuilder:
         if t.name.startswith("onnx::"):
             self.renamed += 1
         module, _, local = t.name.rpartition(".")
-        ex = explain_name(module, local, t.dims, frozenset())
+        ex = explain_name(module, local, t.dims, frozenset(self.siblings.get(module, ())))
         if ex.role is Role.UNKNOWN:
             role, is_param = Role.UNKNOWN, True
             why = "an ONNX initializer (a weight); the file does not record whether it was trained"
@@ -191,6 +221,8 @@ class GraphBuilder:
     def _node_layer(self, node: ONode, index: int, scope: str, depth: int, key_scope: str = "") -> Layer:
         self.n_nodes += 1
         self.ops.add(node.op_type)
+        if node.op_type == "Identity" and node.inputs and node.inputs[0] in self.inits:
+            self.identities += 1
         label = node.name or f"{node.op_type}_{index}"
         tensors: list[Tensor] = []
         for name in node.inputs:
@@ -206,7 +238,8 @@ class GraphBuilder:
                 gname = a.name if len(a.graphs) == 1 else f"{a.name}[{gi}]"
                 sub = self.layers(g, f"{scope}{label}/{gname}/", depth + 1)
                 children.append(Layer(gname, "Graph", f"{scope}{label}/{gname}", children=sub,
-                                      note=f"subgraph {a.name!r} of {node.op_type}"))  # fmt: skip
+                                      note=f"subgraph {a.name!r} of {node.op_type}",
+                                      compute=sum_computes(c.compute for c in sub)))  # fmt: skip
         if node.op_type == "Constant":
             tensors.extend(self._constant(node, key_scope or scope))
         fn = self.functions.get((node.domain, node.op_type))
@@ -218,8 +251,13 @@ class GraphBuilder:
             note = f"calls the model-local function {fn.domain}.{fn.name} ({len(fn.nodes)} nodes)"
             compute = Compute(None, None, None, unknown_ops=(f"function {fn.name}",))
         elif node.op_type in ("If", "Loop", "Scan"):
-            compute = Compute(0, 0, 0)
-            note = "the FLOPs of its subgraphs are on the subgraph layers (If runs one branch)"
+            inner = sum_computes(c.compute for c in children)
+            if inner is None or (inner.flops, inner.attention_flops, inner.elementwise_flops) == (0, 0, 0):
+                compute = Compute(0, 0, 0)
+            else:
+                # Which branch runs, or how many iterations, is decided by data at run time.
+                compute = Compute(None, None, None, unknown_ops=(node.op_type,))
+            note = "the FLOPs of its subgraphs are on the subgraph layers (If runs one branch, Loop a data-dependent number of times)"
         else:
             compute = node_compute(node, self.shapes.get)
         ins = tuple(self.shapes[x] for x in node.inputs if x in self.shapes) or None
@@ -286,7 +324,7 @@ def _nest(flat: list[Layer], scope: str) -> tuple[Layer, ...]:
             if len(children) == 1 and not children[0].children:
                 out.append(children[0].with_(name=key))
             else:
-                out.append(Layer(key, "", path, children=children))
+                out.append(Layer(key, "", path, children=children, compute=sum_computes(c.compute for c in children)))
         return tuple(out)
 
     return build(root, scope.rstrip("/"))
@@ -298,6 +336,11 @@ def exporter_notes(producer: str, builder: GraphBuilder, notes: list[str]) -> No
         notes.append(
             f"{builder.renamed} initializers have exporter names (onnx::...): the exporter renamed "
             "them (often after folding or transposing), so the source model's names are lost."
+        )
+    if builder.identities:
+        notes.append(
+            f"{builder.identities} Identity nodes pass initializers on under another name: the exporter "
+            "stored tensors with equal values once (e.g. a running mean equal to a bias)."
         )
     if builder.n_constants:
         notes.append(f"{builder.n_constants} Constant node values are listed as buffers, not parameters.")

@@ -368,8 +368,8 @@ def strip_tensor_data(buf: Buffer, keep_bytes: int = 4096) -> bytes:
     few MiB. Must be called on a buffer that :func:`parse_model` accepted.
 
     Example:
-        >>> strip_tensor_data(Buffer(b"\x08\x08", "m"))
-        b'\x08\x08'
+        >>> strip_tensor_data(Buffer(b"\\x08\\x08", "m"))
+        b'\\x08\\x08'
     """
 
     def rewrite(kind: str, start: int, end: int, depth: int) -> bytes:

@@ -353,7 +353,12 @@ def _op_inst(m: _Machine) -> None:
 
 
 def _persid(m: _Machine, pid: Any) -> None:
-    m.push(m.persistent(pid, m.op_at))
+    try:
+        m.push(m.persistent(pid, m.op_at))
+    except CorruptFileError as e:
+        if e.where:
+            raise
+        raise type(e)(e.message, where=m.where) from None
 
 
 def _tuple(n: int) -> Callable[[_Machine], None]:
@@ -538,7 +543,9 @@ def scan_pickle(
     machine = _Machine(data, start, where, resolve, reduce, build, persistent, limits, newobj)
     try:
         return machine.run()
-    except (CorruptFileError, UnsafeFileError):
-        raise
+    except CorruptFileError as e:  # UnsafeFileError included
+        if e.where or not where:
+            raise
+        raise type(e)(e.message, where=where) from None
     except (struct.error, RecursionError, MemoryError, OverflowError) as e:
         raise machine.corrupt(f"malformed pickle ({type(e).__name__})") from None

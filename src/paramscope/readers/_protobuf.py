@@ -11,14 +11,15 @@ parent fails with :class:`~paramscope.core.errors.CorruptFileError` naming the b
 
 from __future__ import annotations
 
-import mmap
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from paramscope.core.errors import CorruptFileError
 
-__all__ = ["Field", "Buffer", "encode_len", "VARINT", "I64", "LEN", "I32"]
+__all__ = ["Field", "Buffer", "FileBytes", "encode_len", "VARINT", "I64", "LEN", "I32"]
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
@@ -42,20 +43,67 @@ class Field:
     start: int = 0
 
 
-class Buffer:
-    """Bytes (or a memory map) of one file, read field by field.
+class FileBytes:
+    """Random access to a file's bytes through a few cached pages read with ``os.pread``.
+
+    A big model is mostly tensor payloads that the scanner skips; reading only the pages that
+    hold message headers keeps memory to a few MiB, where a memory map would bring whole
+    page-cache folios around every header into the process.
 
     Args:
-        data: the file's bytes or a memory map of them.
+        fd: an open file descriptor.
+        size: the file's size in bytes.
+        page: bytes per cached page.
+        pages: how many pages to keep.
+    """
+
+    def __init__(self, fd: int, size: int, page: int = 1 << 16, pages: int = 64) -> None:
+        self.fd = fd
+        self.size = size
+        self.page = page
+        self.pages = pages
+        self.cache: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _page(self, index: int) -> bytes:
+        data = self.cache.get(index)
+        if data is None:
+            if len(self.cache) >= self.pages:
+                self.cache.pop(next(iter(self.cache)))
+            data = self.cache[index] = os.pread(self.fd, self.page, index * self.page)
+        return data
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, int):
+            if not 0 <= key < self.size:
+                raise IndexError(key)
+            return self._page(key // self.page)[key % self.page]
+        start, stop, _ = key.indices(self.size)
+        if stop <= start:
+            return b""
+        if stop - start > 4 * self.page:
+            return os.pread(self.fd, stop - start, start)
+        first, last = start // self.page, (stop - 1) // self.page
+        joined = b"".join(self._page(i) for i in range(first, last + 1))
+        return joined[start - first * self.page : stop - first * self.page]
+
+
+class Buffer:
+    """Bytes (or a :class:`FileBytes` view) of one file, read field by field.
+
+    Args:
+        data: the file's bytes, or a :class:`FileBytes` for a large file.
         where: the file, for messages.
 
     Example:
-        >>> [(f.number, f.value) for f in Buffer(b"\\x08\\x07").fields(0, 2)]
+        >>> [(f.number, f.value) for f in Buffer(b"\\x08\\x07", "m").fields(0, 2)]
         [(1, 7)]
     """
 
-    def __init__(self, data: bytes | memoryview | mmap.mmap, where: str) -> None:
-        self.data = memoryview(data)
+    def __init__(self, data: bytes | memoryview | FileBytes, where: str) -> None:
+        self.data: Any = data if isinstance(data, FileBytes) else memoryview(data)
         self.where = where
 
     def error(self, what: str, offset: int) -> CorruptFileError:
@@ -64,10 +112,11 @@ class Buffer:
     def varint(self, pos: int, end: int) -> tuple[int, int]:
         """(value, next offset) of the varint at ``pos``, which must end before ``end``."""
         result = 0
+        chunk = self.data[pos : min(pos + 10, end)]
         for i in range(10):
-            if pos + i >= end:
+            if i >= len(chunk):
                 raise self.error("a varint runs past the end of its message", pos)
-            b = self.data[pos + i]
+            b = chunk[i]
             result |= (b & 0x7F) << (7 * i)
             if not b & 0x80:
                 if result >= 1 << 64:

@@ -45,7 +45,7 @@ def script_declarations(files: Mapping[str, str]) -> dict[str, tuple[frozenset[s
         Qualified class name -> (parameters, buffers).
 
     Example:
-        >>> code = 'class Linear(Module):\n  __parameters__ = ["weight", "bias", ]\n  __buffers__ = []\n'
+        >>> code = 'class Linear(Module):\\n  __parameters__ = ["weight", "bias", ]\\n  __buffers__ = []\\n'
         >>> script_declarations({"__torch__/torch/nn/modules/linear.py": code})
         {'__torch__.torch.nn.modules.linear.Linear': (frozenset({'bias', 'weight'}), frozenset())}
     """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype, lookup_dtype
-from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 from paramscope.readers._pickle_scan import Global
 
 __all__ = ["StorageRef", "TensorRef", "ModuleRecord", "TorchPickleRules", "STORAGE_DTYPES", "brief"]
@@ -51,6 +51,12 @@ _TORCH_DTYPES = frozenset(
         "uint16", "uint32", "uint64", "bool",
     }
 )  # fmt: skip
+
+#: Other torch dtypes: named as data, but paramscope has no element size for them.
+_OTHER_DTYPES = frozenset(
+    {"float4_e2m1fn_x2", "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "bits1x8", "bits2x4",
+     "bits4x2", "bits8", "bits16", *(f"int{i}" for i in range(1, 8)), *(f"uint{i}" for i in range(1, 8))}
+) - _TORCH_DTYPES  # fmt: skip
 
 _REBUILD = frozenset(
     {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
@@ -195,6 +201,8 @@ class TorchPickleRules:
             return _Dtype("")
         if module == "torch" and name in _TORCH_DTYPES:
             return _Dtype(canonical_dtype(name))
+        if module == "torch" and name in _OTHER_DTYPES:
+            return _Dtype(f"torch.{name}")
         if (module, name) in (("torch", "Tensor"), ("torch.nn.parameter", "Parameter")):
             return _Type(f"{module}.{name}")
         if module in ("builtins", "__builtin__") and name in ("set", "frozenset"):
@@ -286,6 +294,11 @@ class TorchPickleRules:
             dtype = args[6].name
         if not dtype:
             raise CorruptFileError(f"a tensor at byte {offset} on an untyped storage has no dtype", where=self.where)
+        if dtype.startswith("torch."):
+            raise UnsupportedFormatError(
+                f"a tensor at byte {offset} has dtype {dtype}, whose storage size paramscope does not know",
+                where=self.where,
+            )
         if len(shape) != len(stride) or any(d < 0 for d in shape) or any(s < 0 for s in stride):
             raise CorruptFileError(
                 f"tensor at byte {offset} has size {shape} and stride {stride}, which do not fit together",

@@ -24,7 +24,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
-from paramscope.core.errors import CorruptFileError, MissingDependencyError
+from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
 from paramscope.rules.names import explain_name, natural_key
 
 __all__ = ["can_read", "read", "VARIABLE_NAMES"]
@@ -60,8 +60,24 @@ VARIABLE_NAMES: dict[str, tuple[str, dict[int, tuple[str, ...]]]] = {
     ),
 }
 
+_RNN_CELL = {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")}
+VARIABLE_NAMES.update({
+    "lstm_cell": ("LSTMCell", _RNN_CELL), "gru_cell": ("GRUCell", _RNN_CELL),
+    "simple_rnn_cell": ("SimpleRNNCell", _RNN_CELL), "rnn_cell": ("", _RNN_CELL),
+})  # fmt: skip
+
+#: Sub-layers Keras saves under the attribute that holds them: (parent class, attribute) -> class.
+_ATTRIBUTES = {
+    **{("multi_head_attention", a): "einsum_dense" for a in ("query_dense", "key_dense", "value_dense", "output_dense")},
+    ("lstm", "cell"): "lstm_cell", ("gru", "cell"): "gru_cell", ("simple_rnn", "cell"): "simple_rnn_cell",
+}  # fmt: skip
+
 #: Classes whose snake-case names mark containers of layers, not layers with variables.
-_CONTAINERS = {"functional": "Functional", "sequential": "Sequential", "model": "Model"}
+_CONTAINERS = {
+    "functional": "Functional", "sequential": "Sequential", "model": "Model",
+    "multi_head_attention": "MultiHeadAttention", "lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN",
+    "bidirectional": "Bidirectional", "time_distributed": "TimeDistributed",
+}  # fmt: skip
 _COUNTER = re.compile(r"_\d+$")
 
 
@@ -141,6 +157,34 @@ class _Reader:
         self.guessed = 0
         self.unnamed = 0
 
+    def _get(self, group: Any, key: str) -> Any:
+        """``group[key]``, refusing links to other files (they would be opened) and following
+        links inside this file one name at a time."""
+        node = group
+        for part in key.split("/"):
+            if not part:
+                continue
+            link = node.get(part, getlink=True)
+            if link is None:
+                return None
+            if isinstance(link, self.h5py.ExternalLink):
+                raise UnsafeFileError(
+                    f"{node.name}/{part} is a link to another file ({link.filename}); paramscope "
+                    "does not follow it (nothing was opened)",
+                    where=self.where,
+                )
+            node = node.get(part)
+            if node is None:
+                return None
+        return node
+
+    def _group(self, group: Any, key: str) -> Any:
+        """``group[key]`` when it is a group (iterating a dataset would read its data)."""
+        node = self._get(group, key)
+        if node is not None and not isinstance(node, self.h5py.Group):
+            raise CorruptFileError(f"{group.name}/{key} should be a group but is a {type(node).__name__}", where=self.where)
+        return node
+
     def _tick(self, name: str) -> None:
         self.n_objects += 1
         if self.n_objects > _MAX_OBJECTS:
@@ -148,6 +192,12 @@ class _Reader:
 
     def _dataset(self, ds: Any) -> tuple[tuple[int, ...] | None, str]:
         shape = tuple(int(d) for d in ds.shape) if ds.shape is not None else None
+        # Keras writes types numpy lacks (bfloat16, float8) as opaque bytes named by this attribute.
+        declared = ds.attrs.get("dtype")
+        if isinstance(declared, bytes):
+            declared = declared.decode("utf-8", "replace")
+        if isinstance(declared, str) and declared:
+            return shape, canonical_dtype(declared)
         return shape, canonical_dtype(str(ds.dtype))
 
     # -- Keras 3 ---------------------------------------------------------------------------
@@ -158,7 +208,12 @@ class _Reader:
         for key in f:
             if key in ("layers", "vars"):
                 continue
-            tensors = tuple(self._plain_vars(f[key], key))
+            item = self._get(f, key)
+            if isinstance(item, self.h5py.Dataset):
+                shape, dtype = self._dataset(item)
+                tensors: tuple[Tensor, ...] = (Tensor(key, shape, dtype, Role.BUFFER, False, key, None, "stored with the model, not part of it"),)
+            else:
+                tensors = tuple(self._plain_vars(item, key)) if item is not None else ()
             if tensors:
                 note = "optimizer state, not part of the model" if key == "optimizer" else f"stored under {key!r}"
                 extras.append(TensorGroup(key, tensors, note=note))
@@ -171,7 +226,8 @@ class _Reader:
         ]
         if self.unnamed:
             notes.append(f"{self.unnamed} variables of layer classes paramscope does not know keep positional names.")
-        root_name = str(f["vars"].attrs.get("name", path.name)) if "vars" in f else path.name
+        root_vars = self._get(f, "vars")
+        root_name = str(root_vars.attrs.get("name", path.name)) if root_vars is not None else path.name
         return Anatomy(
             name=root_name,
             framework="keras",
@@ -186,12 +242,13 @@ class _Reader:
         if depth > _MAX_DEPTH:
             raise CorruptFileError(f"layers nested deeper than {_MAX_DEPTH} at {group.name}", where=self.where)
         out = []
-        for key in sorted(group["layers"], key=natural_key):
+        layers_group = self._group(group, "layers")
+        for key in sorted(layers_group, key=natural_key):
             self._tick(key)
-            node = group["layers"][key]
+            node = self._get(layers_group, key)
             if not isinstance(node, self.h5py.Group):
                 continue
-            vars_group = node.get("vars")
+            vars_group = self._get(node, "vars")
             name = str(vars_group.attrs.get("name", key)) if vars_group is not None else key
             path = f"{parent}/{name}" if parent else name
             snake = _COUNTER.sub("", key)
@@ -203,28 +260,41 @@ class _Reader:
                     continue
             # Keras writes other tracked objects (e.g. sublayers under their attribute names).
             for sub in node:
-                if sub not in ("vars", "layers") and isinstance(node[sub], self.h5py.Group):
-                    children += self._extra_child(node[sub], f"{path}/{sub}", sub, depth + 1)
+                if sub not in ("vars", "layers") and isinstance(self._get(node, sub), self.h5py.Group):
+                    children += self._extra_child(self._get(node, sub), path, snake, sub, depth + 1)
             out.append(Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else "",
                              known=True))  # fmt: skip
         return tuple(out)
 
-    def _extra_child(self, node: Any, path: str, key: str, depth: int) -> tuple[Layer, ...]:
+    def _extra_child(self, node: Any, parent: str, parent_snake: str, key: str, depth: int) -> tuple[Layer, ...]:
         if depth > _MAX_DEPTH:
             raise CorruptFileError(f"groups nested deeper than {_MAX_DEPTH} at {node.name}", where=self.where)
-        tensors = self._vars(node, path, _COUNTER.sub("", key), depth) if "vars" in node else ()
+        vars_group = self._get(node, "vars")
+        name = str(vars_group.attrs.get("name", key)) if vars_group is not None else key
+        path = f"{parent}/{name}"
+        # A sub-layer held by an attribute: its class comes from the parent's known layout, or, for
+        # any recurrent layer's "cell", the generic cell layout.
+        snake = _ATTRIBUTES.get((parent_snake, key)) or ("rnn_cell" if key == "cell" else _COUNTER.sub("", key))
+        tensors = self._vars(node, path, snake, depth) if vars_group is not None else ()
         children = self._children(node, path, depth + 1) if "layers" in node else ()
+        for sub in node:
+            if sub not in ("vars", "layers") and isinstance(self._get(node, sub), self.h5py.Group):
+                children += self._extra_child(self._get(node, sub), path, snake, sub, depth + 1)
         if not tensors and not children:
             return ()
-        return (Layer(key, "", path, tensors, children),)
+        cls = VARIABLE_NAMES.get(snake, ("", {}))[0]
+        return (Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else ""),)
 
     def _vars(self, node: Any, path: str, snake: str, depth: int) -> tuple[Tensor, ...]:
-        group = node["vars"]
+        group = self._group(node, "vars")
+        if group is None:
+            return ()
         datasets = []
         for key in group:
             self._tick(key)
-            if isinstance(group[key], self.h5py.Dataset):
-                datasets.append((int(key) if key.isdigit() else 1 << 30, key, group[key]))
+            item = self._get(group, key)
+            if isinstance(item, self.h5py.Dataset):
+                datasets.append((int(key) if key.isdigit() else 1 << 30, key, item))
         datasets.sort()
         names = VARIABLE_NAMES.get(snake, ("", {}))[1].get(len(datasets))
         out = []
@@ -248,7 +318,7 @@ class _Reader:
         out = []
         for key in node:
             self._tick(key)
-            item = node[key]
+            item = self._get(node, key)
             name = f"{prefix}/{key}"
             if isinstance(item, self.h5py.Dataset):
                 shape, dtype = self._dataset(item)
@@ -266,18 +336,19 @@ class _Reader:
             lname = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             if lname not in f:
                 raise CorruptFileError(f"layer {lname!r} is listed in layer_names but has no group", where=self.where)
-            g = f[lname]
+            g = self._get(f, lname)
             wnames = [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
             tensors = []
+            locals_ = frozenset(w.split(":", 1)[0].rpartition("/")[2] for w in wnames)
             for wname in wnames:
                 self._tick(wname)
-                ds = g.get(wname)
+                ds = self._get(g, wname)
                 if not isinstance(ds, self.h5py.Dataset):
                     raise CorruptFileError(f"weight {wname!r} of layer {lname!r} is missing", where=self.where)
                 shape, dtype = self._dataset(ds)
                 full = wname.split(":", 1)[0]
                 module, _, local = full.rpartition("/")
-                ex = explain_name(module, local, shape, frozenset(), sep="/")
+                ex = explain_name(module, local, shape, locals_, sep="/")
                 name = full.removeprefix(f"{lname}/")
                 tensors.append(Tensor(name, shape, dtype, ex.role, True, f"{lname}/{wname}", ex.formula,
                                       ex.why or "named in the file"))  # fmt: skip

@@ -6,29 +6,29 @@ nodes of their own. Each node becomes a layer owning the initializers it is the 
 (a second user shares the same tensor, counted once). Layers nest by the ``/`` parts of node
 names, as ``torch.onnx.export`` writes them (``/encoder/layer.0/attention/MatMul``).
 
-Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed and
-the file is small, from ONNX shape inference. External data files are checked (inside the
-model's folder, large enough) but never opened.
+Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed,
+from ONNX shape inference run on a copy without large tensor data. External data files are
+checked (inside the model's folder, large enough) but never opened. Files over 64 MiB are read
+page by page, so only the pages holding message headers are read.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError, ParamscopeError
-from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, walk
+from paramscope.core.errors import CorruptFileError
+from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
 from paramscope.readers._onnx_proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers._onnx_shapes import infer_shapes
-from paramscope.readers._protobuf import Buffer
+from paramscope.readers._protobuf import Buffer, FileBytes
 
 __all__ = ["can_read", "read"]
 
-#: Files up to this size are read into memory; larger ones are memory-mapped.
+#: Files up to this size are read into memory; larger ones are read page by page, headers only.
 _READ_LIMIT = 64 * 2**20
 
 Shape = tuple[int | None, ...]
@@ -51,8 +51,9 @@ def can_read(source: Any) -> bool:
             head = f.read(1)
     except OSError:
         return False
-    # ModelProto field 1 (ir_version, varint) is written first by every serializer.
-    return head == b"\x08"
+    # Serializers write fields in number order: ir_version (0x08) first, or, if it is missing,
+    # the key of another ModelProto field (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
+    return head in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x28", b"\x32", b"\x3a", b"\x42")
 
 
 def read(source: Any, **options: Any) -> Anatomy:
@@ -85,19 +86,9 @@ def read(source: Any, **options: Any) -> Anatomy:
             model = parse_model(buf)
             stripped = strip_tensor_data(buf)
         else:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                buf = Buffer(mm, where)
-                model = parse_model(buf)
-                stripped = strip_tensor_data(buf)
-                buf.data.release()
-            except ParamscopeError as e:
-                raise e.with_traceback(None) from None
-            finally:
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # a view is still referenced by a traceback; the map closes when it is freed
+            buf = Buffer(FileBytes(f.fileno(), size), where)
+            model = parse_model(buf)
+            stripped = strip_tensor_data(buf)
     notes: list[str] = []
     meta: dict[str, str] = {
         "format": f"onnx (ir_version {model.ir_version})",
@@ -114,8 +105,7 @@ def read(source: Any, **options: Any) -> Anatomy:
     layers = builder.layers(model.graph, "", 0)
     extra_layers = builder.unused(model.graph)
     exporter_notes(model.producer, builder, notes)
-    flops = [layer.compute for layer in walk(layers) if layer.compute is not None]
-    known = [c.flops for c in flops]
+    flops = [la.compute for la in walk(layers) if la.compute is not None and la.type not in ("", "Graph")]
     symbols = sorted({sym for v in model.graph.inputs for sym in v.symbols})
     unknown = sum(1 for c in flops if not c.unknown_ops and None in (c.flops, c.attention_flops, c.elementwise_flops))
     if unknown and symbols and not (options.get("inputs") or options.get("input_size")):
@@ -125,8 +115,6 @@ def read(source: Any, **options: Any) -> Anatomy:
             f"FLOPs of {unknown} nodes are unknown because input dimensions are symbolic "
             f"({', '.join(symbols[:5])}); fix them with --input {example}."
         )
-    if flops and None not in known:
-        meta["flops"] = str(sum(c for c in known if c is not None))
     init_names = {t.name for t in model.graph.initializers}
     inputs = tuple(shapes.get(v.name) or () for v in model.graph.inputs if v.name not in init_names)
     outputs = tuple(shapes.get(v.name) or () for v in model.graph.outputs)
@@ -141,6 +129,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         outputs=outputs,
         metadata=MappingProxyType(meta),
         notes=tuple(notes),
+        compute=sum_computes(la.compute for la in layers),
     )
 
 

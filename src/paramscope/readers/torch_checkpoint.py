@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ MAX_CODE_BYTES = 4 * 2**20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
 _ZIP_MAGIC = b"PK\x03\x04"
-_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 def _head(path: Path, n: int = 16) -> bytes:
@@ -177,7 +178,7 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[st
                 decls.update(script_declarations(texts))
     except zipfile.BadZipFile as e:
         raise CorruptFileError(f"not a readable zip archive ({e})", where=where) from None
-    except (OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
         raise CorruptFileError(f"cannot read the zip archive ({type(e).__name__}: {e})", where=where) from None
     rules = TorchPickleRules(f"{where}: {entry}")
     value = scan_pickle(data, where=f"{where}: {entry}", resolve=rules.resolve, reduce=rules.reduce,

@@ -26,7 +26,6 @@ _NO_INPUT_NOTE = (
     "inputs=['input_ids=int64[1,128]'] (command line: --input-size, --input)."
 )
 _NON_PERSISTENT = "A non-persistent buffer: kept on the module but not saved in its state_dict."
-_MAX_LISTED = 5
 
 
 def can_read(source: Any) -> bool:
@@ -216,20 +215,6 @@ def _root_tensor_layers(root: _Node, keys: _Keys) -> list[Layer]:
     return [Layer(name=t.name, type="", path=t.name, tensors=(t,), origin=type(root.module).__module__) for t in _tensors(root, keys, note)]
 
 
-def _shared_note(layers: tuple[Layer, ...]) -> list[str]:
-    owners: dict[str, list[str]] = {}
-    for top in layers:
-        for layer in top.walk():
-            for t in layer.tensors:
-                owners.setdefault(t.key, []).append(f"{layer.path}.{t.name}" if layer.path != t.name else t.name)
-    shared = [names for names in owners.values() if len(names) > 1]
-    if not shared:
-        return []
-    listed = "; ".join(f"{' = '.join(names)}" for names in shared[:_MAX_LISTED])
-    more = f" and {len(shared) - _MAX_LISTED} more" if len(shared) > _MAX_LISTED else ""
-    return [f"Shared tensors, each stored and counted once: {listed}{more}."]
-
-
 def read(
     module: Any,
     *,
@@ -284,7 +269,6 @@ def read(
     else:
         notes.append(_NO_INPUT_NOTE)
     layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace, paths) for c in root.children)
-    notes.extend(_shared_note(layers))
     for name, first in keys.aliases:
         notes.append(
             f"{name} and {first} are distinct Parameter objects over one storage; counted once "

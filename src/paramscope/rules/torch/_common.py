@@ -221,7 +221,9 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], TorchRule]:
+def rule(
+    *types: type, module_formula: bool = True, fallback: bool = False
+) -> Callable[[TorchRule], TorchRule]:
     """Register a rule for exact module classes, wrapped in :func:`guard`.
 
     Example:
@@ -231,7 +233,7 @@ def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], Tor
     """
 
     def deco(fn: TorchRule) -> TorchRule:
-        register_torch_rule(*types)(guarded(fn, module_formula=module_formula))
+        register_torch_rule(*types, fallback=fallback)(guarded(fn, module_formula=module_formula))
         return fn
 
     return deco

@@ -39,14 +39,15 @@ def _empty(module: Any) -> ModuleNote:
     return note({}, NO_PARAMS)
 
 
-# The tensor-holding classes of these torch modules have their own rules (PReLU below,
-# MultiheadAttention in the attention family), whatever order the families load in.
+# A fallback: the tensor-holding classes in the same torch modules (PReLU, MultiheadAttention)
+# keep their own rules whichever module registers first.
 rule(
     *classes_in(
         (activation, channelshuffle, distance, dropout, flatten, fold, padding, pixelshuffle,
          pooling, upsampling),
         exclude=(nn.MultiheadAttention, nn.PReLU),
-    )
+    ),
+    fallback=True,
 )(_empty)
 
 
