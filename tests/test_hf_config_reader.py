@@ -263,3 +263,36 @@ def test_config_objects_and_dicts_read_like_files() -> None:
     assert totals(from_object).params == totals(from_dict).params == expected
     assert from_object.outputs == ()  # inputs=[]: tensors only, no forward pass
     assert from_dict.source == "config dict"
+
+
+def test_kernel_choices_and_quantization_in_a_config(tmp_path: Path) -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+
+    config = T.LlamaConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=64, vocab_size=96, architectures=["LlamaForCausalLM"])
+    doc = config.to_dict()
+    doc.update(attn_implementation="flash_attention_2",
+               quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 128})
+    path = write(tmp_path / "config.json", doc)
+    anatomy = hf_config.read(str(path))
+    assert anatomy.outputs  # the forward ran: flash attention was not asked for on meta
+    assert totals(anatomy).params == sum(p.numel() for p in T.LlamaForCausalLM._from_config(config).parameters())
+    assert any("gptq quantization" in n and "dense model" in n for n in anatomy.notes)
+
+
+def test_the_config_dtype_sets_the_bytes(tmp_path: Path) -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+
+    config = T.LlamaConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=64, vocab_size=96, architectures=["LlamaForCausalLM"])
+    doc = config.to_dict()
+    doc.pop("dtype", None)
+    doc["torch_dtype"] = "bfloat16"  # the key older checkpoints use
+    anatomy = hf_config.read(str(write(tmp_path / "config.json", doc)))
+    t = totals(anatomy)
+    built = T.LlamaForCausalLM._from_config(T.LlamaConfig(**{**config.to_dict(), "dtype": "bfloat16"}))
+    assert anatomy.metadata["dtype"] == "bfloat16"
+    assert t.param_bytes == sum(p.numel() * p.element_size() for p in built.parameters())
+    assert anatomy.outputs  # the meta forward runs in bfloat16 too

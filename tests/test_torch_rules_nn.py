@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from paramscope.core.anatomy import Role  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
 from paramscope.rules.torch import ModuleNote, torch_rule  # noqa: E402
 
 
@@ -266,7 +274,7 @@ def test_rules_for_torch_modules_do_not_import_transformers() -> None:
         "assert torch_rule(m)(m).formula is not None\n"
         "assert 'transformers' not in sys.modules, 'transformers imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
 
 
@@ -309,3 +317,33 @@ def test_frozen_embedding_keeps_its_formula_and_is_frozen() -> None:
     anatomy = read(nn.Sequential(emb))
     (weight,) = anatomy.find("0").tensors  # type: ignore[union-attr]
     assert weight.role is Role.FROZEN and weight.formula is not None
+
+
+def test_rules_do_not_depend_on_the_order_families_load_in() -> None:
+    code = (
+        "import importlib, torch\n"
+        "for fam in ('hf_encoders', 'hf', 'attention', 'recurrent', 'norm', 'nn'):\n"
+        "    importlib.import_module('paramscope.rules.torch.' + fam)\n"
+        "from paramscope.rules.torch import torch_rule\n"
+        "m = torch.nn.MultiheadAttention(8, 2)\n"
+        "assert 'in_proj_weight' in torch_rule(m)(m).tensors\n"
+        "p = torch.nn.PReLU(3)\n"
+        "assert 'weight' in torch_rule(p)(p).tensors\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_weight_norm_and_spectral_norm_are_explained() -> None:
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    conv = weight_norm(nn.Conv1d(4, 6, 3), dim=2)
+    made = explained(conv)  # own tensor: bias; the weight lives in the parametrization
+    assert "parametrizations.weight" in made.formula.symbolic
+    plist = explained(conv.parametrizations.weight)
+    assert "magnitude g" in plist.tensors["original0"].why
+    assert "direction v" in plist.tensors["original1"].why
+    lin = spectral_norm(nn.Linear(3, 4))
+    explained(lin)
+    power = explained(lin.parametrizations.weight[0])
+    assert {t.role for t in power.tensors.values()} == {Role.BUFFER}

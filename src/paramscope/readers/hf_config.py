@@ -45,6 +45,12 @@ DEFAULT_SEQ_LEN = 128
 #: A folder holding any of these has weights: it belongs to the checkpoint readers.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 _WEIGHT_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
+#: Keys the reader decides itself: no remote code, and the attention and experts kernels that
+#: can run on the meta device (a config asking for flash attention would otherwise fail to build).
+_NOT_PASSED = frozenset(
+    {"model_type", "trust_remote_code", "attn_implementation", "_attn_implementation",
+     "experts_implementation", "_experts_implementation"}
+)
 
 
 def _config_path(source: Any) -> str | None:
@@ -155,7 +161,7 @@ def _build_config(tf: Any, doc: dict[str, Any], where: str) -> Any:
             "check the name, or upgrade transformers",
             where=where,
         )
-    kwargs = {k: v for k, v in doc.items() if k not in ("model_type", "trust_remote_code")}
+    kwargs = {k: v for k, v in doc.items() if k not in _NOT_PASSED}
     try:
         return tf.AutoConfig.for_model(model_type, **kwargs)
     except Exception as e:  # transformers validates fields with several exception types
@@ -306,6 +312,13 @@ def read(source: Any, **options: Any) -> Anatomy:
     notes = ["Built from the config on the meta device: shapes only, no weights loaded."]
     if class_note:
         notes.append(class_note)
+    quant = doc.get("quantization_config")
+    if isinstance(quant, dict):
+        method = str(quant.get("quant_method", "quantized"))
+        notes.append(
+            f"The config names {method} quantization: the model is built unquantized, so counts "
+            f"and bytes are those of the dense model, not of the {method} checkpoint's packed tensors."
+        )
     if "auto_map" in doc:
         notes.append(
             "The config names custom code (auto_map); paramscope used transformers' built-in "

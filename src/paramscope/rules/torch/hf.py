@@ -31,10 +31,17 @@ HF_RULES: dict[tuple[str, str], TorchRule] = {}
 _LLAMA_LIKE = {
     "llama": "Llama", "mistral": "Mistral", "mixtral": "Mixtral", "qwen2": "Qwen2",
     "qwen2_moe": "Qwen2Moe", "qwen3": "Qwen3", "qwen3_moe": "Qwen3Moe", "phi3": "Phi3",
-    "olmo2": "Olmo2", "granite": "Granite", "deepseek_v3": "DeepseekV3",
+    "olmo2": "Olmo2", "granite": "Granite", "deepseek_v3": "DeepseekV3", "smollm3": "SmolLM3",
+    "olmoe": "Olmoe",
 }
 _GEMMA = {"gemma": "Gemma", "gemma2": "Gemma2", "gemma3": "Gemma3"}
-_ROTARY_ONLY = {"starcoder2": "Starcoder2", "phi": "Phi", "falcon": "Falcon", "gpt_neox": "GPTNeoX"}
+_ROTARY_ONLY = {
+    "starcoder2": "Starcoder2", "phi": "Phi", "falcon": "Falcon", "gpt_neox": "GPTNeoX",
+    "cohere": "Cohere", "mllama": "Mllama",
+}
+_MOE = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "jamba", "deepseek_v3"]
+_MOE_PREFIX = {"mixtral": "Mixtral", "qwen2_moe": "Qwen2Moe", "qwen3_moe": "Qwen3Moe", "olmoe": "Olmoe",
+               "jamba": "Jamba", "deepseek_v3": "DeepseekV3"}
 
 
 def _modeling(family: str) -> str:
@@ -95,7 +102,11 @@ def _norm_size(module: Any) -> Formula:
 
 @_hf(
     [(_modeling(f), f"{p}RMSNorm") for f, p in _LLAMA_LIKE.items()]
-    + [(_modeling("t5"), "T5LayerNorm"), (_modeling("mt5"), "MT5LayerNorm")]
+    + [(_modeling("t5"), "T5LayerNorm"), (_modeling("mt5"), "MT5LayerNorm"),
+       (_modeling("umt5"), "UMT5LayerNorm"), (_modeling("longt5"), "LongT5LayerNorm"),
+       (_modeling("switch_transformers"), "SwitchTransformersLayerNorm"),
+       (_modeling("jamba"), "JambaRMSNorm"), (_modeling("mamba"), "MambaRMSNorm"),
+       (_modeling("mllama"), "MllamaTextRMSNorm")]
 )
 def _rms_norm(module: Any) -> ModuleNote:
     w = _norm_size(module)
@@ -157,7 +168,7 @@ def _rotary(module: Any) -> ModuleNote:
     return note(tensors, NO_PARAMS, "rotary position embedding: no parameters, only frequency buffers")
 
 
-@_hf([(_modeling("mixtral"), "MixtralExperts"), (_modeling("qwen2_moe"), "Qwen2MoeExperts")])
+@_hf([(_modeling(f), f"{_MOE_PREFIX[f]}Experts") for f in _MOE])
 def _experts(module: Any) -> ModuleNote:
     e, two_i, h = (int(d) for d in module.gate_up_proj.shape)
     i = two_i // 2
@@ -176,7 +187,109 @@ def _experts(module: Any) -> ModuleNote:
     )
 
 
-@_hf([(_modeling("mixtral"), "MixtralTopKRouter")])
+@_hf([(_modeling(f), f"{_MOE_PREFIX[f]}TopKRouter") for f in _MOE if f != "deepseek_v3"])
 def _router(module: Any) -> ModuleNote:
     w = times(("num_experts", int(module.weight.shape[0])), ("hidden_size", int(module.weight.shape[1])))
     return note({"weight": TensorNote(w, "scores every expert for each token; the top-k are used")}, w)
+
+
+@_hf([(_modeling("deepseek_v3"), "DeepseekV3TopkRouter")])
+def _deepseek_router(module: Any) -> ModuleNote:
+    e, h = (int(d) for d in module.weight.shape)
+    w = times(("n_routed_experts", e), ("hidden_size", h))
+    tensors = {"weight": TensorNote(w, "scores every routed expert for each token; the top-k are used")}
+    if getattr(module, "e_score_correction_bias", None) is not None:
+        tensors["e_score_correction_bias"] = TensorNote(
+            times(("n_routed_experts", e)),
+            "a per-expert bias added to the scores only when choosing experts, adjusted during "
+            "training to balance the load (not by gradient); saved in checkpoints",
+            Role.BUFFER,
+        )
+    return note(tensors, w)
+
+
+@_hf([(_modeling("cohere"), "CohereLayerNorm")])
+def _bias_free_layer_norm(module: Any) -> ModuleNote:
+    w = _norm_size(module)
+    return note(
+        {"weight": TensorNote(w, "a learned scale per feature")},
+        w,
+        "a LayerNorm without bias: it subtracts the mean and divides by the standard deviation, then scales",
+    )
+
+
+@_hf([(_modeling("gptj"), "GPTJRotaryEmbedding"), (_modeling("codegen"), "CodeGenRotaryEmbedding")])
+def _sincos_table(module: Any) -> ModuleNote:
+    n, d = (int(x) for x in module.embed_positions.shape)
+    tensors = {
+        "embed_positions": TensorNote(
+            Formula("max_position_embeddings x rotary_dim", f"{n} x {d}"),
+            "the sin and cos of every position for rotary embeddings, precomputed; a "
+            "non-persistent buffer, not learned and not saved in checkpoints",
+            Role.BUFFER,
+        )
+    }
+    return note(tensors, NO_PARAMS)
+
+
+@_hf(
+    [
+        (_modeling("xglm"), "XGLMSinusoidalPositionalEmbedding"),
+        (_modeling("m2m_100"), "M2M100SinusoidalPositionalEmbedding"),
+        (_modeling("nllb_moe"), "NllbMoeSinusoidalPositionalEmbedding"),
+    ]
+)
+def _sinusoidal(module: Any) -> ModuleNote:
+    rows, d = (int(x) for x in module.weights.shape)
+    offset = int(getattr(module, "offset", 0))
+    rows_s, rows_n = ("(num_positions + offset)", f"({rows - offset} + {offset})") if offset else (
+        "num_positions", str(rows)
+    )
+    tensors = {
+        "weights": TensorNote(
+            Formula(f"{rows_s} x embedding_dim", f"{rows_n} x {d}"),
+            "fixed sinusoidal position vectors, computed from sin and cos, not learned; a "
+            "non-persistent buffer",
+            Role.BUFFER,
+        )
+    }
+    return note(tensors, NO_PARAMS)
+
+
+def _causal_mask(t: Any) -> TensorNote:
+    n = int(t.shape[-1])
+    lead = " x ".join("1" for _ in t.shape[:-2])
+    lead = f"{lead} x " if lead else ""
+    return TensorNote(
+        Formula(f"{lead}max_position_embeddings x max_position_embeddings", f"{lead}{n} x {n}"),
+        "the causal mask: a lower-triangular boolean matrix over all positions, precomputed; a "
+        "non-persistent buffer",
+        Role.BUFFER,
+    )
+
+
+@_hf([(_modeling("gpt_neo"), "GPTNeoSelfAttention")])
+def _gpt_neo_attention(module: Any) -> ModuleNote:
+    terms = [_child(module, name) for name in module._modules]
+    return note({"bias": _causal_mask(module.bias)}, plus(*terms))
+
+
+@_hf([(_modeling("gpt_bigcode"), "GPTBigCodeModel")], module_formula=False)
+def _gpt_bigcode_model(module: Any) -> ModuleNote:
+    return note({"bias": _causal_mask(module.bias)}, None)
+
+
+@_hf([(_modeling("mamba"), "MambaMixer"), (_modeling("jamba"), "JambaMambaMixer")])
+def _mamba_mixer(module: Any) -> ModuleNote:
+    inner, state = (int(d) for d in module.A_log.shape)
+    a = times(("intermediate_size", inner), ("state_size", state))
+    d = times(("intermediate_size", inner))
+    tensors = {
+        "A_log": TensorNote(
+            a, "the state-space transition rates, stored as log(-A) so that A stays negative; one per "
+            "channel and state dimension",
+        ),
+        "D": TensorNote(d, "the skip term: a learned per-channel scale of the input added to the scan's output"),
+    }
+    terms = [_child(module, name) for name in module._modules]
+    return note(tensors, plus(a, d, *terms), "a selective state-space (Mamba) block")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
-from paramscope.rules.torch._common import note, plus, stored, times
+from paramscope.rules.torch._common import note, plus, times
 from paramscope.rules.torch.hf import _child, _hf, _modeling
 from paramscope.rules.torch.registry import ModuleNote, TensorNote
 
@@ -27,36 +27,56 @@ def _ids(name: str, n: int, what: str) -> TensorNote:
     )
 
 
+_TEXT_EMBEDDINGS = [
+    ("bert", "BertEmbeddings"), ("roberta", "RobertaEmbeddings"), ("distilbert", "Embeddings"),
+    ("xlm_roberta", "XLMRobertaEmbeddings"), ("albert", "AlbertEmbeddings"),
+    ("electra", "ElectraEmbeddings"), ("ernie", "ErnieEmbeddings"), ("convbert", "ConvBertEmbeddings"),
+    ("deberta_v2", "DebertaV2Embeddings"), ("squeezebert", "SqueezeBertEmbeddings"),
+    ("layoutlm", "LayoutLMEmbeddings"), ("mobilebert", "MobileBertEmbeddings"),
+]
+#: The lookup tables of BERT-style embeddings, by attribute, with the config name of their rows.
+_TABLES = (
+    ("word_embeddings", "vocab_size"),
+    ("position_embeddings", "max_position_embeddings"),
+    ("token_type_embeddings", "type_vocab_size"),
+)
+
+
 @_hf(
-    [
-        (_modeling("bert"), "BertEmbeddings"),
-        (_modeling("roberta"), "RobertaEmbeddings"),
-        (_modeling("distilbert"), "Embeddings"),
-    ]
+    [(_modeling(family), name) for family, name in _TEXT_EMBEDDINGS]
+    + [("transformers.models.blip.modeling_blip_text", "BlipTextEmbeddings")]
 )
 def _text_embeddings(module: Any) -> ModuleNote:
+    import torch.nn as nn
+
     tensors: dict[str, TensorNote] = {}
     if getattr(module, "position_ids", None) is not None:
         n = int(module.position_ids.shape[-1])
-        tensors["position_ids"] = _ids("position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed so forward can slice them")
+        tensors["position_ids"] = _ids(
+            "position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed so forward can slice them"
+        )
     if getattr(module, "token_type_ids", None) is not None:
         n = int(module.token_type_ids.shape[-1])
-        tensors["token_type_ids"] = _ids(
-            "token_type_ids", n, "zeros used as the segment ids when none are given"
+        tensors["token_type_ids"] = _ids("token_type_ids", n, "zeros used as the segment ids when none are given")
+    tables = [(attr, rows, getattr(module, attr, None)) for attr, rows in _TABLES]
+    present = [(attr, rows, t) for attr, rows, t in tables if isinstance(t, nn.Embedding)]
+    dims = {t.embedding_dim for _, _, t in present}
+    terms: list[Formula | None] = []
+    if len(dims) == 1:
+        (dim,) = dims
+        terms.append(
+            Formula(
+                f"({' + '.join(rows for _, rows, _ in present)}) x embedding_size",
+                f"({' + '.join(str(t.num_embeddings) for _, _, t in present)}) x {dim}",
+            )
         )
-    h = module.word_embeddings.embedding_dim
-    rows = [("vocab_size", module.word_embeddings.num_embeddings),
-            ("max_position_embeddings", module.position_embeddings.num_embeddings)]
-    if getattr(module, "token_type_embeddings", None) is not None:
-        rows.append(("type_vocab_size", module.token_type_embeddings.num_embeddings))
-    tables = Formula(
-        f"({' + '.join(r for r, _ in rows)}) x hidden_size", f"({' + '.join(str(n) for _, n in rows)}) x {h}"
-    )
-    ln = _child(module, "LayerNorm")
-    formula = plus(tables, Formula("2 x hidden_size", f"2 x {h}") if ln is not None else None)
+        counted = {attr for attr, _, _ in present}
+    else:
+        counted = set()
+    terms += [_child(module, name) for name in module._modules if name not in counted]
     return note(
-        tensors, formula,
-        "word, position (and segment) tables summed per token, then a LayerNorm",
+        tensors, plus(*terms),
+        "word, position and segment tables looked up and summed per token, then normalised",
     )
 
 
@@ -131,7 +151,7 @@ def _clip_text_embeddings(module: Any) -> ModuleNote:
 def _clip_model(module: Any) -> ModuleNote:
     tensors = {
         "logit_scale": TensorNote(
-            stored(module.logit_scale),
+            Formula("a single value", " x ".join(str(int(d)) for d in module.logit_scale.shape) or "1"),
             "a single learned number: the log of the temperature that scales image-text similarities",
         )
     }

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 #: Modules holding the built-in rules; imported on the first lookup.
-_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders")
+_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision")
 
 
 @dataclass(frozen=True, slots=True)
