@@ -12,13 +12,15 @@ __all__ = ["summary_table", "layer_formula", "totals_lines"]
 
 
 def layer_formula(layer: Layer) -> str:
-    """The numeric derivation of a layer's own count: its rule's, else the sum of its tensors'."""
-    if not layer.tensors:
+    """The numeric derivation of a layer's own parameter count: its rule's, else the sum of its
+    parameters' (buffers are not part of the count this explains)."""
+    params = [t for t in layer.tensors if t.is_param]
+    if not params:
         return ""
     if layer.formula is not None:
         return layer.formula.numeric
-    parts = [t.formula.numeric for t in layer.tensors if t.formula is not None]
-    if not parts or len(parts) != len(layer.tensors):
+    parts = [t.formula.numeric for t in params if t.formula is not None]
+    if not parts or len(parts) != len(params):
         return ""
     if len(parts) == 1:
         return parts[0]
