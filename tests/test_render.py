@@ -7,7 +7,7 @@ import json
 import pytest
 
 import paramscope
-from paramscope.core import Anatomy, Layer, Tensor
+from paramscope.core import Anatomy, Layer, Role, Tensor
 from paramscope.render import fmt
 from paramscope.render.keras_styles import render_keras2
 
@@ -141,3 +141,18 @@ def test_flops_total_is_unknown_when_a_layer_was_not_measured() -> None:
     doc = json.loads(paramscope.summary(partial, format="json").text)
     assert doc["totals"]["flops"] is None and doc["layers"][0]["flops"] == 100
     assert "unknown FLOPs" in paramscope.summary(partial).text
+
+
+def test_formula_column_explains_parameters_not_buffers() -> None:
+    from paramscope.core import Formula
+    from paramscope.render.summary import layer_formula
+
+    rotary = Layer("rotary_emb", "RotaryEmbedding", "rotary_emb",
+                   (Tensor("inv_freq", (64,), role=Role.BUFFER, is_param=False, formula=Formula("head_dim / 2", "128 / 2")),))
+    assert layer_formula(rotary) == ""
+    bn = Layer("bn", "BatchNorm1d", "bn", (
+        Tensor("weight", (4,), formula=Formula("num_features", "4")),
+        Tensor("bias", (4,), formula=Formula("num_features", "4")),
+        Tensor("running_mean", (4,), role=Role.STATISTIC, is_param=False, formula=Formula("num_features", "4")),
+    ))
+    assert layer_formula(bn) == "4 + 4"
