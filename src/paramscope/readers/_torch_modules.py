@@ -45,9 +45,12 @@ def script_declarations(files: Mapping[str, str]) -> dict[str, tuple[frozenset[s
         Qualified class name -> (parameters, buffers).
 
     Example:
-        >>> code = 'class Linear(Module):\\n  __parameters__ = ["weight", "bias", ]\\n  __buffers__ = []\\n'
-        >>> script_declarations({"__torch__/torch/nn/modules/linear.py": code})
-        {'__torch__.torch.nn.modules.linear.Linear': (frozenset({'bias', 'weight'}), frozenset())}
+        >>> code = chr(10).join(["class Linear(Module):", '  __parameters__ = ["weight", "bias", ]',
+        ...                      "  __buffers__ = []", ""])
+        >>> params, buffers = script_declarations({"__torch__/torch/nn/modules/linear.py": code})[
+        ...     "__torch__.torch.nn.modules.linear.Linear"]
+        >>> sorted(params), sorted(buffers)
+        (['bias', 'weight'], [])
     """
     out: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     for name, text in files.items():
