@@ -283,3 +283,27 @@ def test_eager_and_sdpa_attention_count_the_same() -> None:
     # the attention block itself: q k^T, scale, causal mask, softmax, x v are costed alike
     assert _c(sdpa, "model.layers.0.self_attn") == _c(eager, "model.layers.0.self_attn")
     assert sdpa.compute.attention_flops == 2 * 2 * 2 * 4 * 32 * 32 * 16  # layers x products x 2 x H x L x S x D
+
+
+def test_expert_weights_gathered_by_routing_stay_weights() -> None:
+    # A mixture-of-experts layer gathers each token's expert weights with data-derived indices;
+    # the product with the activations is a matmul (2 * tokens * D * F FLOPs), not attention.
+    import torch
+    from torch import nn
+
+    from paramscope.readers import read
+
+    class Experts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.router = nn.Linear(8, 4, bias=False)
+            self.w = nn.Parameter(torch.zeros(4, 8, 16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            idx = self.router(x).argmax(-1)  # (tokens,)
+            return torch.bmm(x.unsqueeze(1), self.w[idx]).squeeze(1)  # (tokens, 16)
+
+    c = read(Experts(), input_size=(5, 8)).compute
+    assert c is not None
+    assert c.attention_flops == 0
+    assert c.flops == 2 * 5 * 8 * 4 + 2 * 5 * 8 * 16  # router + expert matmul

@@ -71,6 +71,13 @@ class Tally:
         )
 
 
+_aten = torch.ops.aten
+#: Operators that pick elements of their first argument: the result is data only when that
+#: source is. Expert weights gathered by data-derived routing indices (mixture-of-experts) stay
+#: weights, so their products with activations count as matmul FLOPs, not attention.
+_PICK = frozenset({_aten.index, _aten._unsafe_index, _aten.index_select, _aten.gather, _aten.take})
+
+
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
     """Tensors in an operator's arguments or results: tensors, and lists, tuples and dicts of them
     (a plain walk; ``tree_leaves`` costs more than the operators themselves on ``meta``)."""
@@ -140,7 +147,10 @@ class FlopCounter:
         """Record one operator call."""
         if not self._suppress:
             self._add(op_cost(func, args, kwargs, out, self._is_act))
-        self._mark((args, kwargs), out)
+        if getattr(func, "overloadpacket", None) in _PICK:
+            self._mark(args[:1], out)
+        else:
+            self._mark((args, kwargs), out)
 
     def on_attention(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Record a ``scaled_dot_product_attention`` call from its query, key and value."""
