@@ -163,3 +163,127 @@ def test_reading_a_config_file_imports_no_framework(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": SRC}, check=True)
     assert out.stdout.strip() == "4 []"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from paramscope.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_summary_of_a_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(_seed_model()))
+    code, out, _ = _cli(capsys, "summary", str(path), "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["framework"] == "keras" and doc["complete"] is True
+    assert doc["totals"]["params"] == 2_097_664 + 2_048 + 41_040
+    assert doc["totals"]["non_trainable"] == 1_024
+    bn = next(layer for layer in doc["layers"] if layer["name"] == "bn")
+    assert bn["formula"] == {"symbolic": "4 x features", "numeric": "4 x 512"}
+    assert bn["inbound"] == ["d1[0][0]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ('{"class_name": "Functional", "config": {', ["invalid JSON", "bad.json"]),
+        ('{"class_name": "Functional", "config": {"name": "m", "layers": 3}}', ["no 'layers' list", "bad.json"]),
+        (json.dumps(_functional([_layer("Dense", "a", {"units": 4}, [[_tensor("b", [None, 4])]], [None, 4]),
+                                 _layer("Dense", "b", {"units": 4}, [[_tensor("a", [None, 4])]], [None, 4])],
+                                [], [["b", 0, 0]])), ["cycle", "bad.json"]),
+        (json.dumps(_functional([_layer("Dense", "a", {"units": 4}, [[_tensor("zz", [None, 4])]], [None, 4])],
+                                [], [["a", 0, 0]])), ["'zz'", "bad.json"]),
+        (json.dumps({"class_name": "Dense", "config": {"name": "d", "units": "many"},
+                     "build_config": {"input_shape": [None, 3]}}), ["cannot size Dense", "layer d"]),
+    ],
+    ids=["invalid-json", "layers-not-a-list", "cycle", "unknown-inbound", "bad-units"],
+)
+def test_cli_bad_configs_fail_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    code, out, err = _cli(capsys, "summary", str(path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("paramscope: error: "), err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_keras2_config_with_list_nodes_and_no_shapes() -> None:
+    """A tf.keras 2 config: nodes as [[name, node, tensor, kwargs]], batch_input_shape, dtype
+    strings, BatchNormalization axis as a list, no recorded shapes (rules propagate them)."""
+
+    def node(name: str) -> list:
+        return [[[name, 0, 0, {}]]]
+
+    def layer(cls: str, name: str, **cfg: object) -> dict:
+        return {"class_name": cls, "name": name,
+                "config": {"name": name, "trainable": True, "dtype": "float32", **cfg}}
+
+    layers = [
+        {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 28, 28, 1], "dtype": "float32", "name": "input_1"}},
+        {**layer("Conv2D", "conv2d", filters=8, kernel_size=[3, 3], strides=[1, 1], padding="valid",
+                 data_format="channels_last", dilation_rate=[1, 1], groups=1, use_bias=True),
+         "inbound_nodes": node("input_1")},
+        {**layer("BatchNormalization", "bn", axis=[3]), "inbound_nodes": node("conv2d")},
+        {**layer("Flatten", "flatten", data_format="channels_last"), "inbound_nodes": node("bn")},
+        {**layer("Dense", "dense", units=10), "inbound_nodes": node("flatten")},
+    ]
+    cfg = {"class_name": "Functional", "keras_version": "2.13.1", "backend": "tensorflow",
+           "config": {"name": "model", "layers": layers, "input_layers": [["input_1", 0, 0]],
+                      "output_layers": [["dense", 0, 0]]}}
+    a = anatomy_from_config(cfg)
+    counts = {layer.name: sum(t.count or 0 for t in layer.tensors) for layer in a.layers}
+    # conv 3*3*1*8 + 8 = 80; bn 4*8 = 32; flatten 26*26*8 = 5,408 wide; dense 5,408*10 + 10
+    assert counts == {"input_1": 0, "conv2d": 80, "bn": 32, "flatten": 0, "dense": 54_090}
+    flatten = a.find("flatten")
+    assert flatten is not None and flatten.output_shapes == ((None, 5_408),)
+    assert a.metadata["keras_version"] == "2.13.1"
+    assert a.find("dense").inbound == ("flatten[0][0]",)  # type: ignore[union-attr]
+
+
+def test_legacy_ops_node_without_module_is_not_taken_for_a_layer() -> None:
+    cfg = _functional(
+        [
+            _layer("InputLayer", "x", {"batch_shape": [None, 4]}, []),
+            {"class_name": "Dot", "config": {"name": "dot"}, "name": "dot",
+             "inbound_nodes": [{"args": [_tensor("x", [None, 4]), _tensor("x", [None, 4])], "kwargs": {}}]},
+        ],
+        [["x", 0, 0]],
+        [["dot", 0, 0]],
+    )
+    row = anatomy_from_config(cfg).find("dot")
+    assert row is not None and row.known and "keras.ops" in row.note
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "shape", "fragment"),
+    [
+        ("Dense", {"units": -5}, [None, 4], "units must be a positive integer"),
+        ("Dense", {"units": 2.5}, [None, 4], "units must be a positive integer"),
+        ("Conv2D", {"filters": 4, "kernel_size": 0}, [None, 8, 8, 3], "kernel_size"),
+        ("Conv2D", {"filters": 4, "kernel_size": 9}, [None, 8, 8, 3], "does not fit"),
+        ("Reshape", {"target_shape": [5, -1]}, [None, 8], "cannot be reshaped"),
+        ("Reshape", {"target_shape": [-1, -1]}, [None, 8], "at most one -1"),
+        ("Embedding", {"input_dim": 10, "output_dim": True}, [None, 3], "output_dim"),
+    ],
+)
+def test_values_keras_would_refuse_are_model_errors(cls: str, config: dict, shape: list, fragment: str) -> None:
+    entry = {"class_name": cls, "config": {"name": "x", **config}, "build_config": {"input_shape": shape}}
+    with pytest.raises(ModelError, match=fragment):
+        anatomy_from_config(entry, source="m.json")
+
+
+def test_deeply_nested_models_fail_cleanly() -> None:
+    cfg: dict = {"class_name": "Dense", "config": {"name": "d", "units": 2}, "build_config": {"input_shape": [None, 2]}}
+    for i in range(2_000):
+        cfg = {"class_name": "Sequential", "config": {"name": f"s{i}", "layers": [cfg]},
+               "build_config": {"input_shape": [None, 2]}}
+    with pytest.raises(ModelError, match="nested too deeply"):
+        anatomy_from_config(cfg)

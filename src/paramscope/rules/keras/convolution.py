@@ -17,6 +17,7 @@ from paramscope.rules.keras.shapes import (
     dim,
     fmt_int,
     ntuple,
+    pos_int,
     size_formula,
 )
 
@@ -70,8 +71,8 @@ def conv(inp: RuleInput) -> RuleOutput:
     """``kernel (*kernel_size, in_channels / groups, filters)`` and ``bias (filters,)``."""
     rank = _rank(inp.class_name)
     channels, spatial, last = _split(inp, rank)
-    filters = int(inp.config["filters"])
-    groups = int(inp.config.get("groups", 1) or 1)
+    filters = pos_int(inp.config, "filters")
+    groups = pos_int(inp.config, "groups", 1)
     if channels % groups:
         raise ValueError(f"{channels} input channels are not divisible by groups={groups}")
     out_spatial, kernel = _conv_spatial(inp, rank, spatial)
@@ -88,7 +89,7 @@ def conv_transpose(inp: RuleInput) -> RuleOutput:
     rank = _rank(inp.class_name)
     channels, spatial, last = _split(inp, rank)
     c = inp.config
-    filters = int(c["filters"])
+    filters = pos_int(c, "filters")
     kernel = ntuple(c["kernel_size"], rank, "kernel_size")
     strides = ntuple(c.get("strides", 1), rank, "strides")
     dilation = ntuple(c.get("dilation_rate", 1), rank, "dilation_rate")
@@ -112,7 +113,7 @@ def depthwise_conv(inp: RuleInput) -> RuleOutput:
     """``kernel (*kernel_size, in_channels, depth_multiplier)``, bias ``(in_channels x depth_multiplier,)``."""
     rank = _rank(inp.class_name)
     channels, spatial, last = _split(inp, rank)
-    mult = int(inp.config.get("depth_multiplier", 1))
+    mult = pos_int(inp.config, "depth_multiplier", 1)
     out_spatial, kernel = _conv_spatial(inp, rank, spatial)
     kshape = (*kernel, channels, mult)
     names = _KERNEL_NAMES[rank] + ["in_channels", "depth_multiplier"]
@@ -129,8 +130,8 @@ def separable_conv(inp: RuleInput) -> RuleOutput:
     """A depthwise kernel, then a 1x1 pointwise kernel mixing the channels into ``filters``."""
     rank = _rank(inp.class_name)
     channels, spatial, last = _split(inp, rank)
-    mult = int(inp.config.get("depth_multiplier", 1))
-    filters = int(inp.config["filters"])
+    mult = pos_int(inp.config, "depth_multiplier", 1)
+    filters = pos_int(inp.config, "filters")
     out_spatial, kernel = _conv_spatial(inp, rank, spatial)
     dshape = (*kernel, channels, mult)
     pshape = (*([1] * rank), channels * mult, filters)

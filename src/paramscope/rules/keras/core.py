@@ -20,7 +20,7 @@ from paramscope.rules.keras.quantized import (
     packed,
 )
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, register_keras_rule
-from paramscope.rules.keras.shapes import dim, fmt_int, size_formula
+from paramscope.rules.keras.shapes import dim, fmt_int, pos_int, size_formula
 
 __all__: list[str] = []
 
@@ -45,7 +45,7 @@ def dense(inp: RuleInput) -> RuleOutput:
     """``kernel (input_dim, units)`` and ``bias (units,)``; quantized variants per mode."""
     shape = inp.input_shape
     n_in = dim(shape, -1, "input feature size")
-    units = int(inp.config["units"])
+    units = pos_int(inp.config, "units")
     use_bias = inp.config.get("use_bias", True)
     out: Shape = (*shape[:-1], units)
     bias = (Weight("bias", (units,), formula=Formula("units", fmt_int(units))),) if use_bias else ()
@@ -124,9 +124,6 @@ def einsum_shapes(
         out.extend(input_shape[len(input_shape) - elided:])
     in_map = {c: (k + elided - len(input_shape) if left else k) for k, c in enumerate(i_spec)}
     out_map = {c: (k + elided if left else k) for k, c in enumerate(o_spec)}
-    for c, k in out_map.items():
-        if c in in_map and out[k] is None:
-            out[k] = input_shape[in_map[c]]
     kernel: list[int] = []
     for c in w_spec:
         if c in out_map:
@@ -220,8 +217,8 @@ def einsum_dense(inp: RuleInput) -> RuleOutput:
 @register_keras_rule("Embedding")
 def embedding(inp: RuleInput) -> RuleOutput:
     """``embeddings (input_dim, output_dim)``: one row per token id."""
-    vocab = int(inp.config["input_dim"])
-    width = int(inp.config["output_dim"])
+    vocab = pos_int(inp.config, "input_dim")
+    width = pos_int(inp.config, "output_dim")
     out: Shape = (*inp.input_shape, width)
     f = size_formula(["input_dim", "output_dim"], [vocab, width])
     q = inp.quantization

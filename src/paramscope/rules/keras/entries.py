@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Layer, Role, Shape, Tensor
+from paramscope.core.anatomy import Compute, Layer, Role, Shape, Tensor
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, ModelError
 from paramscope.rules.keras.configs import (
@@ -21,11 +21,12 @@ from paramscope.rules.keras.configs import (
     parse_shape,
     parse_shapes,
 )
+from paramscope.rules.keras.flops import layer_compute, op_compute, sum_compute
 from paramscope.rules.keras.ops import is_ops_module, op_output_shape
 from paramscope.rules.keras.policy import Policy, parse_policy
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
 
-__all__ = ["StoredWeight", "StoredWeights", "Built", "Context", "explain_layer", "explain_entry", "FROZEN_WHY", "FROZEN_PARENT_WHY"]
+__all__ = ["StoredWeight", "StoredWeights", "Built", "Context", "explain_layer", "explain_entry", "call_compute", "FROZEN_WHY", "FROZEN_PARENT_WHY"]
 
 FROZEN_WHY = "layer.trainable is False"
 FROZEN_PARENT_WHY = "an enclosing model has trainable set to False"
@@ -127,6 +128,9 @@ def _to_tensors(
 ) -> tuple[Tensor, ...]:
     tensors = []
     for w in weights:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in w.shape):
+            raise ModelError(f"{class_name} weight {w.name!r} would have shape {list(w.shape)}",
+                             where=_where(ctx, path))
         role, why = w.role, w.why
         if frozen and role is Role.TRAINABLE:
             role, why = Role.FROZEN, frozen
@@ -217,7 +221,8 @@ def _unknown(
         note += "; its tensors are taken from the weights file (their count is exact, their role is not known)"
     layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
                   input_shapes=_known_shapes(input_shapes), output_shapes=_known_shapes(outputs),
-                  note=note, known=False, origin=origin)
+                  note=note, known=False, origin=origin,
+                  compute=Compute(None, None, None, (class_name,)))
     return layer, outputs or (None,)
 
 
@@ -260,21 +265,29 @@ def explain_entry(
         frozen = FROZEN_WHY
     pol = parse_policy(config.get("dtype"), policy, path=name)
 
-    if is_ops_module(module):
+    # A legacy .h5 config has no "module": a keras.ops node is then told from the layer class
+    # of the same name (Add, Dot, Softmax) by its config, which holds only a name, where
+    # every layer also writes "trainable" and "dtype".
+    legacy_op = module is None and set(config) <= {"name"} and class_name != "InputLayer"
+    if is_ops_module(module) or legacy_op:
         shape = op_output_shape(class_name, config, in_shapes)
         layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
-                      output_shapes=_known_shapes((shape,)), origin=origin,
+                      output_shapes=_known_shapes((shape,)), origin=origin, compute=op_compute(class_name),
                       note="a keras.ops call recorded in the graph; operations have no weights")
         return layer, (shape,)
     if not is_keras_module(module):
         return _unknown(name, class_name, path, origin,
                         f"custom class from module {module!r}; paramscope never imports it", ctx, in_shapes)
-    if is_model_entry(entry):
+    try:
+        is_model = is_model_entry(entry)
+    except CorruptFileError as e:
+        raise CorruptFileError(e.message, where=_where(ctx, path)) from None
+    if is_model:
         return _submodel(entry, in_shapes, path, frozen, pol, ctx)
     if class_name == "InputLayer":
         shape = parse_shape(config.get("batch_shape", config.get("batch_input_shape")), where=path)
         return Layer(name=name, type=class_name, path=path, output_shapes=_known_shapes((shape,)),
-                     origin=origin), (shape,)
+                     origin=origin, compute=Compute(0, 0, 0)), (shape,)
     if class_name == "Lambda":
         return _lambda(name, path, config, in_shapes, origin)
 
@@ -296,9 +309,12 @@ def explain_entry(
                          where=_where(ctx, path)) from None
     assert out is not None
     tensors = _to_tensors(out.weights, frozen, path, ctx, class_name)
+    call_shapes = in_shapes if in_shapes and all(s is not None for s in in_shapes) else known_shapes
+    compute = (layer_compute(class_name, config, call_shapes, out.output_shapes) if out.known
+               else Compute(None, None, None, (class_name,)))
     layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
                   input_shapes=known_shapes, output_shapes=_known_shapes(out.output_shapes),
-                  formula=out.formula, note=out.note, known=out.known, origin=origin)
+                  formula=out.formula, note=out.note, known=out.known, origin=origin, compute=compute)
     return layer, tuple(out.output_shapes)
 
 
@@ -318,7 +334,8 @@ def _lambda(
             shape = (in_shapes[0][0], *inner)
     note = "a Lambda layer: its function is never run, and Lambda layers hold no weights"
     layer = Layer(name=name, type="Lambda", path=path, input_shapes=_known_shapes(in_shapes),
-                  output_shapes=_known_shapes((shape,)), note=note, origin=origin)
+                  output_shapes=_known_shapes((shape,)), note=note, origin=origin,
+                  compute=Compute(None, None, None, ("Lambda",)))
     return layer, (shape,)
 
 
@@ -336,8 +353,21 @@ def _submodel(
     inner_frozen = FROZEN_PARENT_WHY if frozen else ""
     built = model_layers(entry, f"{path}/", inner_frozen, policy, ctx, in_shapes)
     layer = Layer(name=entry_name(entry), type=entry["class_name"], path=path, children=built.layers,
+                  compute=sum_compute([c.compute for c in built.layers]),
                   input_shapes=_known_shapes(built.inputs) or _known_shapes(in_shapes),
                   output_shapes=_known_shapes(built.outputs), origin=str(entry.get("module") or ""))
     return layer, built.outputs
 
 
+
+
+def call_compute(entry: Mapping[str, Any], layer: Layer, in_shapes: Sequence[Shape | None],
+                 out_shapes: Sequence[Shape | None]) -> Compute | None:
+    """FLOPs of a further call of a shared layer: from its own shapes when a rule costs it,
+    else the first call's figure."""
+    config = entry.get("config")
+    if not layer.known or layer.children or is_ops_module(entry.get("module")) or not isinstance(config, Mapping):
+        return layer.compute
+    if layer.type in ("InputLayer", "Lambda") or keras_rule(layer.type) is None:
+        return layer.compute
+    return layer_compute(layer.type, config, in_shapes, out_shapes)

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError
+from paramscope.core.errors import CorruptFileError, ModelError
 from paramscope.rules.keras.configs import entry_name, is_model_entry
 from paramscope.rules.keras.entries import (
-    FROZEN_WHY,
+    FROZEN_PARENT_WHY,
     Built,
     Context,
     StoredWeight,
@@ -31,6 +31,7 @@ from paramscope.rules.keras.entries import (
     explain_entry,
     explain_layer,
 )
+from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.models import functional_layers, sequential_layers
 from paramscope.rules.keras.policy import Policy, parse_policy
 
@@ -79,6 +80,13 @@ def anatomy_from_config(
         >>> sum(t.count or 0 for t in anatomy_from_config(cfg).layers[0].tensors)
         2048
     """
+    try:
+        return _anatomy(config, source, stored_weights)
+    except RecursionError:
+        raise ModelError("models are nested too deeply to walk", where=source or None) from None
+
+
+def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeights | None) -> Anatomy:
     root = _root_entry(config, source)
     ctx = Context(stored_weights or {}, source)
     metadata: dict[str, str] = {}
@@ -87,8 +95,12 @@ def anatomy_from_config(
             metadata[key] = config[key]
     inner = root["config"]
     name = entry_name(root)
-    if is_model_entry(root):
-        frozen = FROZEN_WHY if inner.get("trainable") is False else ""
+    try:
+        is_model = is_model_entry(root)
+    except CorruptFileError as e:
+        raise CorruptFileError(e.message, where=source or None) from None
+    if is_model:
+        frozen = FROZEN_PARENT_WHY if inner.get("trainable") is False else ""
         policy = parse_policy(inner.get("dtype"))
         if root["class_name"] == "Sequential":
             built = sequential_layers(root, "", frozen, policy, ctx, ())
@@ -99,6 +111,17 @@ def anatomy_from_config(
         layer, outs = explain_entry(root, (), "", "", parse_policy(None), ctx)
         built = Built((layer,), layer.input_shapes or (), outs)
     notes = list(ctx.notes)
+    unknown: dict[str, int] = {}
+    for layer in (x for top in built.layers for x in top.walk()):
+        if not layer.known:
+            unknown[layer.type] = unknown.get(layer.type, 0) + 1
+    if unknown:
+        kinds = ", ".join(f"{t} x{n}" if n > 1 else t for t, n in unknown.items())
+        notes.append(
+            f"{sum(unknown.values())} layer(s) could not be explained ({kinds}), so the totals "
+            "are incomplete: what such a layer holds is counted only when a weights file "
+            "lists it, and even then whether it is trainable is not known"
+        )
     paths_by_name: dict[str, list[str]] = {}
     for top in built.layers:
         for sub in top.walk():
@@ -113,6 +136,12 @@ def anatomy_from_config(
                 "counted here; Keras's own summary of the original model lists the shared "
                 "weights in each sub-model's row, so its rows add up to more than its total"
             )
+    compute = sum_compute([layer.compute for layer in built.layers])
+    if compute is not None and compute.flops is not None:
+        notes.append(
+            "FLOPs are for one inference pass of one sample (batch 1); the elementwise work of "
+            "Keras layers (bias, activations, normalisation, pooling) is not costed"
+        )
     return Anatomy(
         name=name,
         framework="keras",
@@ -122,4 +151,5 @@ def anatomy_from_config(
         outputs=tuple(s for s in built.outputs if s is not None),
         metadata=metadata,
         notes=tuple(notes),
+        compute=compute,
     )

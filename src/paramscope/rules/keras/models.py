@@ -21,7 +21,8 @@ from paramscope.rules.keras.configs import (
     ref_list,
     tensor_refs,
 )
-from paramscope.rules.keras.entries import Built, Context, explain_entry
+from paramscope.rules.keras.entries import Built, Context, call_compute, explain_entry
+from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.policy import Policy
 
 __all__ = ["model_layers", "functional_layers", "sequential_layers"]
@@ -138,6 +139,7 @@ def functional_layers(
     computed: dict[Ref, Shape | None] = {}
     layers = {}
     first_outs: dict[str, tuple[Shape | None, ...]] = {}
+    computes: dict[str, list[Any]] = {}
     for name, k in _toposort(vertices, deps, where):
         calls = nodes[name]
         if k == 0:
@@ -152,9 +154,17 @@ def functional_layers(
                 layer = layer.with_(output_shapes=first_outs[name])
             inbound = tuple(f"{r[0]}[{r[1]}][{r[2]}]" for node in calls for r, _ in node)
             layers[name] = layer.with_(inbound=inbound, calls=max(1, len(calls)))
+            computes[name] = [layers[name].compute]
+        else:
+            node_in = tuple(shape or computed.get(ref) or recorded.get(ref) for ref, shape in calls[k])
+            node_out = tuple(recorded.get((name, k, t)) or s0 for t, s0 in enumerate(first_outs[name]))
+            computes[name].append(call_compute(entries[name], layers[name], node_in, node_out))
         # Later calls of a shared layer: the recorded shape, else the first call's.
         for t, shape0 in enumerate(first_outs[name]):
             computed[(name, k, t)] = recorded.get((name, k, t)) or shape0
+    for name, parts in computes.items():
+        if len(parts) > 1:
+            layers[name] = layers[name].with_(compute=sum_compute(parts))
     inputs = tuple(computed.get(r) for r in ref_list(config.get("input_layers")))
     outputs = tuple(computed.get(r) for r in ref_list(config.get("output_layers")))
     return Built(tuple(layers[n] for n in entries), inputs, outputs)

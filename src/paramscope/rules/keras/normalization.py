@@ -7,16 +7,23 @@ batch statistics during training, not by gradient.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from paramscope.core.anatomy import Formula, Role
-from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, register_keras_rule
-from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes
+from paramscope.rules.keras.configs import is_keras_module, parse_shapes
+from paramscope.rules.keras.policy import parse_policy
+from paramscope.rules.keras.registry import (
+    RuleInput,
+    RuleOutput,
+    Weight,
+    keras_rule,
+    register_keras_rule,
+)
+from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes, pos_int
 
 __all__: list[str] = []
 
-MOVING_WHY = (
-    "a running average of the batch {what}, updated during training by momentum, not by "
-    "gradient; Keras counts it as a non-trainable parameter"
-)
+MOVING_WHY = "running average of the batch {what}s, updated by momentum during training, not by gradient"
 
 
 def _per_feature(weights: list[Weight], n: int, label: str = "features") -> Formula:
@@ -51,7 +58,10 @@ def batch_normalization(inp: RuleInput) -> RuleOutput:
 
 def _axes_shape(inp: RuleInput) -> tuple[tuple[int, ...], str, str]:
     shape = inp.input_shape
-    axes = sorted(norm_axes(inp.config.get("axis", -1), len(shape)))
+    raw = inp.config.get("axis", -1)
+    # keras sorts the axis values as given, so [1, -1] becomes [-1, 1]: the weight's axes
+    # follow that order (layer_normalization.py and rms_normalization.py ``build``).
+    axes = norm_axes(sorted(raw) if isinstance(raw, list) else raw, len(shape))
     dims = tuple(dim(shape, a, "normalized axis") for a in axes)
     label = "features" if len(dims) == 1 else " x ".join(f"d{a}" for a in axes)
     return dims, label, " x ".join(fmt_int(d) for d in dims)
@@ -106,7 +116,57 @@ def unit_normalization(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule("LayerScale")
 def layer_scale(inp: RuleInput) -> RuleOutput:
-    """ConvNeXt's LayerScale (keras/src/applications/convnext.py): ``gamma (projection_dim,)``."""
-    n = int(inp.config["projection_dim"])
+    """ConvNeXt's LayerScale (keras/src/applications/convnext.py): one scale per channel.
+
+    The layer keeps it in ``self.gamma`` but creates it without a name, so Keras calls the
+    variable ``variable``.
+    """
+    n = pos_int(inp.config, "projection_dim")
     f = Formula("projection_dim", fmt_int(n))
-    return RuleOutput((inp.input_shape,), (Weight("gamma", (n,), formula=f, why="per-channel scale, learned"),), f)
+    w = Weight("variable", (n,), formula=f, why="LayerScale's gamma: a learned per-channel scale")
+    return RuleOutput((inp.input_shape,), (w,), f)
+
+
+_POWER_WHY = (
+    "power-iteration estimate of the kernel's leading singular vector, updated in training "
+    "steps, not by gradient"
+)
+
+
+@register_keras_rule("SpectralNormalization")
+def spectral_normalization(inp: RuleInput) -> RuleOutput:
+    """The wrapped layer's weights (named ``inner/kernel``...) plus ``vector_u (1, units)``.
+
+    Source: keras/src/layers/normalization/spectral_normalization.py ``build``: ``vector_u``
+    has shape ``(1, kernel.shape[-1])`` and the kernel's dtype, and is not trainable.
+    """
+    inner = inp.config.get("layer")
+    if not isinstance(inner, Mapping) or not isinstance(inner.get("config"), Mapping):
+        raise ValueError("SpectralNormalization has no wrapped 'layer' config")
+    cls = str(inner.get("class_name"))
+    rule = keras_rule(cls) if is_keras_module(inner.get("module")) else None
+    if rule is None:
+        return RuleOutput((), known=False, note=f"no rule for the wrapped layer {cls}")
+    cfg = inner["config"]
+    build = inner.get("build_config")
+    shapes = parse_shapes(build.get("input_shape")) if isinstance(build, Mapping) else None
+    in_shapes = tuple(s for s in shapes if s is not None) if shapes else inp.input_shapes
+    pol = parse_policy(cfg.get("dtype"))
+    out = rule(RuleInput(cls, cfg, in_shapes, pol.variable_dtype, pol.quantization,
+                         build if isinstance(build, Mapping) else {}))
+    name = str(cfg.get("name", cls))
+    kernel = next((w for w in out.weights if w.name in ("kernel", "embeddings")), None)
+    if kernel is None or not kernel.shape or kernel.shape[-1] is None:
+        raise ValueError(f"the wrapped {cls} has no kernel or embeddings to normalise")
+    n = kernel.shape[-1]
+    weights = tuple(
+        Weight(f"{name}/{w.name}", w.shape, w.role, w.formula, w.why, w.dtype or pol.variable_dtype, w.is_param)
+        for w in out.weights
+    ) + (
+        Weight("vector_u", (1, n), Role.STATISTIC, Formula("kernel.shape[-1]", fmt_int(n)), _POWER_WHY,
+               kernel.dtype or pol.variable_dtype),
+    )
+    formula = None
+    if out.formula is not None:
+        formula = Formula(f"{out.formula.symbolic} + kernel.shape[-1]", f"{out.formula.numeric} + {fmt_int(n)}")
+    return RuleOutput(out.output_shapes, weights, formula, out.note, out.known)

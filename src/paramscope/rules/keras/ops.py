@@ -14,7 +14,7 @@ from typing import Any
 from paramscope.core.anatomy import Shape
 from paramscope.rules.keras.shapes import broadcast
 
-__all__ = ["is_ops_module", "op_output_shape"]
+__all__ = ["is_ops_module", "op_output_shape", "is_elementwise_op"]
 
 # keras/src/ops/numpy.py and nn.py: operations whose output has the broadcast input shape.
 _BROADCAST = frozenset(
@@ -63,3 +63,8 @@ def op_output_shape(
     if class_name in _SAME and len(shapes) == 1:
         return shapes[0]
     return None
+
+
+def is_elementwise_op(class_name: str) -> bool:
+    """Whether a ``keras.ops`` node class is an elementwise operation."""
+    return class_name in _BROADCAST or class_name in _SAME

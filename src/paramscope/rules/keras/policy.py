@@ -55,9 +55,12 @@ def _from_name(name: str) -> Policy:
     return Policy(name, dt, dt)
 
 
-def _quantized(config: Mapping[str, Any], default_mode: str) -> Policy:
+def _quantized(config: Mapping[str, Any], default_mode: str, fallback: Policy = DEFAULT_POLICY) -> Policy:
     mode = str(config.get("mode", default_mode))
-    source = str(config.get("source_name", "float32"))
+    source_name = config.get("source_name")
+    # A DTypePolicyMap without a default policy stores its entries with no source name:
+    # Keras then takes the global policy, here the enclosing one.
+    source = source_name if isinstance(source_name, str) else fallback.name
     base = _from_name(source)
     block_size: int | None = None
     head, _, tail = mode.partition("/")
@@ -75,6 +78,27 @@ def _quantized(config: Mapping[str, Any], default_mode: str) -> Policy:
         block_size=block_size,
         amax_history_length=amax if isinstance(amax, int) else _DEFAULT_AMAX_HISTORY,
     )
+
+
+def _map_entry(policy_map: Any, path: str) -> Any:
+    """The ``DTypePolicyMap`` entry for ``path``: an exact key, else a ``prefix.*`` key.
+
+    Keras matches other keys as regular expressions (``re.fullmatch``). Patterns from a file
+    are not compiled here (a crafted one can take exponential time), so only the literal
+    ``prefix.*`` form Keras documents is honoured; other patterns are ignored.
+    """
+    if not isinstance(policy_map, Mapping):
+        return None
+    if path in policy_map:
+        return policy_map[path]
+    if isinstance(policy_map.get("config"), Mapping) and policy_map.get("class_name") == "__dict__":
+        return _map_entry(policy_map["config"], path)
+    for key, value in policy_map.items():
+        if isinstance(key, str) and key.endswith(".*"):
+            prefix = key[:-2]
+            if not any(ch in prefix for ch in "\\^$.|?*+()[]{}") and path.startswith(prefix):
+                return value
+    return None
 
 
 def parse_policy(value: Any, parent: Policy | None = None, *, path: str = "") -> Policy:
@@ -114,14 +138,13 @@ def parse_policy(value: Any, parent: Policy | None = None, *, path: str = "") ->
     if not isinstance(config, Mapping):
         config = {}
     if cls == "DTypePolicyMap":
-        policy_map = config.get("policy_map")
-        if isinstance(policy_map, Mapping) and path in policy_map:
-            return parse_policy(policy_map[path], fallback, path=path)
-        return parse_policy(config.get("default_policy"), fallback, path=path)
+        default = parse_policy(config.get("default_policy"), fallback, path=path)
+        entry = _map_entry(config.get("policy_map"), path)
+        return default if entry is None else parse_policy(entry, default, path=path)
     if cls in ("QuantizedDTypePolicy", "Int4DTypePolicy", "GPTQDTypePolicy", "AWQDTypePolicy"):
-        return _quantized(config, "int8")
+        return _quantized(config, "int8", fallback)
     if cls == "QuantizedFloat8DTypePolicy":
-        return _quantized(config, "float8")
+        return _quantized(config, "float8", fallback)
     name = config.get("name")
     if isinstance(name, str):
         return parse_policy(name, fallback)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from paramscope.core.anatomy import Formula, Role, Shape
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, register_keras_rule
-from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes
+from paramscope.rules.keras.shapes import dim, fmt_int, norm_axes, pos_int
 
 __all__: list[str] = []
 
@@ -50,7 +50,7 @@ def same_shape(inp: RuleInput) -> RuleOutput:
 def to_size(inp: RuleInput) -> RuleOutput:
     """Images to ``height`` x ``width`` (batched or not, channels first or last)."""
     out: list[int | None] = list(inp.input_shape)
-    h, w = int(inp.config["height"]), int(inp.config["width"])
+    h, w = pos_int(inp.config, "height"), pos_int(inp.config, "width")
     last = inp.config.get("data_format") in (None, "channels_last")
     first_spatial = (1 if last else 2) if len(out) == 4 else (0 if last else 1)
     out[first_spatial], out[first_spatial + 1] = h, w

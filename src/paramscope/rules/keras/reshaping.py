@@ -10,7 +10,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Shape
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, register_keras_rule
-from paramscope.rules.keras.shapes import channels_last
+from paramscope.rules.keras.shapes import channels_last, pos_int
 
 __all__: list[str] = []
 
@@ -26,15 +26,24 @@ def flatten(inp: RuleInput) -> RuleOutput:
 @register_keras_rule("Reshape")
 def reshape(inp: RuleInput) -> RuleOutput:
     """``target_shape``, with one ``-1`` resolved from the input size when it is known."""
-    target = [int(d) for d in inp.config["target_shape"]]
+    target = list(inp.config["target_shape"])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in target) or (
+        target.count(-1) > 1
+    ):
+        raise ValueError(f"target_shape must be positive ints with at most one -1, got {target!r}")
     rest = inp.input_shape[1:]
+    size = None if any(d is None for d in rest) else prod(d for d in rest if d is not None)
     out: list[int | None] = list(target)
+    known = prod(d for d in target if d != -1)
     if -1 in target:
-        known = prod(d for d in target if d != -1)
-        if any(d is None for d in rest) or known == 0:
+        if size is None:
             out[target.index(-1)] = None
+        elif size % known:
+            raise ValueError(f"{size} input elements cannot be reshaped to {target}")
         else:
-            out[target.index(-1)] = prod(d for d in rest if d is not None) // known
+            out[target.index(-1)] = size // known
+    elif size is not None and size != known:
+        raise ValueError(f"{size} input elements cannot be reshaped to {target}")
     return RuleOutput(((inp.input_shape[0], *out),))
 
 
@@ -49,7 +58,7 @@ def permute(inp: RuleInput) -> RuleOutput:
 def repeat_vector(inp: RuleInput) -> RuleOutput:
     """``(batch, features)`` to ``(batch, n, features)``."""
     shape = inp.input_shape
-    return RuleOutput(((shape[0], int(inp.config["n"]), shape[1]),))
+    return RuleOutput(((shape[0], pos_int(inp.config, "n"), shape[1]),))
 
 
 def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ from typing import Any
 from paramscope.core.anatomy import Formula, Shape
 
 __all__ = [
+    "pos_int",
     "ntuple",
     "conv_length",
     "conv_transpose_length",
@@ -22,6 +23,21 @@ __all__ = [
 ]
 
 
+def pos_int(config: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    """``config[key]`` as a positive int; Keras refuses anything else, and so does paramscope.
+
+    Example:
+        >>> pos_int({"units": 512}, "units")
+        512
+    """
+    value = config.get(key, default)
+    if value is None and default is not None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
 def ntuple(value: Any, n: int, name: str = "value") -> tuple[int, ...]:
     """``value`` as a tuple of ``n`` ints (Keras accepts an int or a sequence).
 
@@ -32,13 +48,15 @@ def ntuple(value: Any, n: int, name: str = "value") -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int or a list of ints, not {value!r}")
     if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
         return (value,) * n
     if isinstance(value, Sequence) and not isinstance(value, str):
         out = tuple(value)
         if len(out) == 1 and n > 1:
             out = out * n
-        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
-            raise ValueError(f"{name} must have {n} ints, got {value!r}")
+        if len(out) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in out):
+            raise ValueError(f"{name} must have {n} positive ints, got {value!r}")
         return out
     raise ValueError(f"{name} must be an int or a list of ints, not {value!r}")
 
@@ -59,10 +77,14 @@ def conv_length(
         return None
     padding = padding.lower()
     if padding == "valid":
-        return (length - dilation * (kernel - 1) - 1) // stride + 1
-    if padding in ("same", "causal"):
-        return (length - 1) // stride + 1
-    raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
+        out = (length - dilation * (kernel - 1) - 1) // stride + 1
+    elif padding in ("same", "causal"):
+        out = (length - 1) // stride + 1
+    else:
+        raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
+    if out <= 0:
+        raise ValueError(f"a window of {kernel} (dilation {dilation}) does not fit in length {length}")
+    return out
 
 
 def conv_transpose_length(
@@ -101,9 +123,10 @@ def pool_length(length: int | None, pool: int, padding: str, stride: int) -> int
     """
     if length is None:
         return None
-    if padding.lower() == "valid":
-        return (length - pool) // stride + 1
-    return (length - 1) // stride + 1
+    out = (length - pool) // stride + 1 if padding.lower() == "valid" else (length - 1) // stride + 1
+    if out <= 0:
+        raise ValueError(f"a pooling window of {pool} does not fit in length {length}")
+    return out
 
 
 def channels_last(config: Mapping[str, Any]) -> bool:

@@ -1,0 +1,206 @@
+"""FLOPs of one inference pass of a Keras layer, from its config and shapes (batch of 1).
+
+The convention is the project's (docs/flops.md): matrix products and convolutions go to
+``flops``, one multiply-add being 2 FLOPs, with PyTorch's formulas
+(``torch.utils.flop_counter``): a convolution costs ``2 x output positions x kernel size x
+in_channels / groups x out_channels``; a transposed one counts input positions instead.
+Products of two activations (``Dot``) go to ``attention_flops``. Layers that only move data
+(reshape, crop, pad, dropout at inference) cost 0. The elementwise work of the other layers
+(bias, activation, normalisation, pooling) is not costed here: ``elementwise_flops`` is then
+``None`` (unknown), never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+import re
+from math import prod
+from typing import Any
+
+from paramscope.core.anatomy import Compute, Shape
+from paramscope.rules.keras.shapes import channels_last, ntuple
+
+__all__ = ["layer_compute", "sum_compute", "op_compute", "UNKNOWN"]
+
+UNKNOWN = Compute(None, None, None)
+
+#: Layers that only move, copy or drop data: no arithmetic at inference.
+_FREE = frozenset(
+    {
+        "InputLayer", "Flatten", "Reshape", "Permute", "RepeatVector", "Identity",
+        "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
+        "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Dropout",
+        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+        "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Concatenate", "Embedding",
+        "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+        "RandomContrast", "RandomBrightness", "RandomCrop",
+    }
+)  # fmt: skip
+
+#: Layers whose work is all elementwise, normalisation or pooling (not costed here).
+_NO_PRODUCT = frozenset(
+    {
+        "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU", "BatchNormalization",
+        "LayerNormalization", "RMSNormalization", "GroupNormalization", "UnitNormalization",
+        "Normalization", "LayerScale", "Rescaling", "Resizing",
+        "Masking", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+        "CustomScaleLayer",
+    }
+    | {f"{k}Pooling{n}D" for k in ("Max", "Average", "GlobalMax", "GlobalAverage",
+                                   "AdaptiveMax", "AdaptiveAverage") for n in (1, 2, 3)}
+)  # fmt: skip
+
+#: keras.ops nodes that only move data.
+_FREE_OPS = frozenset(
+    {
+        "Reshape", "Transpose", "ExpandDims", "Squeeze", "Concatenate", "Stack", "Split",
+        "GetItem", "Slice", "Flatten", "BroadcastTo", "Tile", "Repeat", "Take", "Identity",
+        "ConvertToTensor", "StopGradient", "Shape",
+    }
+)  # fmt: skip
+
+
+def _n(shape: Shape | None) -> int | None:
+    """Elements of one sample: the batch axis (first) counts as 1; other unknowns are unknown."""
+    if shape is None or any(d is None for d in shape[1:]):
+        return None
+    return prod(d for d in shape[1:] if d is not None)
+
+
+def _mul(*xs: int | None) -> int | None:
+    return None if any(x is None for x in xs) else prod(x for x in xs if x is not None)
+
+
+def _elementwise(config: Mapping[str, Any], bias: bool) -> int | None:
+    # A bias add or a non-linear activation is elementwise work this module does not cost.
+    act = config.get("activation")
+    return 0 if not bias and act in (None, "linear") else None
+
+
+def _dense(config: Mapping[str, Any], ins: Sequence[Shape], out: Shape | None) -> Compute:
+    return Compute(_mul(2, _n(out), ins[0][-1]), 0, _elementwise(config, bool(config.get("use_bias", True))))
+
+
+def _einsum(config: Mapping[str, Any], ins: Sequence[Shape], out: Shape | None) -> Compute:
+    from paramscope.rules.keras.core import einsum_shapes
+
+    partial_raw = config.get("output_shape")
+    partial = (partial_raw,) if isinstance(partial_raw, int) else tuple(partial_raw or ())
+    kernel, _, _, w_spec, o_spec = einsum_shapes(str(config["equation"]), config.get("bias_axes"), ins[0], partial)
+    contracted = prod(d for d, c in zip(kernel, w_spec) if c not in o_spec)
+    return Compute(_mul(2, _n(out), contracted), 0, _elementwise(config, bool(config.get("bias_axes"))))
+
+
+def _spatial_rank(class_name: str) -> int:
+    m = re.search(r"(\d)D", class_name)
+    if m is None:
+        raise ValueError(f"no rank in {class_name}")
+    return int(m.group(1))
+
+
+def _conv(config: Mapping[str, Any], ins: Sequence[Shape], out: Shape | None, class_name: str) -> Compute:
+    rank = _spatial_rank(class_name)
+    kernel = prod(ntuple(config["kernel_size"], rank, "kernel_size"))
+    inp = ins[0]
+    c_in = inp[-1] if channels_last(config) else inp[1]
+    bias = bool(config.get("use_bias", True))
+    if class_name.startswith("Conv") and "Transpose" in class_name:
+        groups = int(config.get("groups", 1) or 1)
+        flops = _mul(2, _n(inp), kernel, int(config["filters"]) // groups)
+    elif class_name.startswith("Conv"):
+        groups = int(config.get("groups", 1) or 1)
+        flops = _mul(2, _n(out), kernel, None if c_in is None else c_in // groups)
+    elif class_name.startswith("Depthwise"):
+        flops = _mul(2, _n(out), kernel)
+    else:  # SeparableConv: depthwise onto c_in x multiplier channels, then a 1x1 conv
+        mult = int(config.get("depth_multiplier", 1))
+        n_out = _n(out)
+        filters = int(config["filters"])
+        positions = None if n_out is None else n_out // filters
+        depthwise = _mul(2, positions, c_in, mult, kernel)
+        pointwise = _mul(2, positions, c_in, mult, filters)
+        flops = None if depthwise is None or pointwise is None else depthwise + pointwise
+    return Compute(flops, 0, _elementwise(config, bias))
+
+
+def _dot(config: Mapping[str, Any], ins: Sequence[Shape], out: Shape | None) -> Compute:
+    axes = config.get("axes", -1)
+    a = ins[0]
+    axis = (axes if isinstance(axes, int) else int(axes[0])) % len(a)
+    # Both operands are activations: an attention-like product (docs/flops.md).
+    return Compute(0, _mul(2, _n(out), a[axis]), 0 if not config.get("normalize") else None)
+
+
+_COSTS: dict[str, Callable[[Mapping[str, Any], Sequence[Shape], Shape | None], Compute]] = {
+    "Dense": _dense,
+    "EinsumDense": _einsum,
+    "Dot": _dot,
+}
+_CONVS = frozenset(
+    [f"Conv{n}D" for n in (1, 2, 3)] + [f"Conv{n}DTranspose" for n in (1, 2, 3)]
+    + [f"DepthwiseConv{n}D" for n in (1, 2)] + [f"SeparableConv{n}D" for n in (1, 2)]
+)
+
+
+def layer_compute(
+    class_name: str,
+    config: Mapping[str, Any],
+    input_shapes: Sequence[Shape | None],
+    output_shapes: Sequence[Shape | None],
+) -> Compute:
+    """FLOPs of one call of a Keras layer on one sample.
+
+    Example:
+        >>> layer_compute("Dense", {"units": 512, "use_bias": False}, [(None, 4096)], [(None, 512)]).flops
+        4194304
+    """
+    out = output_shapes[0] if output_shapes else None
+    if class_name in _FREE:
+        return Compute(0, 0, 0)
+    if not input_shapes or any(s is None for s in input_shapes):
+        return UNKNOWN
+    ins = [s for s in input_shapes if s is not None]
+    try:
+        if class_name in _CONVS:
+            return _conv(config, ins, out, class_name)
+        if class_name in _COSTS:
+            return _COSTS[class_name](config, ins, out)
+    except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
+        return UNKNOWN
+    inner = config.get("layer")
+    if class_name == "SpectralNormalization" and isinstance(inner, Mapping):
+        # At inference the wrapper runs its layer with the normalised kernel.
+        return layer_compute(str(inner.get("class_name")), inner.get("config") or {}, input_shapes, output_shapes)
+    if class_name in _NO_PRODUCT:
+        return Compute(0, 0, None)
+    return Compute(None, None, None, (class_name,))
+
+
+def op_compute(class_name: str) -> Compute:
+    """FLOPs of a ``keras.ops`` node: 0 for data movement and elementwise ops (whose
+    elementwise work is not costed), unknown for anything else (a matmul, a conv...)."""
+    from paramscope.rules.keras.ops import is_elementwise_op
+
+    if class_name in _FREE_OPS:
+        return Compute(0, 0, 0)
+    if is_elementwise_op(class_name):
+        return Compute(0, 0, None)
+    return Compute(None, None, None, (f"keras.ops.{class_name}",))
+
+
+def sum_compute(parts: Sequence[Compute | None]) -> Compute | None:
+    """The sum of several layers' FLOPs; a ``None`` part makes every figure unknown."""
+    if not parts:
+        return Compute(0, 0, 0)
+    flops: int | None = 0
+    att: int | None = 0
+    elem: int | None = 0
+    unknown: list[str] = []
+    for c in parts:
+        if c is None:
+            return None
+        flops = None if flops is None or c.flops is None else flops + c.flops
+        att = None if att is None or c.attention_flops is None else att + c.attention_flops
+        elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops
+        unknown.extend(u for u in c.unknown_ops if u not in unknown)
+    return Compute(flops, att, elem, tuple(unknown))
