@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Formula, Layer, Role, Shape, Tensor, TensorGroup
+from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Role, Shape, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import ModelError, TargetError
 from paramscope.readers._keras_live_graph import call_info, graph_nodes, inbound_refs, public_name, shape_of
@@ -83,10 +83,8 @@ def _origin(layer: Any) -> str:
     return public_name(layer)[0]
 
 
-def _rule_output(layer: Any, in_shapes: tuple[Shape, ...]) -> RuleOutput | None:
-    rule = keras_rule(_type_name(layer))
-    if rule is None or not in_shapes:
-        return None
+def _serialized(layer: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """The layer's config and build config as Keras saves them; ``None`` if it cannot say."""
     keras = _keras()
     try:
         ser = keras.saving.serialize_keras_object(layer) if keras is not None else {}
@@ -94,19 +92,50 @@ def _rule_output(layer: Any, in_shapes: tuple[Shape, ...]) -> RuleOutput | None:
         build = ser.get("build_config") or {}
     except Exception:  # a layer whose get_config fails is explained by nothing
         return None
+    return config, (build if isinstance(build, Mapping) else {})
+
+
+def _rule_output(
+    layer: Any, in_shapes: tuple[Shape, ...], saved: tuple[Mapping[str, Any], Mapping[str, Any]] | None
+) -> RuleOutput | None:
+    rule = keras_rule(_type_name(layer))
+    if rule is None or not in_shapes or saved is None:
+        return None
     policy = getattr(layer, "dtype_policy", None)
     inp = RuleInput(
         class_name=_type_name(layer),
-        config=config,
+        config=saved[0],
         input_shapes=in_shapes,
         variable_dtype=str(getattr(policy, "variable_dtype", None) or "float32"),
         quantization=getattr(layer, "quantization_mode", None),
-        build_config=build if isinstance(build, Mapping) else {},
+        build_config=saved[1],
     )
     try:
         return rule(inp)
     except Exception:  # a rule that cannot handle this config explains nothing
         return None
+
+
+def _compute(
+    type_name: str,
+    config: Mapping[str, Any] | None,
+    calls: list[Any],
+    in_shapes: tuple[Shape, ...] | None,
+    out_shapes: tuple[Shape, ...] | None,
+) -> Compute:
+    """FLOPs of all the layer's calls, by the same formulas as for a saved config."""
+    from paramscope.rules.keras.flops import layer_compute, sum_compute
+
+    if config is None:
+        return Compute(None, None, None, (type_name,))
+    if not calls:
+        return layer_compute(type_name, config, in_shapes or (), out_shapes or ())
+    parts = [
+        layer_compute(type_name, config, [shape_of(t) for t in node.input_tensors],
+                      [shape_of(t) for t in node.output_tensors])
+        for node in calls
+    ]
+    return sum_compute(parts) or Compute(None, None, None, (type_name,))
 
 
 def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
@@ -137,7 +166,8 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
 
 def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     calls, in_shapes, out_shapes = call_info(layer, nodes)
-    out = _rule_output(layer, in_shapes or ())
+    saved = _serialized(layer)
+    out = _rule_output(layer, in_shapes or (), saved)
     by_name = {w.name: w for w in out.weights} if out is not None else {}
     tensors = []
     for var in layer.weights:
@@ -173,6 +203,7 @@ def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
         note="; ".join(notes),
         known=bool(layer.built),
         calls=max(1, len(calls)),
+        compute=_compute(_type_name(layer), saved[0] if saved else None, calls, in_shapes, out_shapes),
         origin=_origin(layer),
     )
 
@@ -196,13 +227,17 @@ def _children(model: Any, prefix: str, keys: _Keys) -> tuple[Layer, ...]:
 def _layer(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     if not _is_model(layer):
         return _leaf(layer, path, nodes, keys)
+    from paramscope.rules.keras.flops import sum_compute
+
     calls, in_shapes, out_shapes = call_info(layer, nodes)
+    children = _children(layer, f"{path}/", keys)
     return Layer(
         name=layer.name,
         type=_type_name(layer),
         path=path,
         tensors=tuple(_tensor(v, _relative(layer, v), None, keys) for v in _own_variables(layer)),
-        children=_children(layer, f"{path}/", keys),
+        children=children,
+        compute=sum_compute([c.compute for c in children]),
         input_shapes=in_shapes,
         output_shapes=out_shapes,
         inbound=inbound_refs(calls),
