@@ -259,3 +259,26 @@ def test_registry_reads_a_keras_model_as_keras() -> None:
     assert reader_for(model).__name__ == "paramscope.readers.keras_model"
     anatomy = read(model)
     assert anatomy.framework == "keras" and totals(anatomy).params == model.count_params()
+
+
+def test_flops_per_call_as_for_configs() -> None:
+    pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from paramscope.rules.keras.flops import sum_compute
+
+    x = keras.Input((7, 12))
+    shared = layers.Dense(12, name="shared")
+    h = shared(shared(x))  # two calls: twice the FLOPs
+    img = layers.Reshape((7, 12, 1))(h)
+    y = layers.Conv2D(3, 3)(img)
+    model = keras.Model(x, y)
+    anatomy = keras_model.read(model)
+    found = anatomy.find("shared")
+    assert found is not None and found.compute is not None and found.calls == 2
+    assert found.compute.flops == 2 * (2 * 7 * 12 * 12)  # two calls, 7 positions, 12 x 12 multiply-adds
+    total = sum_compute([layer.compute for layer in anatomy.layers])
+    assert total is not None and total.flops is not None
+    with FlopCounterMode(display=False) as counter:
+        model(np.ones((1, 7, 12), dtype="float32"), training=False)
+    assert total.flops == counter.get_total_flops()

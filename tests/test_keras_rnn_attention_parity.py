@@ -142,11 +142,13 @@ def test_parity(name: str, way: str, tmp_path: Path) -> None:
     assert_parity(model, read_way(model, way, tmp_path))
 
 
-def _tensors(anatomy: Anatomy) -> dict[str, tuple[str, str, list[tuple[Any, ...]]]]:
+def _tensors(anatomy: Anatomy) -> dict[str, tuple[Any, ...]]:
     return {
         layer.path: (
             layer.type,
             layer.origin,
+            layer.calls,
+            layer.compute,
             sorted((t.name, t.shape, t.dtype, t.role.value, t.is_param, t.formula) for t in layer.tensors),
         )
         for layer in anatomy.walk()

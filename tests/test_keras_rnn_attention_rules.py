@@ -221,3 +221,19 @@ def test_gru_bias_shapes_follow_reset_after() -> None:
     assert after.weights[2].shape == (2, 12)
     assert before.weights[2].shape == (12,)
     assert "reset_after" in after.weights[2].why
+
+
+@pytest.mark.parametrize("inner_name", ["lstm", "forward_lstm"])
+def test_bidirectional_config_without_backward_layer(inner_name: str) -> None:
+    # Keras 2 saved only the forward copy unless a custom backward layer was given.
+    layer = layers.Bidirectional(layers.LSTM(3, return_sequences=True, name="lstm"))
+    layer(_seq())
+    rule = keras_rule("Bidirectional")
+    assert rule is not None
+    cfg = {"merge_mode": "concat", "layer": {"class_name": "LSTM", "config": {"name": inner_name, "units": 3,
+                                                                            "return_sequences": True}}}
+    out = rule(RuleInput("Bidirectional", cfg, ((None, 7, 5),)))
+    assert [(w.name, w.shape) for w in out.weights] == [
+        (_relative(layer, v.path), tuple(v.shape)) for v in layer.weights
+    ]
+    assert out.output_shapes == (tuple(layer.output.shape),)

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Formula, Layer, Role, Shape, Tensor, TensorGroup
+from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Role, Shape, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import ModelError, TargetError
+from paramscope.readers._keras_live_graph import call_info, graph_nodes, inbound_refs, public_name, shape_of
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
 
 __all__ = ["can_read", "read"]
@@ -41,13 +42,6 @@ def can_read(source: object) -> bool:
         return isinstance(source, keras.layers.Layer)
     except AttributeError:
         return False
-
-
-def _shape(obj: Any) -> Shape | None:
-    shape = getattr(obj, "shape", None)
-    if shape is None:
-        return None
-    return tuple(None if d is None else int(d) for d in shape)
 
 
 class _Keys:
@@ -81,60 +75,16 @@ def _relative(layer: Any, var: Any) -> str:
     return str(var.name)
 
 
-def _public_name(layer: Any) -> tuple[str, str]:
-    """Module and class name as Keras serializes them (``keras.layers``, ``GroupQueryAttention``).
-
-    Keras saves a built-in class under its public export name, not its defining module
-    (``keras.src.layers.core.dense``) nor always its class name (``GroupedQueryAttention``).
-    Using the same names as saved configs keeps live and file readings alike.
-    """
-    cls = type(layer)
-    try:
-        from keras.src.api_export import get_name_from_symbol
-
-        public = get_name_from_symbol(cls)
-    except Exception:  # a Keras without this helper: fall back to the class itself
-        public = None
-    if isinstance(public, str) and "." in public:
-        module, _, name = public.rpartition(".")
-        return module, name
-    return cls.__module__, cls.__name__
-
-
 def _type_name(layer: Any) -> str:
-    return _public_name(layer)[1]
+    return public_name(layer)[1]
 
 
 def _origin(layer: Any) -> str:
-    return _public_name(layer)[0]
+    return public_name(layer)[0]
 
 
-def _graph_nodes(model: Any) -> set[Any] | None:
-    # ``_nodes_by_depth`` (keras/src/ops/function.py) holds the Node objects of this graph;
-    # a layer's ``_inbound_nodes`` also lists its calls in other graphs, which are not counted.
-    for owner in (model, getattr(model, "_functional", None)):
-        by_depth = getattr(owner, "_nodes_by_depth", None)
-        if isinstance(by_depth, Mapping):
-            return {node for nodes in by_depth.values() for node in nodes}
-    return None
-
-
-def _calls(layer: Any, nodes: set[Any] | None) -> list[Any]:
-    inbound = list(getattr(layer, "_inbound_nodes", []) or [])
-    return [n for n in inbound if n in nodes] if nodes is not None else inbound[:1]
-
-
-def _ref(tensor: Any) -> str:
-    hist = getattr(tensor, "_keras_history", None)
-    if hist is None or hist.operation is None:
-        return "?"
-    return f"{hist.operation.name}[{hist.node_index}][{hist.tensor_index}]"
-
-
-def _rule_output(layer: Any, in_shapes: tuple[Shape, ...]) -> RuleOutput | None:
-    rule = keras_rule(_type_name(layer))
-    if rule is None or not in_shapes:
-        return None
+def _serialized(layer: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """The layer's config and build config as Keras saves them; ``None`` if it cannot say."""
     keras = _keras()
     try:
         ser = keras.saving.serialize_keras_object(layer) if keras is not None else {}
@@ -142,14 +92,23 @@ def _rule_output(layer: Any, in_shapes: tuple[Shape, ...]) -> RuleOutput | None:
         build = ser.get("build_config") or {}
     except Exception:  # a layer whose get_config fails is explained by nothing
         return None
+    return config, (build if isinstance(build, Mapping) else {})
+
+
+def _rule_output(
+    layer: Any, in_shapes: tuple[Shape, ...], saved: tuple[Mapping[str, Any], Mapping[str, Any]] | None
+) -> RuleOutput | None:
+    rule = keras_rule(_type_name(layer))
+    if rule is None or not in_shapes or saved is None:
+        return None
     policy = getattr(layer, "dtype_policy", None)
     inp = RuleInput(
         class_name=_type_name(layer),
-        config=config,
+        config=saved[0],
         input_shapes=in_shapes,
         variable_dtype=str(getattr(policy, "variable_dtype", None) or "float32"),
         quantization=getattr(layer, "quantization_mode", None),
-        build_config=build if isinstance(build, Mapping) else {},
+        build_config=saved[1],
     )
     try:
         return rule(inp)
@@ -157,8 +116,30 @@ def _rule_output(layer: Any, in_shapes: tuple[Shape, ...]) -> RuleOutput | None:
         return None
 
 
+def _compute(
+    type_name: str,
+    config: Mapping[str, Any] | None,
+    calls: list[Any],
+    in_shapes: tuple[Shape, ...] | None,
+    out_shapes: tuple[Shape, ...] | None,
+) -> Compute:
+    """FLOPs of all the layer's calls, by the same formulas as for a saved config."""
+    from paramscope.rules.keras.flops import layer_compute, sum_compute
+
+    if config is None:
+        return Compute(None, None, None, (type_name,))
+    if not calls:
+        return layer_compute(type_name, config, in_shapes or (), out_shapes or ())
+    parts = [
+        layer_compute(type_name, config, [shape_of(t) for t in node.input_tensors],
+                      [shape_of(t) for t in node.output_tensors])
+        for node in calls
+    ]
+    return sum_compute(parts) or Compute(None, None, None, (type_name,))
+
+
 def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
-    shape = _shape(var) or ()
+    shape = shape_of(var) or ()
     why = rule_w.why if rule_w else ""
     if var.trainable:
         role = Role.TRAINABLE
@@ -183,48 +164,10 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     )
 
 
-def _as_shape(value: Any) -> Shape | None:
-    if isinstance(value, (list, tuple)) and all(d is None or isinstance(d, int) for d in value):
-        return tuple(value)
-    return None
-
-
-def _built_shapes(layer: Any) -> tuple[Shape, ...] | None:
-    """Input shapes a layer was built with, for layers called outside any graph (subclassed models).
-
-    Keras records them in ``get_build_config()``: ``{"input_shape": ...}`` or, for attention,
-    ``{"shapes_dict": {"query_shape": ..., "value_shape": ...}}``.
-    """
-    try:
-        build = layer.get_build_config()
-    except Exception:  # a layer that cannot say how it was built leaves its shapes unknown
-        return None
-    if not isinstance(build, Mapping):
-        return None
-    value = build.get("input_shape")
-    if value is None and isinstance(build.get("shapes_dict"), Mapping):
-        value = list(build["shapes_dict"].values())
-    one = _as_shape(value)
-    if one is not None:
-        return (one,)
-    if isinstance(value, (list, tuple)):
-        many = [_as_shape(v) for v in value]
-        if all(m is not None for m in many):
-            return tuple(m for m in many if m is not None)
-    return None
-
-
 def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
-    calls = _calls(layer, nodes)
-    first = calls[0] if calls else None
-    in_shapes: tuple[Shape, ...] | None = None
-    out_shapes: tuple[Shape, ...] | None = None
-    if first is not None:
-        in_shapes = tuple(s for s in (_shape(t) for t in first.input_tensors) if s is not None)
-        out_shapes = tuple(s for s in (_shape(t) for t in first.output_tensors) if s is not None)
-    else:
-        in_shapes = _built_shapes(layer)
-    out = _rule_output(layer, in_shapes or ())
+    calls, in_shapes, out_shapes = call_info(layer, nodes)
+    saved = _serialized(layer)
+    out = _rule_output(layer, in_shapes or (), saved)
     by_name = {w.name: w for w in out.weights} if out is not None else {}
     tensors = []
     for var in layer.weights:
@@ -247,7 +190,7 @@ def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
             notes.append(out.note)
     if out_shapes is None and out is not None and out.known:
         out_shapes = tuple(out.output_shapes)
-    inbound = tuple(_ref(t) for node in calls for t in node.input_tensors)
+    inbound = inbound_refs(calls)
     return Layer(
         name=layer.name,
         type=_type_name(layer),
@@ -260,6 +203,7 @@ def _leaf(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
         note="; ".join(notes),
         known=bool(layer.built),
         calls=max(1, len(calls)),
+        compute=_compute(_type_name(layer), saved[0] if saved else None, calls, in_shapes, out_shapes),
         origin=_origin(layer),
     )
 
@@ -269,15 +213,37 @@ def _is_model(obj: Any) -> bool:
     return keras is not None and isinstance(obj, keras.Model)
 
 
+def _own_variables(model: Any) -> list[Any]:
+    """Variables a model creates itself, outside its layers."""
+    owned = {id(v) for sub in model.layers for v in sub.weights}
+    return [v for v in model.weights if id(v) not in owned]
+
+
+def _children(model: Any, prefix: str, keys: _Keys) -> tuple[Layer, ...]:
+    nodes = graph_nodes(model)
+    return tuple(_layer(sub, f"{prefix}{sub.name}", nodes, keys) for sub in model.layers)
+
+
 def _layer(layer: Any, path: str, nodes: set[Any] | None, keys: _Keys) -> Layer:
     if not _is_model(layer):
         return _leaf(layer, path, nodes, keys)
-    base = _leaf(layer, path, nodes, keys)
-    inner_nodes = _graph_nodes(layer)
-    children = tuple(_layer(sub, f"{path}/{sub.name}", inner_nodes, keys) for sub in layer.layers)
-    owned = {id(v) for sub in layer.layers for v in sub.weights}
-    own = tuple(t for t, v in zip(base.tensors, layer.weights) if id(v) not in owned)
-    return base.with_(tensors=own, children=children, formula=None, note="", known=True)
+    from paramscope.rules.keras.flops import sum_compute
+
+    calls, in_shapes, out_shapes = call_info(layer, nodes)
+    children = _children(layer, f"{path}/", keys)
+    return Layer(
+        name=layer.name,
+        type=_type_name(layer),
+        path=path,
+        tensors=tuple(_tensor(v, _relative(layer, v), None, keys) for v in _own_variables(layer)),
+        children=children,
+        compute=sum_compute([c.compute for c in children]),
+        input_shapes=in_shapes,
+        output_shapes=out_shapes,
+        inbound=inbound_refs(calls),
+        calls=max(1, len(calls)),
+        origin=_origin(layer),
+    )
 
 
 def _optimizer(model: Any) -> tuple[TensorGroup, ...]:
@@ -288,7 +254,7 @@ def _optimizer(model: Any) -> tuple[TensorGroup, ...]:
     tensors = tuple(
         Tensor(
             name=str(getattr(v, "path", "") or v.name),
-            shape=_shape(v) or (),
+            shape=shape_of(v) or (),
             dtype=canonical_dtype(str(v.dtype)),
             role=Role.BUFFER,
             is_param=False,
@@ -310,7 +276,7 @@ def _io_shapes(model: Any, attr: str) -> tuple[Shape, ...]:
     except (AttributeError, ValueError):
         return ()
     items: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
-    return tuple(s for s in (_shape(x) for x in items) if s is not None)
+    return tuple(s for s in (shape_of(x) for x in items) if s is not None)
 
 
 def read(source: Any, **options: Any) -> Anatomy:
@@ -341,12 +307,10 @@ def read(source: Any, **options: Any) -> Anatomy:
     keras = _keras()
     keys = _Keys()
     if _is_model(source):
-        nodes = _graph_nodes(source)
-        layers = tuple(_layer(sub, sub.name, nodes, keys) for sub in source.layers)
-        owned = {id(v) for sub in source.layers for v in sub.weights}
-        loose = [v for v in source.weights if id(v) not in owned]
-        if loose:
-            top = tuple(_tensor(v, _relative(source, v), None, keys) for v in loose)
+        layers = _children(source, "", keys)
+        own = _own_variables(source)
+        if own:
+            top = tuple(_tensor(v, _relative(source, v), None, keys) for v in own)
             layers += (Layer(source.name, _type_name(source), source.name, top, origin=_origin(source),
                              note="weights the model creates itself, outside its layers"),)
     else:

@@ -79,15 +79,14 @@ def _bidirectional(inp: RuleInput) -> RuleOutput:
         return RuleOutput((), known=False, note="the Bidirectional config names no layer")
     bwd_cfg = inp.config.get("backward_layer")
     if not isinstance(bwd_cfg, Mapping):
-        # Keras builds the backward copy from the forward config (Bidirectional.__init__).
-        inner = dict(fwd_cfg.get("config") or {})
-        inner["name"] = "backward_" + str(inner.get("name", "")).removeprefix("forward_").removeprefix("backward_")
-        inner["go_backwards"] = not inner.get("go_backwards", False)
-        bwd_cfg = {**fwd_cfg, "config": inner}
-    if "backward_layer" not in inp.config:
-        inner = dict(fwd_cfg.get("config") or {})
-        inner["name"] = "forward_" + str(inner.get("name", "")).removeprefix("forward_")
-        fwd_cfg = {**fwd_cfg, "config": inner}
+        # A config without backward_layer (Keras 2 wrote one only for a custom backward layer)
+        # holds the wrapped layer; Bidirectional.__init__ copies it as forward_<name> and,
+        # running the other way, backward_<name>.
+        inner = fwd_cfg.get("config") or {}
+        base = str(inner.get("name", "")).removeprefix("forward_")
+        bwd_cfg = {**fwd_cfg, "config": {**inner, "name": f"backward_{base}",
+                                          "go_backwards": not inner.get("go_backwards", False)}}
+        fwd_cfg = {**fwd_cfg, "config": {**inner, "name": f"forward_{base}"}}
     fname, fwd = _run_inner(fwd_cfg, inp.input_shapes, inp)
     bname, bwd = _run_inner(bwd_cfg, inp.input_shapes, inp)
     weights = _prefixed(fwd.weights, fname) + _prefixed(bwd.weights, bname)
