@@ -165,19 +165,39 @@ def test_lambda_code_is_reported_not_run(tmp_path: Path) -> None:
     assert not flag.exists()
 
 
-def test_custom_module_is_reported_not_imported(good: Path, tmp_path: Path) -> None:
+def test_custom_module_is_reported_not_imported(tmp_path: Path) -> None:
+    @keras.saving.register_keras_serializable(package="paramscope_tests")
+    class Scale(layers.Layer):  # type: ignore[misc,name-defined]
+        def build(self, input_shape: Any) -> None:
+            self.w = self.add_weight(name="w", shape=(input_shape[-1], 3))
+
+        def call(self, x: Any) -> Any:
+            return keras.ops.matmul(x, self.w)
+
+    model = keras.Sequential([keras.Input((8,)), Scale(name="scale"), layers.Dense(2)])
+    src = _save(model, tmp_path / "custom.keras")
+    with zipfile.ZipFile(src) as z:
+        config = json.loads(z.read("config.json"))
+    entry = next(x for x in config["config"]["layers"] if x["class_name"] == "Scale")
+    entry["module"] = "paramscope_evil_module"
+    path = _rewrite(src, tmp_path / "evil.keras", {"config.json": json.dumps(config).encode()})
+    anatomy = read(path)
+    layer = anatomy.find("scale")
+    assert layer is not None and not layer.known
+    assert "paramscope_evil_module" in layer.note
+    assert [t.shape for t in layer.tensors] == [(8, 3)]  # the real shape, from the weights file
+    assert "paramscope_evil_module" not in sys.modules
+
+
+def test_weights_groups_that_match_no_layer(good: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(good) as z:
         config = json.loads(z.read("config.json"))
     dense = next(x for x in config["config"]["layers"] if x["class_name"] == "Dense")
-    dense["module"] = "paramscope_evil_module"
-    dense["class_name"] = "Backdoor"
-    path = _rewrite(good, tmp_path / "custom.keras", {"config.json": json.dumps(config).encode()})
-    anatomy = read(path)
-    layer = anatomy.find(dense["config"]["name"])
-    assert layer is not None and not layer.known
-    assert "paramscope_evil_module" in layer.note
-    assert [t.shape for t in layer.tensors] == [(8, 4), (4,)]  # real shapes from the weights file
-    assert "paramscope_evil_module" not in sys.modules
+    dense["class_name"] = "Backdoor"  # the file's groups are named after the real classes
+    path = _rewrite(good, tmp_path / "renamed.keras", {"config.json": json.dumps(config).encode()})
+    with pytest.raises(CorruptFileError, match="matches no layer") as e:
+        read(path)
+    assert str(path) in str(e.value)
 
 
 def test_external_link_in_weights_is_refused(good: Path, tmp_path: Path) -> None:

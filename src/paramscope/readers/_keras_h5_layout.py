@@ -2,9 +2,11 @@
 
 Two layouts exist. A ``.keras`` archive's ``model.weights.h5`` (Keras 3, ``saving_lib``) stores
 a model's layers under ``layers/<key>`` where ``key`` is the snake-cased class name made unique
-(``dense``, ``dense_1``), each layer's own variables in ``vars/0..n`` (the group's ``name``
-attribute gives the layer's real name) and its sub-objects (a recurrent layer's ``cell``, an
-attention layer's ``query_dense``...) in groups of their own. A legacy ``.h5`` file stores
+in layer order (``dense``, ``dense_1``), each layer's own variables in ``vars/0..n`` and its
+sub-objects (a recurrent layer's ``cell``, an attention layer's ``query_dense``...) in groups of
+their own. Keys are matched to layer names through the config, in the order Keras saves; the
+``name`` attribute Keras also writes is a variable-length string that a damaged global heap can
+send libhdf5 into an endless loop over, so it is not read. A legacy ``.h5`` file stores
 ``model_weights/<layer name>`` groups whose ``weight_names`` attribute lists variable paths
 (``sequential/dense/kernel`` in Keras 3, ``dense/kernel:0`` in Keras 2). Both are mapped to the
 config engine's layer paths (``inner/dense``). Only shapes and dtypes are read; links to other
@@ -92,7 +94,7 @@ class H5Walker:
                 continue
             sub = self.child(group, key)
             if isinstance(sub, self.h5py.Group):
-                out.extend(self.collect(sub, f"{prefix}{_group_name(sub, key, self)}/", depth + 1))
+                out.extend(self.collect(sub, f"{prefix}{key}/", depth + 1))
         return out
 
     def model(self, layers: Any, entry: Mapping[str, Any], prefix: str, stored: dict[str, list[Any]]) -> None:
@@ -104,7 +106,14 @@ class H5Walker:
             group = self.child(layers, key)
             if not isinstance(group, self.h5py.Group):
                 continue
-            name = _vars_name(group, self) or by_key.get(key, key)
+            name = by_key.get(key)
+            if name is None:
+                raise CorruptFileError(
+                    f"the weights file holds a group {group.name} that matches no layer of the config "
+                    "(Keras names these groups after the layers' classes, in order); the weights do "
+                    "not belong to this config",
+                    where=self.where,
+                )
             sub = by_name.get(name)
             path = f"{prefix}{name}"
             if sub is not None and is_model(sub):
@@ -118,18 +127,6 @@ class H5Walker:
                 weights = self.collect(group, "", 1)
                 if weights or sub is not None:
                     stored[path] = weights
-
-
-def _vars_name(group: Any, walker: H5Walker) -> str | None:
-    own = walker.child(group, "vars")
-    name = own.attrs.get("name") if own is not None else None
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return name if isinstance(name, str) and name else None
-
-
-def _group_name(group: Any, key: str, walker: H5Walker) -> str:
-    return _vars_name(group, walker) or key
 
 
 def _numeric(key: str) -> tuple[int, str]:
@@ -149,7 +146,9 @@ def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -
     keys: dict[str, str] = {}
     for e in entries:
         cls = str(e.get("class_name", ""))
-        if skip_inputs and cls == "InputLayer":
+        module = str(e.get("module") or "")
+        # keras.ops calls in a functional graph are operations, not layers: nothing is saved.
+        if (skip_inputs and cls == "InputLayer") or module.startswith(("keras.src.ops", "keras.ops")):
             continue
         base = _snake(_RUNTIME_CLASS.get(cls, cls))
         if base in used:

@@ -65,7 +65,7 @@ def can_read(source: object) -> bool:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
             return False
         return "config.json" in names and bool(names & {"metadata.json", "model.weights.h5"})
     if head == HDF5_MAGIC:
@@ -133,7 +133,7 @@ def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str) -> bytes:
 def _read_archive(path: str) -> Anatomy:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise CorruptFileError(
             f"not a readable zip archive ({e}); a .keras file is the zip that model.save() writes",
             where=path,
@@ -185,7 +185,8 @@ def _archive_weights(
             extras = _optimizer_group(walker.collect(opt, "", 0)) if opt is not None else ()
     except (CorruptFileError, MissingDependencyError):
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+            NotImplementedError) as e:
         raise CorruptFileError(f"the weights file cannot be read: {e}", where=where) from None
     return stored, extras
 
@@ -341,7 +342,7 @@ def _read_legacy(path: str) -> Anatomy:
                 extras = _optimizer_group([walker.stored(walker.dataset(opt, n), n) for n in names], names)
         except (CorruptFileError, MissingDependencyError, UnsupportedFormatError):
             raise
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             raise CorruptFileError(f"the HDF5 file cannot be read: {e}", where=path) from None
     notes = [] if stored is not None else ["the file holds no model_weights: shapes come from the config alone"]
     return _build(config, path, stored, extras, metadata, notes)
