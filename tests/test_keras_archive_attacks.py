@@ -4,6 +4,7 @@ nothing in them is run or imported."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 import warnings
@@ -19,6 +20,7 @@ layers = keras.layers
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError  # noqa: E402
 from paramscope.readers import keras_archive, read  # noqa: E402
+from paramscope.readers._keras_h5_child import archive_part  # noqa: E402
 
 
 def _save(model: Any, path: Path) -> Path:
@@ -272,8 +274,11 @@ def test_weights_are_never_read_only_headers(tmp_path: Path, monkeypatch: pytest
         return n
 
     monkeypatch.setattr(keras_archive._Window, "readinto", counting)
-    anatomy = read(path)
-    assert sum(t.count or 0 for layer in anatomy.layers for t in layer.tensors) == model.count_params()
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+    # The HDF5 half, run here rather than in its child process so that its reads can be counted.
+    reply = archive_part(str(path), config)
+    assert sum(math.prod(shape) for ws in reply["stored"].values() for _, shape, _ in ws) == model.count_params()
     assert 0 < seen[0] < 256 * 1024, seen[0]
 
 
@@ -283,3 +288,38 @@ def test_deflated_weights_entry_still_reads(good: Path, tmp_path: Path) -> None:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info))
     assert [layer.tensors for layer in read(path).layers] == [layer.tensors for layer in read(good).layers]
+
+
+def test_a_looping_hdf5_library_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A damaged global heap can make libhdf5 loop forever holding Python's lock; the HDF5 half
+    # runs in a child process under a time limit. Here the child is made to hang on purpose.
+    seed = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
+    monkeypatch.setattr(keras_archive, "H5_TIMEOUT_S", 1)
+    real_run = keras_archive.subprocess.run
+
+    def hanging(argv: list[str], **kw: Any) -> Any:
+        return real_run([argv[0], "-c", "import time; time.sleep(30)"], **kw)
+
+    monkeypatch.setattr(keras_archive.subprocess, "run", hanging)
+    with pytest.raises(UnsafeFileError, match="did not finish") as e:
+        read(seed)
+    assert str(seed) in str(e.value)
+
+
+def test_a_crashing_hdf5_library_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
+    real_run = keras_archive.subprocess.run
+
+    def crashing(argv: list[str], **kw: Any) -> Any:
+        return real_run([argv[0], "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], **kw)
+
+    monkeypatch.setattr(keras_archive.subprocess, "run", crashing)
+    with pytest.raises(CorruptFileError, match="stopped while reading") as e:
+        read(seed)
+    assert str(seed) in str(e.value)

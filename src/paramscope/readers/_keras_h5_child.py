@@ -1,0 +1,140 @@
+"""The HDF5 half of reading a saved Keras model, run in a child process.
+
+libhdf5 parses the file in C while holding Python's lock: on some damaged files (a corrupt
+global heap under a variable-length string) it loops forever, and neither Ctrl-C nor a timer
+can stop it; on others it may crash. So :mod:`paramscope.readers.keras_archive` runs this module
+as ``python -m paramscope.readers._keras_h5_child``, sends a JSON request on stdin and reads a
+JSON reply on stdout, under a time limit. The functions here are plain and can also be called
+in-process (the tests do).
+
+Request: ``{"kind": "archive", "path": ..., "config": {...}}`` (a ``.keras`` file, whose config
+the parent has read) or ``{"kind": "legacy", "path": ...}`` (a full-model ``.h5``).
+Reply: ``{"stored": {layer path: [[name, shape, dtype], ...]} | null, "optimizer": [...],
+"optimizer_names": [...] | null, "config": {...}, "metadata": {...}}``, or
+``{"error": {"type": "CorruptFileError", "message": ..., "where": ...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsupportedFormatError
+from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
+from paramscope.readers._keras_h5_layout import (
+    MAX_NAMES_BYTES,
+    H5Walker,
+    entry_name,
+    is_model,
+    legacy_weights,
+    read_attr,
+    strings,
+)
+
+__all__ = ["archive_part", "legacy_part", "main"]
+
+#: Largest ``keras_version`` / ``backend`` attribute read.
+_MAX_SHORT_BYTES = 1024 * 1024
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError, NotImplementedError,
+                zipfile.BadZipFile, zlib.error)
+
+
+def _plain(weights: Sequence[Any]) -> list[list[Any]]:
+    return [[w.name, list(w.shape), w.dtype] for w in weights]
+
+
+def archive_part(path: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Shapes and dtypes in a ``.keras`` archive's ``model.weights.h5``, by layer path."""
+    import h5py
+
+    from paramscope.readers.keras_archive import open_member
+
+    where = f"{path}: model.weights.h5"
+    try:
+        with zipfile.ZipFile(path) as zf, open_member(zf, "model.weights.h5", path) as member:
+            # h5py reads the member in place, seeking to the headers it needs; no data is read.
+            with h5py.File(member, "r") as f:
+                walker = H5Walker(h5py, where)
+                stored: dict[str, list[Any]] = {}
+                layers = walker.child(f, "layers")
+                if is_model(config) and layers is not None:
+                    walker.model(layers, config, "", stored)
+                elif layers is not None or walker.child(f, "vars") is not None:
+                    stored[entry_name(config)] = walker.collect(f, "", 0, skip=("optimizer",))
+                opt = walker.child(f, "optimizer")
+                optimizer = walker.collect(opt, "", 0) if opt is not None else []
+    except ParamscopeError:
+        raise
+    except _READ_ERRORS as e:
+        raise CorruptFileError(f"the weights file cannot be read: {e}", where=where) from None
+    return {
+        "stored": {k: _plain(v) for k, v in stored.items()},
+        "optimizer": _plain(optimizer),
+        "optimizer_names": None,
+    }
+
+
+def legacy_part(path: str) -> dict[str, Any]:
+    """Config, metadata, shapes and dtypes of a legacy full-model ``.h5`` file."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except _READ_ERRORS as e:
+        raise CorruptFileError(f"not a readable HDF5 file: {e}", where=path) from None
+    with f:
+        try:
+            raw = read_attr(f, "model_config", MAX_JSON_BYTES, path)
+            if raw is None:
+                raise UnsupportedFormatError(
+                    "this HDF5 file has no model_config attribute: it holds weights only "
+                    "(model.save_weights), not a model",
+                    where=path,
+                )
+            config = loads_strict(raw if isinstance(raw, (str, bytes)) else bytes(raw), where=f"{path}: model_config")
+            if not isinstance(config, Mapping):
+                raise CorruptFileError("model_config is not a JSON object", where=f"{path}: model_config")
+            metadata = {"format": "legacy keras h5"}
+            for key in ("keras_version", "backend"):
+                value = strings(read_attr(f, key, _MAX_SHORT_BYTES, path))
+                if value:
+                    metadata[key] = value[0]
+            walker = H5Walker(h5py, path)
+            weights = walker.child(f, "model_weights")
+            stored = legacy_weights(walker, weights, config) if weights is not None else None
+            opt = walker.child(f, "optimizer_weights")
+            names = strings(read_attr(opt, "weight_names", MAX_NAMES_BYTES, path)) if opt is not None else []
+            optimizer = [walker.stored(walker.dataset(opt, n), n) for n in names]
+        except ParamscopeError:
+            raise
+        except _READ_ERRORS as e:
+            raise CorruptFileError(f"the HDF5 file cannot be read: {e}", where=path) from None
+    return {
+        "config": config,
+        "metadata": metadata,
+        "stored": None if stored is None else {k: _plain(v) for k, v in stored.items()},
+        "optimizer": _plain(optimizer),
+        "optimizer_names": names,
+    }
+
+
+def main() -> int:
+    """Answer one JSON request from stdin on stdout; errors are replies too."""
+    request = json.loads(sys.stdin.read())
+    try:
+        if request["kind"] == "archive":
+            reply = archive_part(request["path"], request["config"])
+        else:
+            reply = legacy_part(request["path"])
+    except ParamscopeError as e:
+        reply = {"error": {"type": type(e).__name__, "message": e.message, "where": e.where}}
+    sys.stdout.write(json.dumps(reply))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
