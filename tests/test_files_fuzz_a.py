@@ -183,3 +183,32 @@ def test_fuzz_gguf_integer_fields(workdir: Path) -> None:
         _parse(gguf_file, workdir / "int.gguf", bytes(raw))
 
     run()
+
+
+def test_fuzz_index_paths_never_leave_the_folder(workdir: Path) -> None:
+    # Shard names built from path syntax: any that parses must name a file inside the folder.
+    folder = workdir / "idx"
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    base = _safetensors_base(workdir)
+    for name in ("a.safetensors", "sub/b.safetensors"):
+        (folder / name).write_bytes(base)
+    (workdir / "outside.safetensors").write_bytes(base)
+    tensor = "model.norm.weight"
+    parts = hs.sampled_from(["..", ".", "", "sub", "a.safetensors", "b.safetensors", "outside.safetensors",
+                             "idx", "/", "\\", "\x00", "C:", "~", "%2e%2e"])
+
+    @FUZZ
+    @given(hs.lists(parts, min_size=1, max_size=6))
+    def run(pieces: list[str]) -> None:
+        rel = "/".join(pieces)
+        index = folder / "model.safetensors.index.json"
+        index.write_text(json.dumps({"weight_map": {tensor: rel}}))
+        try:
+            a = safetensors_file.read(index)
+        except ParamscopeError:
+            return
+        resolved = (folder / rel).resolve()
+        assert str(resolved).startswith(str(folder.resolve()) + "/"), rel
+        assert totals(a).n_tensors == 1
+
+    run()

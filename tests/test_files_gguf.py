@@ -180,6 +180,7 @@ def test_tiny_llama_tree_metadata_and_tie(tmp_path: Path) -> None:
     assert w.shape == (256, 256) and w.dtype == "q4_k" and w.role is Role.TRAINABLE
     assert w.n_bytes == 256 * 256 // 256 * 144
     assert w.why.startswith("query projection")
+    assert "blocks of 256 weights in 144 bytes (4.5 bits per weight)" in w.why
     k = a.find("blk.0.attn_k")
     assert k is not None and k.tensors[0].shape == (64, 256)  # (out, in), PyTorch order
     emb = a.find("token_embd")
@@ -238,3 +239,51 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _split_model(folder: Path) -> list[Path]:
+    w = gguf.GGUFWriter(str(folder / "m.gguf"), "llama", split_max_tensors=3)
+    w.add_block_count(4)
+    w.add_tensor("token_embd.weight", np.zeros((10, 8), np.float32))
+    for i in range(4):
+        w.add_tensor(f"blk.{i}.attn_q.weight", np.zeros((8, 8), np.float16))
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.zeros((8,), np.float32))
+    w.add_tensor("output_norm.weight", np.zeros((8,), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return sorted(folder.glob("m-*-of-*.gguf"))
+
+
+def test_split_gguf_reads_every_split(tmp_path: Path) -> None:
+    files = _split_model(tmp_path)
+    assert len(files) == 4
+    oracle = [t for f in files for t in gguf.GGUFReader(str(f)).tensors]
+    for f in files:  # any split names the whole model
+        a = read(f)
+        t = totals(a)
+        assert t.params == sum(int(o.n_elements) for o in oracle)
+        assert t.n_bytes == sum(int(o.n_bytes) for o in oracle)
+        assert t.complete and a.name == "m"
+        assert a.metadata["general.architecture"] == "llama"
+        assert any("Read 4 of 4 splits" in n for n in a.notes)
+        assert any("output.weight is not stored" in n for n in a.notes)
+
+
+def test_split_gguf_missing_split_is_incomplete(tmp_path: Path) -> None:
+    files = _split_model(tmp_path)
+    files[2].unlink()
+    a = read(files[0])
+    assert not totals(a).complete
+    assert any(files[2].name in n for n in a.notes)
+    assert not any("output.weight is not stored" in n for n in a.notes)
+
+
+def test_split_gguf_mismatched_split_number_refused(tmp_path: Path) -> None:
+    files = _split_model(tmp_path)
+    files[1].rename(tmp_path / "tmp.gguf")
+    files[2].rename(files[1])
+    (tmp_path / "tmp.gguf").rename(files[2])
+    with pytest.raises(g.CorruptFileError, match="split metadata"):
+        read(files[0])

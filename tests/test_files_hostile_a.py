@@ -368,3 +368,34 @@ def test_gguf_names_with_control_characters_survive(tmp_path: Path) -> None:
 def test_safetensors_reader_direct_on_gguf_is_refused(tmp_path: Path) -> None:
     p = gfile(tmp_path, gguf_bytes(), name="m.safetensors")
     refuses(p, CorruptFileError, reader=safetensors_file.read)
+
+
+def test_st_hub_cache_blob_symlinks_are_allowed(tmp_path: Path) -> None:
+    # The Hugging Face cache links snapshot files to the repository's own blob store.
+    repo = tmp_path / "hub" / "models--org--tiny"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "abc123"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    st_file(blobs / "1111", {"a": entry("F32", [2], 0, 8)}, b"\0" * 8)
+    st_file(blobs / "2222", {"b": entry("F32", [3], 0, 12)}, b"\0" * 12)
+    (snap / "model-00001-of-00002.safetensors").symlink_to(blobs / "1111")
+    (snap / "model-00002-of-00002.safetensors").symlink_to(blobs / "2222")
+    wm = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+    (snap / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wm}))
+    from paramscope.analysis import totals
+
+    assert totals(read(snap)).params == 5
+    # ... but a link from the snapshot to another repository's blobs is refused.
+    other = tmp_path / "hub" / "models--org--other" / "blobs"
+    other.mkdir(parents=True)
+    st_file(other / "3333", {"b": entry("F32", [3], 0, 12)}, b"\0" * 12)
+    (snap / "model-00002-of-00002.safetensors").unlink()
+    (snap / "model-00002-of-00002.safetensors").symlink_to(other / "3333")
+    refuses(snap / "model.safetensors.index.json", UnsafeFileError, "symlink out")
+
+
+def test_gguf_string_inside_long_array_lies(tmp_path: Path) -> None:
+    # Element 40 of a 100-string array claims more bytes than the file has left.
+    items = [gstr(f"t{i}") for i in range(40)] + [struct.pack("<Q", 2**50)] + [gstr("x")] * 59
+    kvs = gstr("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 100) + b"".join(items)
+    refuses(gfile(tmp_path, gguf_bytes(kvs=kvs, n_kv=1)), CorruptFileError, "tokenizer.ggml.tokens", "claims")

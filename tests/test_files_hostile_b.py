@@ -47,7 +47,9 @@ def _payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
             "builtins.getattr",
         ),
         "torch_utils_other": (b"\x80\x02ctorch._utils\n_rebuild_device_tensor_from_numpy\n)R.", "_rebuild_device_tensor_from_numpy"),
-        "whole_module": (b"\x80\x02ctorch.nn.modules.linear\nLinear\n)\x81.", "whole pickled model"),
+        "whole_module": (b"\x80\x02c__main__\nNet\n)\x81.", "whole pickled model"),
+        "reduce_on_module_class": (b"\x80\x02ctorch.nn.modules.linear\nLinear\n)R.", "torch.nn.modules.linear.Linear"),
+        "newobj_with_args": (b"\x80\x02ctorch.nn.modules.linear\nLinear\nK\x01\x85\x81.", "NEWOBJ"),
         "reduce_on_dtype": (b"\x80\x02ctorch\nFloatStorage\nX" + n + cmd + b"\x85R.", "does not allow"),
     }
 
@@ -88,7 +90,7 @@ def test_payloads_are_live(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     ["global_reduce", "stack_global", "inst", "obj", "newobj_on_allowed", "getattr", "torch_utils_other",
-     "whole_module", "reduce_on_dtype"],
+     "whole_module", "reduce_on_dtype", "reduce_on_module_class", "newobj_with_args"],
 )  # fmt: skip
 def test_code_in_pickle_refused_and_nothing_runs(tmp_path: Path, container: str, name: str) -> None:
     marker = tmp_path / "ran"
@@ -269,7 +271,7 @@ def test_onnx_malformed_refused(tmp_path: Path, blob: bytes, match: str, monkeyp
 
     path = tmp_path / "bad.onnx"
     path.write_bytes(blob)
-    for limit in (onnx_file._READ_LIMIT, 0):  # in memory, then memory-mapped
+    for limit in (onnx_file._READ_LIMIT, 0):  # in memory, then page by page
         monkeypatch.setattr(onnx_file, "_READ_LIMIT", limit)
         with pytest.raises(CorruptFileError, match=match) as info:
             read(path)
@@ -303,3 +305,68 @@ def test_onnx_external_symlink_escape_refused(tmp_path: Path) -> None:
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(UnsafeFileError, match="outside the model's folder"):
         read(path)
+
+
+# -- Keras weights (HDF5) -------------------------------------------------------------------
+
+
+def test_keras_weights_external_link_refused(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    outside = tmp_path / "outside.h5"
+    with h5py.File(outside, "w") as f:
+        f.create_dataset("secret", data=[1.0, 2.0])
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("layers/dense/vars")
+        f["layers/dense/vars/0"] = h5py.ExternalLink(str(outside), "/secret")
+    with pytest.raises(UnsafeFileError, match="link to another file") as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_keras_weights_dataset_where_group_expected(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers", data=[0] * 1000)
+    with pytest.raises(CorruptFileError, match="should be a group"):
+        read(path)
+
+
+def test_keras_weights_soft_link_cycle_bounded(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "m.weights.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layers/dense")
+        g.create_group("vars").create_dataset("0", data=[0.0] * 4)
+        g["layers"] = h5py.SoftLink("/layers")  # the layer contains the whole model again
+    with pytest.raises(CorruptFileError, match="nested deeper"):
+        read(path)
+
+
+def test_corrupt_deflated_pickle_is_our_error(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/data.pkl", b"\x80\x02}q\x00." * 50)
+    data = bytearray(buf.getvalue())
+    start = 30 + len("a/data.pkl")  # the deflate stream follows the local header
+    for i in range(start, start + 8):
+        data[i] ^= 0xFF
+    path = tmp_path / "deflate.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_persistent_id_outside_data_pickle_names_the_file(tmp_path: Path) -> None:
+    # Found by fuzzing: a storage reference inside the legacy key list.
+    data = _legacy(b"\x80\x02}.")
+    data = data[: -len(pickle.dumps([], protocol=2))] + b"\x80\x02X\x01\x00\x00\x00aQ."
+    path = tmp_path / "keys.pt"
+    path.write_bytes(data)
+    with pytest.raises(CorruptFileError, match="persistent id") as info:
+        read(path)
+    assert str(path) in str(info.value)

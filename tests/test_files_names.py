@@ -17,6 +17,8 @@ TORCH_TYPES = {
     "Embedding": "Embedding",
     "LayerNorm": "LayerNorm",
     "LlamaRMSNorm": "RMSNorm",
+    "T5LayerNorm": "RMSNorm",  # T5's "LayerNorm" has no bias and no mean: an RMS norm
+    "MixtralExperts": "Experts",
     "BatchNorm1d": "BatchNorm",
     "BatchNorm2d": "BatchNorm",
     "Conv2d": "Conv",
@@ -45,6 +47,16 @@ def _torch_models() -> list[tuple[str, object]]:
         ("llama", transformers.LlamaForCausalLM(transformers.LlamaConfig(
             num_hidden_layers=1, hidden_size=32, num_attention_heads=2, num_key_value_heads=1,
             intermediate_size=64, tie_word_embeddings=True, **small))),
+        ("t5", transformers.T5ForConditionalGeneration(transformers.T5Config(
+            d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2, **small))),
+        ("vit", transformers.ViTModel(transformers.ViTConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            image_size=8, patch_size=4))),
+        ("mixtral", transformers.MixtralForCausalLM(transformers.MixtralConfig(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+            intermediate_size=32, num_local_experts=2, **small))),
+        ("mamba", transformers.MambaForCausalLM(transformers.MambaConfig(
+            hidden_size=16, num_hidden_layers=1, state_size=4, **small))),
     ]
 
 
@@ -170,12 +182,26 @@ def test_keras_names_match_keras_trainability() -> None:
         ("blk.0.ffn_up_exps", "weight", (8, 14336, 4096), Role.TRAINABLE, "Experts"),
         ("transformer.h.0.attn", "bias", (1, 1, 16, 16), Role.BUFFER, ""),
         ("model.rotary_emb", "inv_freq", (32,), Role.BUFFER, ""),
-        ("x", "A_log", (16,), Role.UNKNOWN, ""),
+        ("rope_freqs", "weight", (64,), Role.BUFFER, ""),
+        ("base_model.model.q_proj.lora_A", "weight", (8, 4096), Role.TRAINABLE, "Linear"),
+        ("x", "freqs_custom", (16,), Role.UNKNOWN, ""),
+        ("model.layers.0.self_attn.q_proj", "qweight", (512, 4096), Role.FROZEN, "QuantLinear"),
+        ("model.layers.0.mlp.down_proj", "weight_scale_inv", (32, 88), Role.FROZEN, ""),
+        ("model.layers.0.mlp.up_proj.weight", "absmax", (1024,), Role.FROZEN, ""),
     ],
 )
 def test_name_table(path: str, tensor: str, shape: tuple[int, ...], role: Role, layer_type: str) -> None:
     ex = explain_name(path, tensor, shape, frozenset({tensor}))
     assert (ex.role, ex.layer_type) == (role, layer_type)
+
+
+def test_quantised_buffers_are_not_parameters() -> None:
+    # GPTQ/AWQ QuantLinear registers qweight, qzeros, scales and g_idx as buffers.
+    for name in ("qweight", "qzeros", "scales", "g_idx"):
+        ex = explain_name("q_proj", name, (8, 8), frozenset({"qweight", "qzeros", "scales", "g_idx"}))
+        assert not ex.is_param, name
+    # "scales" alone (no packed weight beside it) is not taken for a GPTQ scale.
+    assert explain_name("x", "scales", (8,), frozenset({"scales"})).role is Role.UNKNOWN
 
 
 def test_gguf_purpose_in_why() -> None:
@@ -201,3 +227,28 @@ def test_control_characters_in_names_kept_as_data() -> None:
     assert layer.name == "layer\x1b[31m"
     assert layer.tensors[0].name == "w\x00eight"
     assert totals(a).params == 2
+
+
+def test_sorted_order_follows_the_data_flow(torch_models: list[tuple[str, object]]) -> None:
+    # A safetensors header is sorted by dtype; sort=True restores the order a reader expects.
+    expected = {
+        "gpt2": {"": ["transformer", "lm_head"], "transformer": ["wte", "wpe", "h", "ln_f"],
+                 "transformer.h.0": ["ln_1", "attn", "ln_2", "mlp"], "transformer.h.0.mlp": ["c_fc", "c_proj"]},
+        "bert": {"": ["embeddings", "encoder", "pooler"],
+                 "embeddings": ["word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"],
+                 "encoder.layer.0.attention.self": ["query", "key", "value"]},
+        "llama": {"model.layers.0": ["input_layernorm", "self_attn", "post_attention_layernorm", "mlp"],
+                  "model.layers.0.self_attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                  "model.layers.0.mlp": ["gate_proj", "up_proj", "down_proj"], "model": ["embed_tokens", "layers", "norm"]},
+    }
+    models = dict(torch_models)
+    for label, parents in expected.items():
+        sd = models[label].state_dict()  # type: ignore[attr-defined]
+        flat = [FlatTensor(n, tuple(v.shape), "float32") for n, v in sorted(sd.items(), key=lambda kv: kv[0][::-1])]
+        a = anatomy_from_flat(flat, name=label, framework="safetensors", sort=True)
+        for parent, children in parents.items():
+            layers = a.layers if parent == "" else a.find(parent).children  # type: ignore[union-attr]
+            assert [la.name for la in layers] == children, (label, parent)
+        fc = a.find("transformer.h.0.mlp.c_fc") if label == "gpt2" else None
+        if fc is not None:
+            assert [t.name for t in fc.tensors] == ["weight", "bias"]

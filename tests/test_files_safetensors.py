@@ -224,6 +224,10 @@ def test_hf_folder_with_config_and_tied_head(tmp_path: Path) -> None:
     assert a.metadata["architectures"] == "LlamaForCausalLM"
     assert any("lm_head.weight is not stored" in n for n in a.notes)
     assert a.name == "tied"
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("num_hidden_layers", "hidden_size", "num_key_value_heads", "vocab_size"):
+        assert a.metadata[key] == str(config[key])
+    assert a.metadata["tie_word_embeddings"] == "true"
 
 
 def test_hf_folder_untied(tmp_path: Path) -> None:
@@ -265,3 +269,37 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_same_model_as_safetensors_and_pt_checkpoint(tmp_path: Path) -> None:
+    # The same network saved by both formats reads as the same totals (the .pt reader is
+    # paramscope's pickle-free torch checkpoint reader).
+    pytest.importorskip("paramscope.readers.torch_checkpoint")
+    net = Net()
+    safetensors_torch.save_model(net, str(tmp_path / "net.safetensors"))
+    torch.save(net.state_dict(), str(tmp_path / "net.pt"))
+    a, b = totals(read(tmp_path / "net.safetensors")), totals(read(tmp_path / "net.pt"))
+    assert (a.params, a.buffers, a.n_bytes) == (b.params, b.buffers, b.n_bytes)
+    assert a.params == sum(p.numel() for p in net.parameters())
+    roles_a = {(la.path, t.name): (t.role, t.is_param) for la in read(tmp_path / "net.safetensors").walk() for t in la.tensors}
+    roles_b = {(la.path, t.name): (t.role, t.is_param) for la in read(tmp_path / "net.pt").walk() for t in la.tensors}
+    assert {k: v for k, v in roles_b.items() if k in roles_a} == roles_a
+
+
+def test_peft_adapter_folder(tmp_path: Path) -> None:
+    r, d = 4, 16
+    tensors = {}
+    for i in range(2):
+        p = f"base_model.model.model.layers.{i}.self_attn.q_proj."
+        tensors[p + "lora_A.weight"] = torch.zeros(r, d)
+        tensors[p + "lora_B.weight"] = torch.zeros(d, r)
+    safetensors_torch.save_file(tensors, str(tmp_path / "adapter_model.safetensors"))
+    (tmp_path / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "base_model_name_or_path": "org/base", "r": r, "lora_alpha": 8,
+        "target_modules": ["q_proj"]}))
+    a = read(tmp_path)
+    assert totals(a).params == 2 * (r * d + d * r)
+    assert a.metadata["adapter.r"] == "4" and a.metadata["adapter.target_modules"] == "q_proj"
+    assert any("adapter" in n and "org/base" in n for n in a.notes)
+    lora_a = a.find("base_model.model.model.layers.0.self_attn.q_proj.lora_A")
+    assert lora_a is not None and lora_a.tensors[0].why.startswith("LoRA down projection")

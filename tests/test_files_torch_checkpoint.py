@@ -41,8 +41,8 @@ def _expected(sd: dict[str, Any]) -> tuple[int, int, int, dict[str, int]]:
     return n, count, nbytes, by
 
 
-def _check(a: Anatomy, path: Path) -> None:
-    sd = torch.load(path, weights_only=True)
+def _check(a: Anatomy, path: Path, sd: dict[str, Any] | None = None) -> None:
+    sd = torch.load(path, weights_only=True) if sd is None else sd
     n, count, nbytes, by = _expected(sd)
     t = totals(a)
     assert t.n_tensors == n
@@ -193,3 +193,109 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": src}, check=True)
     assert out.stdout.split() == ["8", "[]"]
+
+
+class _UserNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_whole_pickled_torch_nn_model(tmp_path: Path, legacy: bool) -> None:
+    m = torch.nn.Sequential(
+        torch.nn.Embedding(20, 6),
+        torch.nn.TransformerEncoderLayer(6, 2, dim_feedforward=12, batch_first=True),
+        torch.nn.BatchNorm1d(5),
+        torch.nn.Linear(6, 6),
+        torch.nn.Linear(6, 6),
+    )
+    m[4].weight = m[3].weight  # tied: one Parameter in two modules
+    m[3].bias.requires_grad_(False)
+    path = tmp_path / "whole.pt"
+    torch.save(m, path, _use_new_zipfile_serialization=not legacy)
+    a = read(path)
+    t = totals(a)
+    params = {id(p): p for p in m.parameters()}
+    assert t.params == sum(p.numel() for p in params.values())
+    assert t.trainable == sum(p.numel() for p in params.values() if p.requires_grad)
+    assert t.buffers == sum(b.numel() for b in m.buffers())
+    assert [la.type for la in a.layers] == ["Embedding", "TransformerEncoderLayer", "BatchNorm1d", "Linear", "Linear"]
+    assert any("whole pickled model" in n for n in a.notes)
+    assert any("3.weight and 4.weight are one tensor" in n for n in a.notes)
+    bn = a.find("2")
+    assert bn is not None and {x.name: x.role for x in bn.tensors}["running_mean"] is Role.STATISTIC
+
+
+def test_whole_model_with_user_class_refused(tmp_path: Path) -> None:
+    from paramscope.core.errors import UnsafeFileError
+
+    path = tmp_path / "user.pt"
+    torch.save({"model": _UserNet(), "epoch": 1}, path)
+    with pytest.raises(UnsafeFileError, match=r"_UserNet.*whole pickled model.*state_dict"):
+        read(path)
+
+
+def test_checkpoint_holding_a_whole_module(tmp_path: Path) -> None:
+    m = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": m, "epoch": 4}, path)
+    a = read(path)
+    assert totals(a).params == 8 and a.metadata["epoch"] == "4"
+
+
+class _Scripted(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 6)
+        self.bn = torch.nn.BatchNorm1d(6)
+        self.head = torch.nn.Linear(6, 6)
+        self.extra = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+        self.register_buffer("mask", torch.ones(6), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(self.fc(x))) * self.mask + self.extra.sum()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_archive(tmp_path: Path) -> None:
+    m = torch.jit.script(_Scripted())
+    path = tmp_path / "scripted.pt"
+    m.save(str(path))
+    a = read(path)
+    t = totals(a)
+    assert t.params == sum(p.numel() for p in m.parameters())
+    assert t.trainable == sum(p.numel() for p in m.parameters() if p.requires_grad)
+    assert t.buffers == sum(b.numel() for b in m.buffers())
+    assert a.metadata["format"].startswith("TorchScript")
+    assert [la.type for la in a.layers] == ["_Scripted", "Linear", "BatchNorm1d", "Linear"]
+    bn = a.find("bn")
+    assert bn is not None and {x.name: x.is_param for x in bn.tensors} == {
+        "weight": True, "bias": True, "running_mean": False, "running_var": False, "num_batches_tracked": False,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickle_protocols(tmp_path: Path, protocol: int) -> None:
+    # torch's own weights_only loader stops at protocol 4's FRAME opcode, so the oracle is the saved dict.
+    sd = torch.nn.Linear(5, 3).state_dict()
+    path = tmp_path / f"p{protocol}.pt"
+    torch.save(sd, path, pickle_protocol=protocol)
+    _check(read(path), path, dict(sd))
+
+
+def test_bare_tensor_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "t.pt"
+    torch.save(torch.zeros(4, 5, dtype=torch.float16), path)
+    a = read(path)
+    t = totals(a)
+    assert t.params + t.buffers == 20 and t.n_bytes == 40
+
+
+def test_sparse_tensor_refused_with_reason(tmp_path: Path) -> None:
+    from paramscope.core.errors import UnsafeFileError
+
+    path = tmp_path / "sparse.pt"
+    torch.save({"w": torch.zeros(4, 4).to_sparse()}, path)
+    with pytest.raises(UnsafeFileError, match="does not read"):
+        read(path)

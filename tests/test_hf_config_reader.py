@@ -201,3 +201,98 @@ def test_default_inputs_fit_the_model(name: str) -> None:
         assert specs == ["input_ids=int64[1,64]"]  # 128 tokens capped at n_positions
     with torch.no_grad():
         model.eval()(**dict(_tensor(s) for s in specs))
+
+
+# The command line on a config, in process (same code path as the installed command).
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from paramscope.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_matches_the_model_transformers_builds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    T = pytest.importorskip("transformers")
+    config = _configs()["gpt2"]
+    config.to_json_file(str(tmp_path / "config.json"))
+    code, out, err = _cli(capsys, "summary", str(tmp_path), "--format", "json",
+                          "--input", "input_ids=int64[1,16]")
+    assert code == 0, err
+    doc = json.loads(out)
+    model = T.GPT2LMHeadModel._from_config(config).eval()
+    assert doc["totals"]["params"] == sum(p.numel() for p in model.parameters())
+    assert doc["totals"]["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert ["transformer.wte/weight", "lm_head/weight"] in doc["shared"].values()
+    with torch.no_grad():
+        logits = model(input_ids=torch.zeros(1, 16, dtype=torch.int64)).logits
+    assert doc["outputs"][0] == list(logits.shape)
+    assert doc["metadata"]["model_type"] == "gpt2"
+    assert doc["metadata"]["model_class"] == "GPT2LMHeadModel"
+    assert doc["source"] == str(tmp_path / "config.json")
+
+
+def test_cli_explain_shows_the_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _configs()["gpt2"].to_json_file(str(tmp_path / "config.json"))
+    code, out, err = _cli(capsys, "explain", str(tmp_path / "config.json"),
+                          "--layer", "transformer.h.0.attn.c_attn", "--width", "200")
+    assert code == 0, err
+    assert "transpose of nn.Linear" in " ".join(out.split())
+
+
+def test_cli_bad_input_spec_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _configs()["gpt2"].to_json_file(str(tmp_path / "config.json"))
+    code, out, err = _cli(capsys, "summary", str(tmp_path / "config.json"), "--input", "input_ids=int64[1,x]")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("paramscope: error: "), err
+
+
+def test_config_objects_and_dicts_read_like_files() -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+    from paramscope.readers import read
+
+    config = _configs()["gpt2"]
+    expected = sum(p.numel() for p in T.GPT2LMHeadModel._from_config(config).parameters())
+    from_object = read(config, inputs=[])
+    from_dict = read(config.to_dict(), inputs=[])
+    assert totals(from_object).params == totals(from_dict).params == expected
+    assert from_object.outputs == ()  # inputs=[]: tensors only, no forward pass
+    assert from_dict.source == "config dict"
+
+
+def test_kernel_choices_and_quantization_in_a_config(tmp_path: Path) -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+
+    config = T.LlamaConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=64, vocab_size=96, architectures=["LlamaForCausalLM"])
+    doc = config.to_dict()
+    doc.update(attn_implementation="flash_attention_2",
+               quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 128})
+    path = write(tmp_path / "config.json", doc)
+    anatomy = hf_config.read(str(path))
+    assert anatomy.outputs  # the forward ran: flash attention was not asked for on meta
+    assert totals(anatomy).params == sum(p.numel() for p in T.LlamaForCausalLM._from_config(config).parameters())
+    assert any("gptq quantization" in n and "dense model" in n for n in anatomy.notes)
+
+
+def test_the_config_dtype_sets_the_bytes(tmp_path: Path) -> None:
+    T = pytest.importorskip("transformers")
+    from paramscope.analysis.totals import totals
+
+    config = T.LlamaConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                           intermediate_size=64, vocab_size=96, architectures=["LlamaForCausalLM"])
+    doc = config.to_dict()
+    doc.pop("dtype", None)
+    doc["torch_dtype"] = "bfloat16"  # the key older checkpoints use
+    anatomy = hf_config.read(str(write(tmp_path / "config.json", doc)))
+    t = totals(anatomy)
+    built = T.LlamaForCausalLM._from_config(T.LlamaConfig(**{**config.to_dict(), "dtype": "bfloat16"}))
+    assert anatomy.metadata["dtype"] == "bfloat16"
+    assert t.param_bytes == sum(p.numel() * p.element_size() for p in built.parameters())
+    assert anatomy.outputs  # the meta forward runs in bfloat16 too

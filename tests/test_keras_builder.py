@@ -51,6 +51,7 @@ def test_demo_prints_the_seed_numbers() -> None:
 
 def _real_seed():  # type: ignore[no-untyped-def]
     keras = pytest.importorskip("keras")
+    keras.backend.clear_session()  # so that Keras names its layers dense, dense_1... as the builder does
     x = keras.layers.Input(batch_shape=(None, 4096))
     h = keras.layers.Dense(512, activation="relu")(x)
     h = keras.layers.BatchNormalization()(h)

@@ -141,6 +141,20 @@ def _nested() -> Any:
     return keras.Model(x, inner_fn(inner_seq(x)), name="outer")
 
 
+def _nested_deeper() -> Any:
+    # A sub-model with two outputs, called twice; a Sequential inside a Sequential.
+    i = keras.Input((6,))
+    h = layers.Dense(5, name="trunk")(i)
+    two = keras.Model(i, [layers.Dense(3, name="head_a")(h), layers.Dense(2, name="head_b")(h)], name="two")
+    inner = keras.Sequential([layers.Dense(4), keras.Sequential([layers.Dense(6), layers.LayerNormalization()],
+                                                                name="innermost")], name="inner")
+    x, y = keras.Input((6,)), keras.Input((6,))
+    a1, b1 = two(x)
+    a2, b2 = two(y)
+    merged = layers.Concatenate()([a1, b1, a2, b2])
+    return keras.Model([x, y], [inner(merged), b2])
+
+
 def _batchnorm_options() -> Any:
     return keras.Sequential(
         [
@@ -322,6 +336,43 @@ def _preprocessing_and_core() -> Any:
     return keras.Model([img, tokens], [x, e])
 
 
+def _augmentation_and_encoding() -> Any:
+    img = keras.Input((24, 20, 3))
+    x = img
+    for layer in [
+        layers.RandomFlip(), layers.RandomRotation(0.1), layers.RandomZoom(0.1),
+        layers.RandomTranslation(0.1, 0.1), layers.RandomContrast(0.1), layers.RandomBrightness(0.1),
+        layers.AugMix(), layers.AutoContrast(), layers.CutMix(), layers.MixUp(), layers.RandAugment(),
+        layers.RandomColorDegeneration(0.2), layers.RandomColorJitter(), layers.RandomElasticTransform(),
+        layers.RandomErasing(), layers.RandomGaussianBlur(), layers.RandomGrayscale(), layers.RandomHue(0.2),
+        layers.RandomInvert(), layers.RandomPerspective(), layers.RandomPosterization((1, 4)),
+        layers.RandomSaturation(0.2), layers.RandomSharpness(0.2), layers.RandomShear(0.1),
+        layers.Solarization(), layers.RandomCrop(16, 12),
+    ]:
+        x = layer(x)
+    values = keras.Input((5,))
+    buckets = layers.Discretization(bin_boundaries=[0.0, 1.0])(values)
+    one_hot = layers.Discretization(bin_boundaries=[0.0, 1.0, 2.0], output_mode="one_hot")(values)
+    counts = layers.Discretization(bin_boundaries=[0.5], output_mode="count")(values)
+    ids = keras.Input((6,), dtype="int32")
+    multi = layers.CategoryEncoding(num_tokens=12)(ids)
+    one_id = keras.Input((1,), dtype="int32")
+    single = layers.CategoryEncoding(num_tokens=7, output_mode="one_hot")(one_id)
+    emb = layers.ReversibleEmbedding(30, 8, tie_weights=False)(ids)
+    tied = layers.ReversibleEmbedding(30, 8)(ids)
+    return keras.Model([img, values, ids, one_id], [x, buckets, one_hot, counts, multi, single, emb, tied])
+
+
+def _lora() -> Any:
+    ids = keras.Input((5,), dtype="int32")
+    x = layers.Embedding(40, 8, lora_rank=2)(ids)
+    x = layers.Dense(6, lora_rank=3, lora_alpha=6)(x)
+    x = layers.EinsumDense("abc,cde->abde", output_shape=(5, 2, 4), bias_axes="e", lora_rank=2)(x)
+    x = layers.Reshape((5, 8, 1))(x)
+    x = layers.Conv2D(3, 3, lora_rank=2)(x)
+    return keras.Model(ids, x)
+
+
 def _mixed_precision() -> Any:
     return keras.Sequential(
         [
@@ -344,6 +395,7 @@ HAND_BUILT: list[tuple[str, Callable[[], Any]]] = [
     ("seed", _seed),
     ("shared_and_ops", _shared_and_ops),
     ("nested", _nested),
+    ("nested_deeper", _nested_deeper),
     ("batchnorm_options", _batchnorm_options),
     ("normalizations", _normalizations),
     ("conv_channels_last", _conv_channels_last),
@@ -353,6 +405,8 @@ HAND_BUILT: list[tuple[str, Callable[[], Any]]] = [
     ("merging", _merging),
     ("activations_and_noise", _activations_and_noise),
     ("preprocessing_and_core", _preprocessing_and_core),
+    ("augmentation_and_encoding", _augmentation_and_encoding),
+    ("lora", _lora),
     ("mixed_precision", _mixed_precision),
     ("frozen_model", _frozen_model),
 ]

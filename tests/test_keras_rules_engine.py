@@ -139,3 +139,35 @@ def test_stored_weight_mismatch_names_layer_and_weight() -> None:
                                                   StoredWeight("1", (3,), "float32")]})
     with pytest.raises(CorruptFileError, match="2 stored weights|1 stored weights"):
         anatomy_from_config(config, stored_weights={"d": [StoredWeight("0", (4, 3), "float32")]})
+
+
+def test_layer_a_rule_cannot_size_takes_stored_weights() -> None:
+    # A GPTQ-quantized Dense: its variables depend on calibration, so the rule does not list
+    # them; a weights file still gives their exact count.
+    cfg = {"class_name": "Dense", "config": {"name": "d", "units": 4, "dtype": {
+        "class_name": "GPTQDTypePolicy", "config": {"mode": "gptq/4/128", "source_name": "float32"}}},
+        "build_config": {"input_shape": [None, 8]}}
+    bare = anatomy_from_config(cfg)
+    assert not bare.complete and "gptq" in bare.layers[0].note
+    stored = {"d": [StoredWeight("0", (4,), "float32"), StoredWeight("1", (8, 2), "uint8")]}
+    with_file = anatomy_from_config(cfg, stored_weights=stored)
+    assert [t.shape for t in with_file.layers[0].tensors] == [(4,), (8, 2)]
+    assert with_file.layers[0].output_shapes == ((None, 4),)
+
+
+def test_lora_layer_read_from_a_keras_archive(tmp_path: Any) -> None:
+    # Keras saves a LoRA layer's kernel with the update merged, not the two factors: the
+    # archive holds fewer weights than the layer has, and that is not an error.
+    import paramscope
+
+    x = keras.Input((6,))
+    model = keras.Model(x, layers.Dense(4, lora_rank=2, name="adapted")(layers.Dense(6)(x)))
+    path = tmp_path / "lora.keras"
+    model.save(path)
+    anatomy = paramscope.read(str(path))
+    assert totals(anatomy).params == model.count_params()
+    assert totals(anatomy).trainable == sum(int(w.numpy().size) for w in model.trainable_weights)
+    row = anatomy.find("adapted")
+    assert row is not None
+    roles = {t.name: t.role for t in row.tensors}
+    assert roles["kernel"] is Role.FROZEN and roles["lora_kernel_a"] is Role.TRAINABLE

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import paramscope
-from paramscope.core import Anatomy, Layer, Tensor
+from paramscope.core import Anatomy, Layer, Role, Tensor
 from paramscope.render import fmt
 from paramscope.render.keras_styles import render_keras2
 
@@ -114,3 +114,45 @@ def test_repeated_blocks_collapse_and_expand() -> None:
     assert "x32" in row and "512" in row  # 32 x 16
     assert "31 (Block)" in paramscope.summary(a, expand=True).text
     assert "0-31" not in paramscope.summary(a, depth=0).text
+
+
+def test_model_facts_are_listed_and_bounded() -> None:
+    meta = {f"key{i:02d}": "v" * (150 if i == 0 else 3) for i in range(20)}
+    a = Anatomy("m", "gguf", (Layer("x", "", "x", (Tensor("w", (2,)),)),), metadata=meta)
+    lines = paramscope.summary(a, width=200).text.splitlines()
+    start = lines.index("Model facts:")
+    assert lines[start + 1] == "  key00: " + "v" * 97 + "..."
+    assert lines[start + 16] == "  key15: vvv"
+    assert lines[start + 17] == "  ... and 4 more (all of them in --format json)"
+    assert len(json.loads(paramscope.summary(a, format="json").text)["metadata"]) == 20
+
+
+def test_flops_total_is_unknown_when_a_layer_was_not_measured() -> None:
+    from paramscope.core import Compute
+    from paramscope.render.rows import compute_total
+
+    measured = Layer("a", "Linear", "a", compute=Compute(flops=100, attention_flops=0, elementwise_flops=4))
+    both = Anatomy("m", "torch", (measured, measured.with_(name="b", path="b")))
+    c = compute_total(both)
+    assert c is not None and (c.flops, c.macs, c.elementwise_flops) == (200, 100, 8)
+    partial = Anatomy("m", "torch", (measured, Layer("b", "Custom", "b")))
+    c = compute_total(partial)
+    assert c is not None and c.flops is None
+    doc = json.loads(paramscope.summary(partial, format="json").text)
+    assert doc["totals"]["flops"] is None and doc["layers"][0]["flops"] == 100
+    assert "unknown FLOPs" in paramscope.summary(partial).text
+
+
+def test_formula_column_explains_parameters_not_buffers() -> None:
+    from paramscope.core import Formula
+    from paramscope.render.summary import layer_formula
+
+    rotary = Layer("rotary_emb", "RotaryEmbedding", "rotary_emb",
+                   (Tensor("inv_freq", (64,), role=Role.BUFFER, is_param=False, formula=Formula("head_dim / 2", "128 / 2")),))
+    assert layer_formula(rotary) == ""
+    bn = Layer("bn", "BatchNorm1d", "bn", (
+        Tensor("weight", (4,), formula=Formula("num_features", "4")),
+        Tensor("bias", (4,), formula=Formula("num_features", "4")),
+        Tensor("running_mean", (4,), role=Role.STATISTIC, is_param=False, formula=Formula("num_features", "4")),
+    ))
+    assert layer_formula(bn) == "4 + 4"

@@ -132,6 +132,8 @@ def test_gemma_norm_scale_is_an_offset() -> None:
 
 
 def test_every_listed_class_exists_in_installed_transformers() -> None:
+    importlib.import_module("paramscope.rules.torch.hf_encoders")  # files its rules in HF_RULES
+    assert len(HF_RULES) > 40
     missing = []
     for module_name, qualname in HF_RULES:
         try:
@@ -142,3 +144,25 @@ def test_every_listed_class_exists_in_installed_transformers() -> None:
         if not isinstance(getattr(mod, qualname, None), type):
             missing.append(f"{module_name}.{qualname}")
     assert not missing, missing
+
+
+# Default-size configs of many families, built on the meta device (no memory): every module
+# that holds tensors has a rule, and every formula is exact against the real module.
+META_TYPES = [
+    "gpt2", "bert", "roberta", "xlm-roberta", "albert", "electra", "deberta-v2", "t5", "umt5", "bart",
+    "whisper", "llama", "mistral", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "phi3", "olmoe",
+    "jamba", "mamba", "deepseek_v3", "smollm3", "cohere", "gptj", "gpt_neo", "gpt_bigcode", "xglm",
+    "m2m_100", "deit", "dinov2", "beit", "convnext", "swin", "siglip", "blip", "wav2vec2", "hubert",
+]
+
+
+@pytest.mark.parametrize("model_type", META_TYPES)
+def test_default_configs_on_meta_are_fully_explained(model_type: str) -> None:
+    T.logging.set_verbosity_error()
+    config = T.AutoConfig.for_model(model_type)
+    with torch.device("meta"):
+        model = T.AutoModel.from_config(config)
+    for path, module in model.named_modules():
+        if own(module):
+            assert torch_rule(module) is not None, (model_type, path, type(module))
+            explained(module, whole=module is not model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from paramscope.core.anatomy import Role  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=SRC)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
 from paramscope.rules.torch import ModuleNote, torch_rule  # noqa: E402
 
 
@@ -61,7 +69,8 @@ def explained(module: Any, *, whole: bool = True) -> ModuleNote:
         # The rule's own formula held: the guard did not have to fall back to the stored shape.
         assert not tn.formula.symbolic.startswith("stored shape"), (name, tn.formula)
         assert tn.why, name
-    if made.formula is None and not whole:
+    n_params = sum(p.numel() for p in module.parameters())
+    if (made.formula is None and not whole) or (made.formula is None and n_params == 0):
         return made
     assert made.formula is not None
     assert evaluate(made.formula.numeric) == sum(p.numel() for p in module.parameters()), made.formula
@@ -265,5 +274,76 @@ def test_rules_for_torch_modules_do_not_import_transformers() -> None:
         "assert torch_rule(m)(m).formula is not None\n"
         "assert 'transformers' not in sys.modules, 'transformers imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
+
+
+# Through the live-module reader: what a user sees.
+
+def test_batch_norm_through_the_reader() -> None:
+    from paramscope.analysis.totals import totals
+    from paramscope.readers import read
+
+    model = nn.Sequential(nn.Linear(256, 512), nn.BatchNorm1d(512))
+    anatomy = read(model)
+    t = totals(anatomy)
+    assert t.params == sum(p.numel() for p in model.parameters())
+    assert t.buffers == sum(b.numel() for b in model.buffers())
+    bn = anatomy.find("1")
+    assert bn is not None and "Keras" in bn.note
+    roles = {x.name: (x.role, x.is_param) for x in bn.tensors}
+    assert roles["running_mean"] == (Role.STATISTIC, False)
+    assert roles["running_var"] == (Role.STATISTIC, False)
+    assert roles["num_batches_tracked"] == (Role.BUFFER, False)
+    assert roles["weight"] == (Role.TRAINABLE, True)
+    assert all(x.formula is not None and x.why for x in bn.tensors)
+
+
+def test_lazy_module_through_the_reader_is_incomplete() -> None:
+    from paramscope.analysis.totals import totals
+    from paramscope.readers import read
+
+    anatomy = read(nn.Sequential(nn.LazyLinear(3), nn.ReLU()))
+    assert not totals(anatomy).complete
+    lazy = anatomy.find("0")
+    assert lazy is not None and lazy.formula is None
+    assert all(x.count is None and x.formula is None for x in lazy.tensors)
+
+
+def test_frozen_embedding_keeps_its_formula_and_is_frozen() -> None:
+    from paramscope.readers import read
+
+    emb = nn.Embedding.from_pretrained(torch.zeros(10, 4), freeze=True)
+    anatomy = read(nn.Sequential(emb))
+    (weight,) = anatomy.find("0").tensors  # type: ignore[union-attr]
+    assert weight.role is Role.FROZEN and weight.formula is not None
+
+
+def test_rules_do_not_depend_on_the_order_families_load_in() -> None:
+    code = (
+        "import importlib, torch\n"
+        "for fam in ('hf_encoders', 'hf', 'attention', 'recurrent', 'norm', 'nn'):\n"
+        "    importlib.import_module('paramscope.rules.torch.' + fam)\n"
+        "from paramscope.rules.torch import torch_rule\n"
+        "m = torch.nn.MultiheadAttention(8, 2)\n"
+        "assert 'in_proj_weight' in torch_rule(m)(m).tensors\n"
+        "p = torch.nn.PReLU(3)\n"
+        "assert 'weight' in torch_rule(p)(p).tensors\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_weight_norm_and_spectral_norm_are_explained() -> None:
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    conv = weight_norm(nn.Conv1d(4, 6, 3), dim=2)
+    made = explained(conv)  # own tensor: bias; the weight lives in the parametrization
+    assert "parametrizations.weight" in made.formula.symbolic
+    plist = explained(conv.parametrizations.weight)
+    assert "magnitude g" in plist.tensors["original0"].why
+    assert "direction v" in plist.tensors["original1"].why
+    lin = spectral_norm(nn.Linear(3, 4))
+    explained(lin)
+    power = explained(lin.parametrizations.weight[0])
+    assert {t.role for t in power.tensors.values()} == {Role.BUFFER}

@@ -1,20 +1,24 @@
 """Example inputs for a PyTorch forward pass, from sizes, spec strings or tensors.
 
 A spec string names one input: ``"input_ids=int64[1,128]"`` (a keyword argument) or
-``"float32[1,3,224,224]"`` (the next positional argument). Parsing does not import torch.
+``"float32[1,3,224,224]"`` (the next positional argument). Parsing does not import torch;
+making the tensors does.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paramscope.core.dtypes import canonical_dtype, lookup_dtype
 from paramscope.core.errors import TargetError
 
-__all__ = ["InputSpec", "parse_input_spec", "input_specs"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["InputSpec", "parse_input_spec", "input_specs", "build_inputs", "float_dtype", "model_device"]
 
 _SPEC = re.compile(
     r"^\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*)?(?P<dtype>[A-Za-z_][A-Za-z0-9_]*)\s*"
@@ -39,9 +43,9 @@ class InputSpec:
     dtype: str
     shape: tuple[int, ...]
 
-    def describe(self) -> str:
-        """The spec written back as a string."""
-        body = f"{self.dtype or 'float'}[{','.join(map(str, self.shape))}]"
+    def describe(self, float_dtype: str = "float") -> str:
+        """The spec written back as a string (``float_dtype`` names the model's floating dtype)."""
+        body = f"{self.dtype or float_dtype}[{','.join(map(str, self.shape))}]"
         return f"{self.name}={body}" if self.name else body
 
 
@@ -118,3 +122,89 @@ def input_specs(input_size: Any = None, inputs: Any = None) -> list[InputSpec]:
             raise TargetError(f"input {sorted(dup)[0]!r} is given more than once; give each named input once")
         specs.extend(p for p in parsed if p.name is not None)
     return specs
+
+
+def float_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter (float32 if it has none)."""
+    import torch
+
+    for t in module.parameters():
+        if t.is_floating_point():
+            return t.dtype
+    return torch.float32
+
+
+def model_device(module: torch.nn.Module) -> torch.device:
+    """The device of the model's first tensor (cpu if it has none)."""
+    import torch
+
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
+def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real: bool) -> torch.Tensor:
+    import torch
+
+    if not real:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(shape, dtype=dtype, device=device)
+    return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
+
+
+def _convert(value: Any, device: torch.device, real: bool) -> Any:
+    """Example tensors remade (shape and dtype kept) on the device of the pass."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return _make(tuple(value.shape), value.dtype, device, real)
+    if isinstance(value, tuple):
+        return tuple(_convert(v, device, real) for v in value)
+    if isinstance(value, list):
+        return [_convert(v, device, real) for v in value]
+    if isinstance(value, dict):
+        return {k: _convert(v, device, real) for k, v in value.items()}
+    return value
+
+
+def build_inputs(
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    float_dtype: torch.dtype,
+    device: torch.device,
+    real: bool,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of the forward pass.
+
+    Args:
+        specs: inputs to make (see :func:`input_specs`).
+        example_inputs: positional example tensors or values (tensors are remade).
+        example_kwargs: keyword example tensors or values.
+        float_dtype: dtype of inputs given by size alone.
+        device: where to make them.
+        real: make real values (random floats, zero integers) instead of empty tensors.
+
+    Raises:
+        TargetError: a spec's dtype has no PyTorch equivalent.
+    """
+    import torch
+
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for s in specs:
+        dtype = getattr(torch, s.dtype, None) if s.dtype else float_dtype
+        if not isinstance(dtype, torch.dtype):
+            raise TargetError(f"input {s.describe()!r}: PyTorch has no dtype {s.dtype!r}")
+        t = _make(s.shape, dtype, device, real)
+        if s.name is None:
+            args.append(t)
+        else:
+            kwargs[s.name] = t
+    if example_inputs is not None:
+        ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        args.extend(_convert(v, device, real) for v in ex)
+    for k, v in (example_kwargs or {}).items():
+        kwargs[k] = _convert(v, device, real)
+    return tuple(args), kwargs

@@ -2,7 +2,8 @@
 
 How the pass runs without memory, and without changing the user's module:
 
-- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs;
+- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs,
+  and again under ``FakeTensorMode`` if that pass needs data;
 - any other module runs under ``FakeTensorMode``: its parameters and buffers are swapped, for
   the call only, for fake tensors of the same shape, dtype and device
   (``torch.func.functional_call``), so no weight is copied and no in-place update reaches the
@@ -19,6 +20,7 @@ module's input and output shapes and keep the stack of running modules, to which
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,9 +29,9 @@ from typing import Any
 import torch
 
 from paramscope.analysis.torch_flops import FlopCounter, Tally
-from paramscope.analysis.torch_inputs import InputSpec
+from paramscope.analysis.torch_inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.core.anatomy import Compute, Shape
-from paramscope.core.errors import ModelError
+from paramscope.core.errors import ModelError, TargetError
 
 __all__ = ["ModuleRun", "Trace", "trace"]
 
@@ -67,7 +69,12 @@ class Trace:
 
 
 def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
-    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order."""
+    """Shapes of every tensor inside tuples, lists, dicts, ``ModelOutput`` and dataclasses, in order.
+
+    Example:
+        >>> shapes_of((torch.zeros(2, 3), {"mask": torch.zeros(4), "n": 7}))
+        ((2, 3), (4,))
+    """
     if isinstance(value, torch.Tensor):
         return (tuple(int(d) for d in value.shape),)
     if _depth > 16:
@@ -85,65 +92,6 @@ def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
     return tuple(out)
 
 
-def _float_dtype(module: torch.nn.Module) -> torch.dtype:
-    for t in module.parameters():
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
-def _device(module: torch.nn.Module) -> torch.device:
-    for t in [*module.parameters(), *module.buffers()]:
-        return t.device
-    return torch.device("cpu")
-
-
-def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real: bool) -> torch.Tensor:
-    if not real:
-        return torch.empty(shape, dtype=dtype, device=device)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
-
-
-def _convert(value: Any, device: torch.device, real: bool) -> Any:
-    """Example tensors remade (shape and dtype kept) on the device of the pass."""
-    if isinstance(value, torch.Tensor):
-        return _make(tuple(value.shape), value.dtype, device, real)
-    if isinstance(value, tuple):
-        return tuple(_convert(v, device, real) for v in value)
-    if isinstance(value, list):
-        return [_convert(v, device, real) for v in value]
-    if isinstance(value, dict):
-        return {k: _convert(v, device, real) for k, v in value.items()}
-    return value
-
-
-def _build_inputs(
-    specs: Sequence[InputSpec],
-    example_inputs: Any,
-    example_kwargs: Mapping[str, Any] | None,
-    float_dtype: torch.dtype,
-    device: torch.device,
-    real: bool,
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for s in specs:
-        dtype = getattr(torch, s.dtype) if s.dtype else float_dtype
-        t = _make(s.shape, dtype, device, real)
-        if s.name is None:
-            args.append(t)
-        else:
-            kwargs[s.name] = t
-    if example_inputs is not None:
-        ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        args.extend(_convert(v, device, real) for v in ex)
-    for k, v in (example_kwargs or {}).items():
-        kwargs[k] = _convert(v, device, real)
-    return tuple(args), kwargs
-
-
 def _meta_limitation(exc: BaseException) -> bool:
     """Whether a failure comes from running without data rather than from the inputs."""
     from torch._subclasses import fake_tensor as ft
@@ -159,7 +107,7 @@ def _meta_limitation(exc: BaseException) -> bool:
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
+    line = text[0].rstrip(".") if text else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -205,6 +153,10 @@ def trace(
 ) -> Trace:
     """Run one forward pass and record shapes and FLOPs per module path.
 
+    A model on ``meta`` first runs as it is (the fastest pass); if that needs data, it runs
+    again under fake tensors, where model code that checks for tracing (transformers' mask
+    helpers) skips its data-dependent checks, as it does for a model on CPU.
+
     Args:
         module: the model (left as it was found).
         paths: for each module object (by ``id``), the paths it is reachable at.
@@ -213,17 +165,56 @@ def trace(
         example_kwargs: keyword example tensors.
         device: ``"meta"`` for a pass without memory, else a device for a real pass.
 
+    Returns:
+        The trace; its ``failure`` says why the pass stopped, if it did.
+
     Raises:
         ModelError: the pass failed for a reason other than missing data (wrong input shape,
             unknown argument name), naming the module where it failed.
+
+    Example:
+        >>> t = trace(torch.nn.Linear(4, 2), {}, [InputSpec(None, "", (3, 4))])  # doctest: +SKIP
+        >>> t.outputs, t.total.flops  # doctest: +SKIP
+        (((3, 2),), 48)
     """
     tensors = [*module.parameters(), *module.buffers()]
     on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
-    mode = (("meta" if on_meta else "fake") if device == "meta" else str(device))
-    real = mode not in ("meta", "fake")
-    result = Trace(mode=mode)
+    if device != "meta":
+        kinds = [str(device)]
+    else:
+        kinds = ["meta", "fake"] if on_meta else ["fake"]
+    for i, kind in enumerate(kinds):
+        result, failure = _attempt(module, paths, specs, example_inputs, example_kwargs, kind, on_meta)
+        if failure is None:
+            return result
+        where, exc = failure
+        if i + 1 < len(kinds) and _meta_limitation(exc):
+            continue
+        _fail(module, where, exc, specs, result)
+        return result
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    module: torch.nn.Module,
+    paths: Mapping[int, Sequence[str]],
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    kind: str,
+    on_meta: bool,
+) -> tuple[Trace, tuple[str, Exception] | None]:
+    """One pass of the given kind ("meta", "fake" or a device); the failure, if any, and where."""
+    result = Trace(mode=kind)
+    real = kind not in ("meta", "fake")
     stack: list[str] = []
-    input_device = torch.device("meta") if mode == "meta" else (_device(module) if mode == "fake" else torch.device(device))
+    if kind == "meta" or (kind == "fake" and on_meta):
+        input_device = torch.device("meta")
+    else:
+        try:
+            input_device = model_device(module) if kind == "fake" else torch.device(kind)
+        except RuntimeError as exc:
+            raise TargetError(f"device {kind!r} is not a PyTorch device ({exc}); use 'meta', 'cpu' or 'cuda'") from None
 
     def choose(mod: torch.nn.Module) -> str:
         cands = paths.get(id(mod), ())
@@ -261,52 +252,68 @@ def trace(
         es.callback(snapshot.restore)
         module.eval()
         es.enter_context(torch.no_grad())
-        call_args: tuple[Any, ...]
-        call_kwargs: dict[str, Any]
-        if mode == "fake":
+        state: dict[str, torch.Tensor] | None = None
+        if kind == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 
+            # a meta kernel failing is reported in a note; torch would also log it as an error
+            log = logging.getLogger("torch._subclasses.fake_tensor")
+            es.callback(setattr, log, "disabled", log.disabled)
+            log.disabled = True
             fake = es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-            state: dict[str, torch.Tensor] = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
-            state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
-            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
-
-            def run() -> Any:
-                return torch.func.functional_call(module, state, call_args, call_kwargs, strict=False)
-        else:
-            call_args, call_kwargs = _build_inputs(specs, example_inputs, example_kwargs, _float_dtype(module), input_device, real)
-
-            def run() -> Any:
-                return module(*call_args, **call_kwargs)
-
+            if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
+                state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
+                state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
+        try:
+            call_args, call_kwargs = build_inputs(
+                specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
+            )
+        except (RuntimeError, AssertionError) as exc:  # e.g. a device this machine lacks
+            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:
             with counter.modes():
-                output = run()
+                if state is not None:
+                    output = torch.func.functional_call(module, state, call_args, call_kwargs, strict=False)
+                else:
+                    output = module(*call_args, **call_kwargs)
         except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
-            where = stack[-1] if stack else ""
-            _fail(module, where, exc, specs, result)
-            return result
+            return result, (stack[-1] if stack else "", exc)
     result.outputs = shapes_of(output)
     result.compute = {p: counter.tallies.get(p, Tally()).compute() for p in result.runs}
     result.total = counter.total.compute()
-    return result
+    return result, None
+
+
+def _caused_by_inputs(exc: Exception, target: torch.nn.Module) -> bool:
+    """Whether a failure points at the inputs: a bad argument, or a torch.nn layer refusing them.
+
+    Failures inside model code (custom kernels, data-dependent branches, meta kernels stricter
+    than the real ones) are reported as a note instead, with the parameter anatomy.
+    """
+    if _meta_limitation(exc):
+        return False
+    if isinstance(exc, TypeError):
+        return True
+    origin = type(target).__module__
+    return origin == "torch.nn" or origin.startswith("torch.nn.")
 
 
 def _fail(module: torch.nn.Module, where: str, exc: Exception, specs: Sequence[InputSpec], result: Trace) -> None:
     target = module.get_submodule(where) if where and not where.startswith("<") else module
     what = f"'{where}' ({type(target).__name__})" if where else f"the model ({type(module).__name__})"
     cause = f"{type(exc).__name__}: {_first_line(exc)}"
-    if _meta_limitation(exc) and result.mode in ("meta", "fake"):
-        result.failure = (
-            f"Shapes and FLOPs are not available: the forward pass without data stopped in {what} "
-            f"with {cause}. Parameter counts are unaffected; a forward on real data "
-            f"(device='cpu') may succeed."
-        )
-        return
-    given = ", ".join(s.describe() for s in specs) or "the example inputs"
-    raise ModelError(
-        f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
-        "Check the input shapes and dtypes, or give no input for the parameter anatomy alone"
-    ) from exc
+    float_name = str(float_dtype(module)).removeprefix("torch.")
+    given = ", ".join(s.describe(float_name) for s in specs) or "the example inputs"
+    if _caused_by_inputs(exc, target):
+        raise ModelError(
+            f"the forward pass failed in {what} with {cause}; inputs given: {given}. "
+            "Check the input shapes and dtypes, or give no input for the parameter anatomy alone"
+        ) from exc
+    how = "without data" if result.mode in ("meta", "fake") else f"on {result.mode}"
+    result.failure = (
+        f"Shapes and FLOPs are not available: the forward pass {how} stopped in {what} "
+        f"with {cause} (inputs: {given}). Parameter counts are unaffected."
+        + (" A forward on real data (device='cpu') may succeed." if how == "without data" else "")
+    )

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paramscope.core.errors import CorruptFileError
-from paramscope.readers._protobuf import LEN, Buffer, Field
+from paramscope.readers._protobuf import LEN, Buffer, Field, encode_len
 
 __all__ = ["OTensor", "OSparse", "OValue", "OAttr", "ONode", "OGraph", "OFunction", "OModel",
-           "parse_model", "ONNX_DTYPES", "MAX_GRAPH_DEPTH"]  # fmt: skip
+           "parse_model", "strip_tensor_data", "ONNX_DTYPES", "MAX_GRAPH_DEPTH"]  # fmt: skip
 
 #: TensorProto.DataType numbers -> canonical dtype names.
 ONNX_DTYPES: dict[int, str] = {
@@ -346,3 +346,42 @@ def parse_model(buf: Buffer) -> OModel:
         CorruptFileError: malformed wire format, subgraphs nested too deep, no graph.
     """
     return _Parser(buf).model(0, len(buf.data))
+
+
+#: Tensor data fields (raw_data, float_data, int32_data, string_data, int64_data, double_data, uint64_data).
+_DATA_FIELDS = frozenset({4, 5, 6, 7, 9, 10, 11})
+#: (message kind, field number) -> kind of the sub-message to rewrite; other fields are copied.
+_REWRITE = {
+    ("model", 7): "graph", ("model", 25): "function",
+    ("graph", 1): "node", ("graph", 5): "tensor", ("graph", 15): "sparse",
+    ("function", 7): "node", ("node", 5): "attr",
+    ("attr", 5): "tensor", ("attr", 10): "tensor", ("attr", 6): "graph", ("attr", 11): "graph",
+    ("attr", 22): "sparse", ("attr", 23): "sparse", ("sparse", 1): "tensor", ("sparse", 2): "tensor",
+}  # fmt: skip
+
+
+def strip_tensor_data(buf: Buffer, keep_bytes: int = 4096) -> bytes:
+    """The model's bytes without the data of tensors larger than ``keep_bytes``.
+
+    Shape inference needs dims and types, and the values of small tensors only (the shape
+    argument of a Reshape); dropping large payloads lets it run on a model of any size in a
+    few MiB. Must be called on a buffer that :func:`parse_model` accepted.
+
+    Example:
+        >>> strip_tensor_data(Buffer(b"\\x08\\x08", "m"))
+        b'\\x08\\x08'
+    """
+
+    def rewrite(kind: str, start: int, end: int, depth: int) -> bytes:
+        out = bytearray()
+        for f in buf.fields(start, end):
+            if kind == "tensor" and f.number in _DATA_FIELDS and f.wire == LEN and f.end - f.value > keep_bytes:
+                continue
+            sub = _REWRITE.get((kind, f.number))
+            if sub is not None and f.wire == LEN and depth <= MAX_GRAPH_DEPTH * 4:
+                out += encode_len(f.number, rewrite(sub, f.value, f.end, depth + 1))
+            else:
+                out += buf.data[f.start : f.end]
+        return bytes(out)
+
+    return rewrite("model", 0, len(buf.data), 0)

@@ -1,7 +1,7 @@
 """Per-value shapes of an ONNX graph from ONNX's own shape inference (optional ``onnx`` package).
 
-``onnx.load`` reads the whole file, so inference runs only on files up to
-:data:`MAX_INFER_BYTES` (tensor data stored externally is not read). Symbolic input dimensions
+Inference runs on a copy of the model without the data of large tensors
+(:func:`~paramscope.readers._onnx_proto.strip_tensor_data`), up to :data:`MAX_INFER_BYTES`. Symbolic input dimensions
 (``batch``, ``sequence``) can be fixed by the ``inputs``/``input_size`` options, so that every
 node's FLOPs become known.
 """
@@ -9,14 +9,13 @@ node's FLOPs become known.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import ModelError
 
 __all__ = ["infer_shapes", "parse_input_spec", "MAX_INFER_BYTES"]
 
-MAX_INFER_BYTES = 256 * 2**20
+MAX_INFER_BYTES = 64 * 2**20
 _MAX_DEPTH = 32
 _SPEC = re.compile(r"^\s*([^=\s]+)\s*=\s*([A-Za-z0-9_]*)\s*\[\s*([0-9,\s]*)\]\s*$")
 
@@ -72,12 +71,11 @@ def _collect(graph: Any, out: dict[str, Shape | None], depth: int) -> None:
                 _collect(g, out, depth + 1)
 
 
-def infer_shapes(path: Path, size: int, options: dict[str, Any], notes: list[str]) -> dict[str, Shape | None]:
+def infer_shapes(stripped: bytes, options: dict[str, Any], notes: list[str]) -> dict[str, Shape | None]:
     """Shapes of every value ONNX shape inference can work out, or ``{}`` when it cannot run.
 
     Args:
-        path: the model file.
-        size: its size in bytes.
+        stripped: the model's bytes without large tensor data.
         options: reader options (``inputs``, ``input_size``).
         notes: sentences for the user; a reason is added when inference is skipped or fails.
 
@@ -89,14 +87,14 @@ def infer_shapes(path: Path, size: int, options: dict[str, Any], notes: list[str
     except ImportError:
         notes.append("Install onnx (pip install onnx) for ONNX shape inference; shapes come from the file's value_info.")
         return {}
-    if size > MAX_INFER_BYTES:
+    if len(stripped) > MAX_INFER_BYTES:
         notes.append(
-            f"The file is larger than {MAX_INFER_BYTES >> 20} MiB, so ONNX shape inference (which loads it "
-            "whole) was skipped; shapes come from the file's value_info."
+            f"The graph is larger than {MAX_INFER_BYTES >> 20} MiB without its weights, so ONNX shape "
+            "inference was skipped; shapes come from the file's value_info."
         )
         return {}
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(stripped)
     except Exception as e:  # the protobuf library's own errors; the file already passed our scan
         notes.append(f"ONNX could not load the file for shape inference ({type(e).__name__}).")
         return {}

@@ -4,9 +4,9 @@ Python's own unpickler calls whatever a pickle names, so a checkpoint can run an
 the moment it is loaded. This machine interprets the opcodes itself: dicts, lists, tuples,
 sets, numbers, strings, bytes, the memo and persistent ids are rebuilt as ordinary values;
 every reference to a global (``GLOBAL``, ``STACK_GLOBAL``) is passed to a ``resolve`` function
-that returns an inert marker or refuses; ``REDUCE`` and ``BUILD`` on a marker are passed to
-``reduce`` and ``build``, which rebuild *metadata* (never call anything); ``INST``, ``OBJ``,
-``NEWOBJ``, ``NEWOBJ_EX`` and the extension registry are refused outright.
+that returns an inert marker or refuses; ``REDUCE``, ``NEWOBJ`` and ``BUILD`` on a marker are
+passed to ``reduce``, ``newobj`` and ``build``, which rebuild *metadata* (never call anything);
+``INST``, ``OBJ`` and the extension registry are refused outright.
 
 Every length is checked against the bytes left before anything is allocated, and the stack,
 the memo and the number of marks are bounded, so a hostile pickle fails with
@@ -74,6 +74,13 @@ Reduce = Callable[[Any, tuple[Any, ...], int], Any]
 Build = Callable[[Any, Any, int], Any]
 #: Called for BINPERSID/PERSID (persistent id, offset); returns the object it stands for.
 Persistent = Callable[[Any, int], Any]
+#: Called for NEWOBJ/NEWOBJ_EX (class marker, args, offset); returns an inert record or raises.
+NewObj = Callable[[Any, tuple[Any, ...], int], Any]
+
+
+def _refuse_newobj(cls: Any, args: tuple[Any, ...], offset: int) -> Any:
+    what = cls.qualname if isinstance(cls, Global) else type(cls).__name__
+    raise UnsafeFileError(f"the pickle creates an object of {what} (NEWOBJ) at byte {offset}; paramscope refuses it")
 
 
 def _refuse_persistent(pid: Any, offset: int) -> Any:
@@ -91,6 +98,7 @@ class _Machine:
         build: Build,
         persistent: Persistent,
         limits: PickleLimits,
+        newobj: NewObj = _refuse_newobj,
     ) -> None:
         self.buf = memoryview(data)
         self.pos = start
@@ -99,6 +107,7 @@ class _Machine:
         self.reduce = reduce
         self.build = build
         self.persistent = persistent
+        self.newobj = newobj
         self.limits = limits
         self.stack: list[Any] = []
         self.marks: list[int] = []
@@ -296,6 +305,32 @@ def _op_build(m: _Machine) -> None:
     m.push(m.build(obj, state, m.op_at))
 
 
+def _op_newobj(m: _Machine) -> None:
+    args = m.pop()
+    cls = m.pop()
+    if not isinstance(args, tuple):
+        raise m.corrupt("NEWOBJ with arguments that are not a tuple")
+    m.push(_call_newobj(m, cls, args))
+
+
+def _op_newobj_ex(m: _Machine) -> None:
+    kwargs = m.pop()
+    args = m.pop()
+    cls = m.pop()
+    if not isinstance(args, tuple) or kwargs != {}:
+        _refuse("NEWOBJ_EX (cls.__new__ with keyword arguments)")(m)
+    m.push(_call_newobj(m, cls, args))
+
+
+def _call_newobj(m: _Machine, cls: Any, args: tuple[Any, ...]) -> Any:
+    try:
+        return m.newobj(cls, args, m.op_at)
+    except UnsafeFileError as e:
+        if e.where:
+            raise
+        raise UnsafeFileError(e.message, where=m.where) from None
+
+
 def _refuse(what: str) -> Callable[[_Machine], None]:
     def op(m: _Machine) -> None:
         raise UnsafeFileError(
@@ -318,7 +353,12 @@ def _op_inst(m: _Machine) -> None:
 
 
 def _persid(m: _Machine, pid: Any) -> None:
-    m.push(m.persistent(pid, m.op_at))
+    try:
+        m.push(m.persistent(pid, m.op_at))
+    except CorruptFileError as e:
+        if e.where:
+            raise
+        raise type(e)(e.message, where=m.where) from None
 
 
 def _tuple(n: int) -> Callable[[_Machine], None]:
@@ -424,8 +464,8 @@ _OPS: dict[int, _Handler] = {
     ord("b"): _op_build,
     ord("i"): _op_inst,
     ord("o"): _refuse("OBJ (calling a class from the stack)"),
-    0x81: _refuse("NEWOBJ (cls.__new__)"),
-    0x92: _refuse("NEWOBJ_EX (cls.__new__)"),
+    0x81: _op_newobj,
+    0x92: _op_newobj_ex,
     0x82: _refuse("EXT1 (the copyreg extension registry)"),
     0x83: _refuse("EXT2 (the copyreg extension registry)"),
     0x84: _refuse("EXT4 (the copyreg extension registry)"),
@@ -474,6 +514,7 @@ def scan_pickle(
     build: Build = _no_build,
     persistent: Persistent = _refuse_persistent,
     limits: PickleLimits = PickleLimits(),
+    newobj: NewObj = _refuse_newobj,
 ) -> Scan:
     """Interpret one pickle starting at ``start`` without running anything it names.
 
@@ -486,6 +527,7 @@ def scan_pickle(
         build: applies ``BUILD`` state to an object as metadata.
         persistent: turns a persistent id (a checkpoint's storage reference) into a value.
         limits: bounds on items and number sizes.
+        newobj: turns ``NEWOBJ`` of an allowed class into an inert record; refuses by default.
 
     Returns:
         The value and the offset after ``STOP``.
@@ -498,10 +540,12 @@ def scan_pickle(
         >>> scan_pickle(b"\\x80\\x02}q\\x00X\\x01\\x00\\x00\\x00aK\\x01s.", resolve=None, reduce=None).value
         {'a': 1}
     """
-    machine = _Machine(data, start, where, resolve, reduce, build, persistent, limits)
+    machine = _Machine(data, start, where, resolve, reduce, build, persistent, limits, newobj)
     try:
         return machine.run()
-    except (CorruptFileError, UnsafeFileError):
-        raise
+    except CorruptFileError as e:  # UnsafeFileError included
+        if e.where or not where:
+            raise
+        raise type(e)(e.message, where=where) from None
     except (struct.error, RecursionError, MemoryError, OverflowError) as e:
         raise machine.corrupt(f"malformed pickle ({type(e).__name__})") from None

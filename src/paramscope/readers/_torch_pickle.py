@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype, lookup_dtype
-from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 from paramscope.readers._pickle_scan import Global
 
-__all__ = ["StorageRef", "TensorRef", "TorchPickleRules", "STORAGE_DTYPES", "brief"]
+__all__ = ["StorageRef", "TensorRef", "ModuleRecord", "TorchPickleRules", "STORAGE_DTYPES", "brief"]
 
 #: Legacy typed storage classes and the dtype of their elements.
 STORAGE_DTYPES: dict[str, str] = {
@@ -51,6 +51,12 @@ _TORCH_DTYPES = frozenset(
         "uint16", "uint32", "uint64", "bool",
     }
 )  # fmt: skip
+
+#: Other torch dtypes: named as data, but paramscope has no element size for them.
+_OTHER_DTYPES = frozenset(
+    {"float4_e2m1fn_x2", "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "bits1x8", "bits2x4",
+     "bits4x2", "bits8", "bits16", *(f"int{i}" for i in range(1, 8)), *(f"uint{i}" for i in range(1, 8))}
+) - _TORCH_DTYPES  # fmt: skip
 
 _REBUILD = frozenset(
     {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
@@ -102,6 +108,34 @@ class TensorRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ModuleClass:
+    """A ``torch.nn.modules`` (or TorchScript ``__torch__``) class named by a pickle; never imported."""
+
+    module: str
+    name: str
+
+    @property
+    def scripted(self) -> bool:
+        """Whether it is a TorchScript class, whose attributes are stored flat."""
+        return self.module == "__torch__" or self.module.startswith("__torch__.")
+
+
+class ModuleRecord:
+    """A pickled ``torch.nn`` module as an inert record of its ``__dict__`` (set by ``BUILD``).
+
+    Attributes:
+        cls: the module's class.
+        state: its attributes: ``_parameters``, ``_buffers``, ``_modules``, ...
+    """
+
+    __slots__ = ("cls", "state")
+
+    def __init__(self, cls: ModuleClass) -> None:
+        self.cls = cls
+        self.state: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
 class _Dtype:
     name: str
 
@@ -120,6 +154,16 @@ def brief(value: Any) -> str:
     if isinstance(value, (int, float, bool)) or value is None:
         return repr(value)[:40]
     return f"a {type(value).__name__}"
+
+
+def _name_of(marker: Any) -> str:
+    if isinstance(marker, (Global, _Type)):
+        return marker.qualname
+    if isinstance(marker, ModuleClass):
+        return f"{marker.module}.{marker.name}"
+    if isinstance(marker, _Dtype):
+        return f"the storage type {marker.name or 'UntypedStorage'}"
+    return f"a {type(marker).__name__}"
 
 
 def _ints(value: Any, what: str, offset: int, where: str) -> tuple[int, ...]:
@@ -141,6 +185,7 @@ class TorchPickleRules:
     def __init__(self, where: str) -> None:
         self.where = where
         self.storages: dict[str, StorageRef] = {}
+        self.module_classes: set[str] = set()
 
     def resolve(self, module: str, name: str, offset: int) -> Any:
         """An inert marker for an allowed global; refuse any other."""
@@ -156,16 +201,33 @@ class TorchPickleRules:
             return _Dtype("")
         if module == "torch" and name in _TORCH_DTYPES:
             return _Dtype(canonical_dtype(name))
+        if module == "torch" and name in _OTHER_DTYPES:
+            return _Dtype(f"torch.{name}")
         if (module, name) in (("torch", "Tensor"), ("torch.nn.parameter", "Parameter")):
             return _Type(f"{module}.{name}")
+        if module in ("builtins", "__builtin__") and name in ("set", "frozenset"):
+            return Global("builtins", name)
+        scripted = module == "__torch__" or module.startswith("__torch__.")
+        if (module.startswith("torch.nn.modules.") or scripted) and name.isidentifier():
+            # torch.nn classes of a pickled model, or TorchScript classes (compiled code that is
+            # never run here). Recorded, never imported: NEWOBJ makes a ModuleRecord, BUILD fills it.
+            self.module_classes.add(f"{module}.{name}")
+            return ModuleClass(module, name)
+        if module == "torch.nn.functional" and name.isidentifier():
+            return _Type(f"{module}.{name}")  # an activation stored by reference; never called
         raise self._refuse(module, name, offset)
 
     def _refuse(self, module: str, name: str, offset: int) -> UnsafeFileError:
         qual = f"{module}.{name}"
-        if module.startswith("torch.nn.") or module == "__main__" or name[:1].isupper():
+        if module.startswith("torch.nn.") or module == "__main__" or name.lstrip("_")[:1].isupper():
             hint = (
-                "this looks like a whole pickled model (torch.save(model)), which needs its code to "
-                "load; save a state dict instead: torch.save(model.state_dict(), path)"
+                "if this is a whole pickled model (torch.save(model)) with classes outside torch.nn, it "
+                "needs its code to load; save a state dict instead: torch.save(model.state_dict(), path)"
+            )
+        elif module == "torch._utils" and name.startswith("_rebuild_"):
+            hint = (
+                "it rebuilds a kind of tensor paramscope does not read (quantized, sparse, nested or "
+                "subclass tensors); paramscope reads dense tensors only"
             )
         else:
             hint = "a checkpoint of tensors never needs it; load it only if you trust its author"
@@ -178,7 +240,7 @@ class TorchPickleRules:
     def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
         """Rebuild an allowed call as a record; refuse any other."""
         if not isinstance(func, Global):
-            what = func.qualname if isinstance(func, _Type) else type(func).__name__
+            what = _name_of(func)
             raise UnsafeFileError(
                 f"the pickle calls {what} at byte {offset}, which paramscope does not allow "
                 "(nothing was run)",
@@ -187,6 +249,10 @@ class TorchPickleRules:
         name = func.name
         if name == "OrderedDict":
             return {}
+        if name in ("set", "frozenset"):
+            if args and not isinstance(args[0], (list, tuple)):
+                raise self._bad(func, offset)
+            return frozenset(args[0]) if args else frozenset()
         if name == "Size":
             return _ints(args[0] if args else (), "size", offset, self.where)
         if name == "device":
@@ -228,6 +294,11 @@ class TorchPickleRules:
             dtype = args[6].name
         if not dtype:
             raise CorruptFileError(f"a tensor at byte {offset} on an untyped storage has no dtype", where=self.where)
+        if dtype.startswith("torch."):
+            raise UnsupportedFormatError(
+                f"a tensor at byte {offset} has dtype {dtype}, whose storage size paramscope does not know",
+                where=self.where,
+            )
         if len(shape) != len(stride) or any(d < 0 for d in shape) or any(s < 0 for s in stride):
             raise CorruptFileError(
                 f"tensor at byte {offset} has size {shape} and stride {stride}, which do not fit together",
@@ -253,8 +324,22 @@ class TorchPickleRules:
                 where=self.where,
             )
 
+    def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
+        """``cls.__new__(cls)`` for a ``torch.nn`` module class: an empty record; refuse others."""
+        if isinstance(cls, ModuleClass) and not args:
+            return ModuleRecord(cls)
+        what = _name_of(cls)
+        raise UnsafeFileError(
+            f"the pickle creates an object of {what} (NEWOBJ) at byte {offset}, which paramscope does "
+            "not allow (nothing was run)",
+            where=self.where,
+        )
+
     def build(self, obj: Any, state: Any, offset: int) -> Any:
-        """``BUILD`` sets attributes; on a dict (an OrderedDict's ``_metadata``) they are dropped."""
+        """``BUILD`` sets attributes: recorded on a module record, dropped on a dict or tensor."""
+        if isinstance(obj, ModuleRecord) and isinstance(state, dict):
+            obj.state.update((k, v) for k, v in state.items() if isinstance(k, str))
+            return obj
         if isinstance(obj, (dict, TensorRef)):
             return obj
         raise UnsafeFileError(
@@ -263,8 +348,11 @@ class TorchPickleRules:
             where=self.where,
         )
 
-    def persistent(self, pid: Any, offset: int) -> StorageRef:
+    def persistent(self, pid: Any, offset: int) -> Any:
         """A storage reference: ``('storage', type, key, location, numel[, view])``."""
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module" and isinstance(pid[1], ModuleClass):
+            # Legacy files name module classes by ('module', class, source file, source text).
+            return pid[1]
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CorruptFileError(f"persistent id {brief(pid)} at byte {offset} is not a storage", where=self.where)
         kind, key, location, numel = pid[1], pid[2], pid[3], pid[4]

@@ -15,17 +15,18 @@ count is the element count; the bytes are the real storage of its (block-quantis
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from paramscope.core.anatomy import Anatomy
+from paramscope.core.anatomy import Anatomy, Layer, Tensor
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import anatomy_from_flat
+from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat, map_tensors
 
 __all__ = ["GGML_TYPES", "FILE_TYPES", "GGUFTensor", "GGUFHeader", "read_header", "can_read", "read"]
 
@@ -40,6 +41,7 @@ MAX_ARRAY_DEPTH = 8
 #: Arrays up to this length are shown whole in the metadata; longer ones are summarised.
 SHOW_ARRAY = 16
 _CHUNK = 1 << 20
+_U64 = struct.Struct("<Q")
 
 #: ggml type id -> paramscope dtype name (ggml.h ``enum ggml_type``); sizes are in core.dtypes.
 #: Ids 4 and 5 (Q4_2, Q4_3) were removed before GGUF existed and never appear in files.
@@ -175,6 +177,19 @@ class _Cursor:
             raise self.fail(f"{what} needs {n:,} bytes but only {self.left:,} are left; the file is truncated")
         self.pos += n
 
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` length-prefixed strings, checking each length against the file."""
+        unpack_from = _U64.unpack_from
+        for _ in range(count):
+            off = self.pos - self.buf_start
+            if off < 0 or off + 8 > len(self.buf):
+                off = self._window(8, f"string length in {what}")
+            n = unpack_from(self.buf, off)[0]
+            self.pos += 8
+            if n > self.size - self.pos:
+                raise self.fail(f"string in {what} claims {n:,} bytes but only {self.left:,} are left", self.pos - 8)
+            self.pos += n
+
     def string(self, what: str, *, strict: bool = True) -> str:
         at = self.pos
         n = self.unpack("<Q", f"length of {what}")
@@ -219,11 +234,10 @@ def _value(c: _Cursor, type_id: int, key: str, depth: int = 0) -> str:
         c.skip(count * struct.calcsize(efmt), f"array {key!r}")
         return f"array[{count}] of {ename}"
     shown = [_value(c, elem, key, depth + 1) for _ in range(min(count, SHOW_ARRAY))]
-    for _ in range(count - len(shown)):
-        if elem == _STRING:
-            n = c.unpack("<Q", f"string length in array {key!r}")
-            c.skip(n, f"string in array {key!r}")
-        else:
+    if elem == _STRING:
+        c.skip_strings(count - len(shown), f"array {key!r}")
+    else:
+        for _ in range(count - len(shown)):
             _value(c, elem, key, depth + 1)
     if count > SHOW_ARRAY:
         return f"array[{count}] of {ename}"
@@ -371,6 +385,72 @@ def _short(value: str, limit: int = 200) -> str:
     return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
+def _storage_why(_: Layer, t: Tensor) -> Tensor:
+    """Add how a block-quantised tensor is stored to its explanation."""
+    dt = lookup_dtype(t.dtype)
+    if dt is None or dt.block_elements == 1:
+        return t
+    how = (
+        f"stored as {dt.name}: blocks of {dt.block_elements} weights in {dt.block_bytes} bytes "
+        f"({dt.bits:.4g} bits per weight)"
+    )
+    return replace(t, why=f"{t.why}; {how}" if t.why else how)
+
+
+_SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def _int_meta(h: GGUFHeader, key: str) -> int | None:
+    value = h.metadata.get(key, "")
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
+def _splits(first: GGUFHeader, path: Path) -> tuple[list[GGUFHeader], list[str]]:
+    """All splits of a ``gguf-split`` model, found by llama.cpp's file-name pattern.
+
+    Returns the headers read and notes; a split that is missing is reported, not guessed.
+    """
+    count = _int_meta(first, "split.count") or 1
+    if count <= 1:
+        return [first], []
+    m = _SPLIT_NAME.match(path.name)
+    if m is None or int(m["count"]) != count:
+        return [first], [
+            f"This file is one of {count} splits, but its name does not follow the "
+            "PREFIX-00001-of-0000N.gguf pattern, so only its own tensors are counted."
+        ]
+    headers: list[GGUFHeader] = []
+    missing: list[str] = []
+    for k in range(1, count + 1):
+        sibling = path.with_name(f"{m['prefix']}-{k:05d}-of-{count:05d}.gguf")
+        if sibling.name == path.name:
+            h = first
+        elif sibling.is_file():
+            h = read_header(sibling)
+        else:
+            missing.append(sibling.name)
+            continue
+        if _int_meta(h, "split.no") != k - 1 or _int_meta(h, "split.count") != count:
+            raise CorruptFileError(
+                f"split metadata (split.no {h.metadata.get('split.no')}, split.count "
+                f"{h.metadata.get('split.count')}) does not match its file name",
+                where=h.path,
+            )
+        headers.append(h)
+    notes = [f"Read {len(headers)} of {count} splits ({', '.join(x.path.rsplit(os.sep, 1)[-1] for x in headers)})."]
+    if missing:
+        notes.append(f"Missing splits, not counted: {', '.join(missing)}.")
+    else:
+        expected = _int_meta(first, "split.tensors.count")
+        found = sum(len(h.tensors) for h in headers)
+        if expected is not None and expected != found:
+            raise CorruptFileError(
+                f"split.tensors.count says {expected} tensors but the {count} splits hold {found}",
+                where=first.path,
+            )
+    return headers, notes
+
+
 def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     """Read a GGUF file into an anatomy.
 
@@ -388,25 +468,53 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         >>> totals(read("llama-2-7b.Q4_K_M.gguf")).params  # doctest: +SKIP
         6738415616
     """
+    p = Path(source)
     h = read_header(source)
-    flat = [FlatTensor(t.name, t.shape, t.dtype, is_param=True) for t in h.tensors]
-    meta = {k: _short(v) for k, v in h.metadata.items()}
-    meta["gguf.version"] = str(h.version)
-    meta["gguf.alignment"] = str(h.alignment)
-    notes = ["Shapes are shown in PyTorch order: GGUF stores dims reversed (ggml order, fastest first)."]
-    names = {t.name for t in h.tensors}
+    headers, split_notes = _splits(h, p)
+    first = next((x for x in headers if _int_meta(x, "split.no") in (0, None)), h)
+    flat: list[FlatTensor] = []
+    names: dict[str, str] = {}
+    for x in headers:
+        for t in x.tensors:
+            if t.name in names:
+                raise CorruptFileError(
+                    f"tensor {t.name!r} is in two splits ({names[t.name]} and this one)", where=x.path
+                )
+            names[t.name] = os.path.basename(x.path)
+            flat.append(FlatTensor(t.name, t.shape, t.dtype, is_param=True))
+    meta = {k: _short(v) for k, v in first.metadata.items()}
+    meta["gguf.version"] = str(first.version)
+    meta["gguf.alignment"] = str(first.alignment)
+    notes = [
+        "Shapes are shown in PyTorch order: GGUF stores dims reversed (ggml order, fastest first).",
+        *split_notes,
+        CHECKPOINT_NOTE,
+    ]
+    missing_splits = len(headers) < (_int_meta(first, "split.count") or 1)
     tied: dict[str, str] = {}
     # llama.cpp uses the token embedding as the output head when a decoder (it has a final
     # norm) stores no output tensor.
-    if "output.weight" not in names and "token_embd.weight" in names and "output_norm.weight" in names:
+    if (
+        not missing_splits
+        and "output.weight" not in names
+        and "token_embd.weight" in names
+        and "output_norm.weight" in names
+    ):
         tied["output.weight"] = "token_embd.weight"
-    p = Path(source)
-    return anatomy_from_flat(
+    anatomy = anatomy_from_flat(
         flat,
-        name=meta.get("general.name") or p.stem,
+        name=meta.get("general.name") or (_SPLIT_NAME.sub(r"\g<prefix>", p.name) if headers[1:] else p.stem),
         framework="gguf",
         source=os.fspath(source),
         metadata=meta,
         notes=notes,
         tied=tied,
+        tie_reason="the file has no output.weight, so llama.cpp uses the token embedding as the output head",
     )
+    anatomy = anatomy.with_(layers=tuple(map_tensors(la, _storage_why) for la in anatomy.layers))
+    if missing_splits:
+        # The missing splits' tensors are unknown: an unexplained layer makes totals incomplete.
+        rest = Layer("(missing splits)", path="(missing splits)", known=False,
+                     note="tensors stored in splits that were not found")
+        anatomy = anatomy.with_(layers=(*anatomy.layers, rest))
+    return anatomy

@@ -21,7 +21,8 @@ models. Any other model is read without a forward pass (tensors only), with a no
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -44,6 +45,12 @@ DEFAULT_SEQ_LEN = 128
 #: A folder holding any of these has weights: it belongs to the checkpoint readers.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 _WEIGHT_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
+#: Keys the reader decides itself: no remote code, and the attention and experts kernels that
+#: can run on the meta device (a config asking for flash attention would otherwise fail to build).
+_NOT_PASSED = frozenset(
+    {"model_type", "trust_remote_code", "attn_implementation", "_attn_implementation",
+     "experts_implementation", "_experts_implementation"}
+)
 
 
 def _config_path(source: Any) -> str | None:
@@ -121,6 +128,18 @@ def _transformers() -> Any:
     return transformers
 
 
+@contextmanager
+def _quiet(tf: Any) -> Iterator[None]:
+    """transformers' own warnings about a config (token ids, defaults) are not the reader's output."""
+    logging = tf.utils.logging
+    old = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(old)
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -142,7 +161,7 @@ def _build_config(tf: Any, doc: dict[str, Any], where: str) -> Any:
             "check the name, or upgrade transformers",
             where=where,
         )
-    kwargs = {k: v for k, v in doc.items() if k not in ("model_type", "trust_remote_code")}
+    kwargs = {k: v for k, v in doc.items() if k not in _NOT_PASSED}
     try:
         return tf.AutoConfig.for_model(model_type, **kwargs)
     except Exception as e:  # transformers validates fields with several exception types
@@ -162,24 +181,34 @@ def _model_class(tf: Any, config: Any) -> tuple[Any, str]:
             cls = None
         if isinstance(cls, type) and issubclass(cls, tf.PreTrainedModel):
             return cls, ""
-        return tf.AutoModel, f"architecture {arch!r} is not in transformers; built the base model"
-    return tf.AutoModel, "no architectures in the config; built the base model (AutoModel)"
+        return tf.AutoModel, f"Architecture {arch!r} is not in transformers; built the base model."
+    return tf.AutoModel, "No architectures in the config; built the base model (AutoModel)."
 
 
-def _build_model(tf: Any, cls: Any, config: Any, where: str) -> Any:
+def _build_model(tf: Any, cls: Any, config: Any, where: str, **how: str) -> Any:
+    """The model on the meta device.
+
+    Mixture-of-experts layers use transformers' ``batched_mm`` kernel: the default
+    ``grouped_mm`` has a meta implementation for bfloat16 only, and both do the same products
+    (each token times its top-k experts), so shapes and FLOPs are those of the default.
+    """
     import torch
 
     try:
         with torch.device("meta"):
-            if cls in (tf.AutoModel,):
-                return cls.from_config(config)
-            return cls._from_config(config)
+            if cls is tf.AutoModel:
+                return cls.from_config(config, experts_implementation="batched_mm", **how)
+            return cls._from_config(config, experts_implementation="batched_mm", **how)
     except Exception as e:  # transformers raises many types for inconsistent configs
         raise ModelError(
             f"transformers could not build {getattr(cls, '__name__', cls)} from this config: "
             f"{type(e).__name__}: {_one_line(e)}",
             where=where,
         ) from None
+
+
+def _attn(config: Any) -> str:
+    return str(getattr(config, "_attn_implementation", "") or "")
 
 
 def _positions(config: Any) -> int | None:
@@ -216,19 +245,19 @@ def default_inputs(model: Any, config: Any) -> tuple[list[str], str]:
             h = w = size
         channels = getattr(vision_cfg, "num_channels", 3)
         if not isinstance(h, int) or not isinstance(w, int):
-            return [], "no image_size in the config, so no default input"
+            return [], "No image_size in the config, so no default input."
         specs.append(f"pixel_values={float_name}[1,{channels},{h},{w}]")
     if main == "input_features":
         mels = getattr(config, "num_mel_bins", None)
         frames = getattr(config, "max_source_positions", None)
         if not isinstance(mels, int) or not isinstance(frames, int):
-            return [], "no num_mel_bins/max_source_positions in the config, so no default input"
+            return [], "No num_mel_bins or max_source_positions in the config, so no default input."
         specs.append(f"input_features={float_name}[1,{mels},{2 * frames}]")
         seq = min(DEFAULT_SEQ_LEN, getattr(config, "max_target_positions", DEFAULT_SEQ_LEN))
         specs.append(f"decoder_input_ids=int64[1,{seq}]")
     if not specs:
-        return [], f"no default input for a model whose main input is {main!r}"
-    return specs, "default inputs " + ", ".join(specs)
+        return [], f"No default input for a model whose main input is {main!r}."
+    return specs, f"Default inputs (batch 1): {', '.join(specs)}."
 
 
 def _load(source: Any) -> tuple[dict[str, Any], str]:
@@ -259,7 +288,8 @@ def read(source: Any, **options: Any) -> Anatomy:
 
     Returns:
         The anatomy of the built model, with ``source`` set to the path and ``metadata``
-        holding ``model_type``, ``architectures``, ``model_class`` and ``dtype``.
+        holding ``model_type``, ``architectures``, ``model_class``, ``dtype`` and
+        ``attn_implementation`` (the attention code path the forward pass used).
 
     Raises:
         MissingDependencyError: transformers or torch is not installed.
@@ -272,26 +302,34 @@ def read(source: Any, **options: Any) -> Anatomy:
     """
     doc, where = _load(source)
     tf = _transformers()
-    config = _build_config(tf, doc, where)
-    cls, class_note = _model_class(tf, config)
-    model = _build_model(tf, cls, config, where)
+    with _quiet(tf):
+        config = _build_config(tf, doc, where)
+        cls, class_note = _model_class(tf, config)
+        model = _build_model(tf, cls, config, where)
 
     from paramscope.readers import read as read_any
 
-    notes = ["built from the config on the meta device: shapes only, no weights loaded"]
+    notes = ["Built from the config on the meta device: shapes only, no weights loaded."]
     if class_note:
         notes.append(class_note)
+    quant = doc.get("quantization_config")
+    if isinstance(quant, dict):
+        method = str(quant.get("quant_method", "quantized"))
+        notes.append(
+            f"The config names {method} quantization: the model is built unquantized, so counts "
+            f"and bytes are those of the dense model, not of the {method} checkpoint's packed tensors."
+        )
     if "auto_map" in doc:
         notes.append(
-            "the config names custom code (auto_map); paramscope used transformers' built-in "
-            f"{doc['model_type']} classes and ran none of it"
+            "The config names custom code (auto_map); paramscope used transformers' built-in "
+            f"{doc['model_type']} classes and ran none of it."
         )
     passed = {k: v for k, v in options.items() if k in ("input_size", "inputs") and v is not None}
     if not passed:
         specs, said = default_inputs(model, config)
         if specs:
             passed = {"inputs": specs}
-        notes.append(said + ("" if specs else "; pass --input NAME=DTYPE[DIMS] for shapes and FLOPs"))
+        notes.append(said)
     rest = {k: v for k, v in options.items() if k not in ("input_size", "inputs")}
     try:
         anatomy = read_any(model, **passed, **rest)
@@ -300,7 +338,20 @@ def read(source: Any, **options: Any) -> Anatomy:
             raise
         # The guessed inputs did not fit this model: still show its tensors.
         anatomy = read_any(model, **rest)
-        notes.append(f"the default inputs failed ({_one_line(e)}); read without a forward pass")
+        notes.append(f"The default inputs did not fit ({_one_line(e)}); read without a forward pass.")
+    if passed.get("inputs") != [] and not anatomy.outputs and _attn(config) != "eager":
+        # Some attention masks inspect data (Tensor.item()), which the meta device cannot give;
+        # the eager attention path builds the same products without that check.
+        with _quiet(tf):
+            eager = _build_model(tf, cls, config, where, attn_implementation="eager")
+        retry = read_any(eager, **passed, **rest)
+        if retry.outputs:
+            anatomy, model = retry, eager
+            notes.append(
+                "The forward pass used eager attention: the default (sdpa) attention mask needs "
+                "data the meta device does not have; parameters, matmul and attention FLOPs are "
+                "the same, elementwise FLOPs differ slightly."
+            )
 
     archs = getattr(config, "architectures", None) or ()
     metadata = dict(anatomy.metadata)
@@ -309,6 +360,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         architectures=", ".join(str(a) for a in archs),
         model_class=type(model).__name__,
         dtype=str(getattr(model, "dtype", "")).replace("torch.", ""),
+        attn_implementation=_attn(model.config),
     )
     return anatomy.with_(
         name=type(model).__name__,

@@ -6,32 +6,29 @@ nodes of their own. Each node becomes a layer owning the initializers it is the 
 (a second user shares the same tensor, counted once). Layers nest by the ``/`` parts of node
 names, as ``torch.onnx.export`` writes them (``/encoder/layer.0/attention/MatMul``).
 
-Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed and
-the file is small, from ONNX shape inference. External data files are checked (inside the
-model's folder, large enough) but never opened.
+Shapes come from the graph's ``value_info`` and, when the ``onnx`` package is installed,
+from ONNX shape inference run on a copy without large tensor data. External data files are
+checked (inside the model's folder, large enough) but never opened. Files over 64 MiB are read
+page by page, so only the pages holding message headers are read.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Role, Tensor
-from paramscope.core.dtypes import n_bytes
-from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsafeFileError
-from paramscope.readers._onnx_flops import node_compute
-from paramscope.readers._onnx_proto import OGraph, ONode, OSparse, OTensor, parse_model
+from paramscope.core.anatomy import Anatomy
+from paramscope.core.errors import CorruptFileError
+from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
+from paramscope.readers._onnx_proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers._onnx_shapes import infer_shapes
-from paramscope.readers._protobuf import Buffer
-from paramscope.rules.names import explain_name
+from paramscope.readers._protobuf import Buffer, FileBytes
 
 __all__ = ["can_read", "read"]
 
-#: Files up to this size are read into memory; larger ones are memory-mapped.
+#: Files up to this size are read into memory; larger ones are read page by page, headers only.
 _READ_LIMIT = 64 * 2**20
 
 Shape = tuple[int | None, ...]
@@ -54,8 +51,9 @@ def can_read(source: Any) -> bool:
             head = f.read(1)
     except OSError:
         return False
-    # ModelProto field 1 (ir_version, varint) is written first by every serializer.
-    return head == b"\x08"
+    # Serializers write fields in number order: ir_version (0x08) first, or, if it is missing,
+    # the key of another ModelProto field (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
+    return head in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x28", b"\x32", b"\x3a", b"\x42")
 
 
 def read(source: Any, **options: Any) -> Anatomy:
@@ -84,18 +82,13 @@ def read(source: Any, **options: Any) -> Anatomy:
         raise CorruptFileError("the file is empty", where=where)
     with open(path, "rb") as f:
         if size <= _READ_LIMIT:
-            model = parse_model(Buffer(f.read(), where))
+            buf = Buffer(f.read(), where)
+            model = parse_model(buf)
+            stripped = strip_tensor_data(buf)
         else:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                model = parse_model(Buffer(mm, where))
-            except ParamscopeError as e:
-                raise e.with_traceback(None) from None
-            finally:
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # a view is still referenced by a traceback; the map closes when it is freed
+            buf = Buffer(FileBytes(f.fileno(), size), where)
+            model = parse_model(buf)
+            stripped = strip_tensor_data(buf)
     notes: list[str] = []
     meta: dict[str, str] = {
         "format": f"onnx (ir_version {model.ir_version})",
@@ -106,16 +99,22 @@ def read(source: Any, **options: Any) -> Anatomy:
     for k, v in list(model.metadata.items())[:50]:
         meta[f"metadata.{k}"] = v[:200]
     shapes = _declared_shapes(model.graph)
-    inferred = infer_shapes(path, size, options, notes)
+    inferred = infer_shapes(stripped, options, notes)
     shapes.update({k: v for k, v in inferred.items() if v is not None})
-    builder = _Builder(path, model.graph, shapes, {(f.domain, f.name): f for f in model.functions}, notes)
+    builder = GraphBuilder(path, model.graph, shapes, {(f.domain, f.name): f for f in model.functions}, notes)
     layers = builder.layers(model.graph, "", 0)
     extra_layers = builder.unused(model.graph)
-    _exporter_notes(model.producer, builder, notes)
-    flops = [layer.compute for layer in _walk(layers) if layer.compute is not None]
-    known = [c.flops for c in flops]
-    if flops and None not in known:
-        meta["flops"] = str(sum(c for c in known if c is not None))
+    exporter_notes(model.producer, builder, notes)
+    flops = [la.compute for la in walk(layers) if la.compute is not None and la.type not in ("", "Graph")]
+    symbols = sorted({sym for v in model.graph.inputs for sym in v.symbols})
+    unknown = sum(1 for c in flops if not c.unknown_ops and None in (c.flops, c.attention_flops, c.elementwise_flops))
+    if unknown and symbols and not (options.get("inputs") or options.get("input_size")):
+        first = next((v for v in model.graph.inputs if v.symbols), None)
+        example = f"{first.name}=float32[...]" if first is not None else "NAME=dtype[...]"
+        notes.append(
+            f"FLOPs of {unknown} nodes are unknown because input dimensions are symbolic "
+            f"({', '.join(symbols[:5])}); fix them with --input {example}."
+        )
     init_names = {t.name for t in model.graph.initializers}
     inputs = tuple(shapes.get(v.name) or () for v in model.graph.inputs if v.name not in init_names)
     outputs = tuple(shapes.get(v.name) or () for v in model.graph.outputs)
@@ -130,12 +129,8 @@ def read(source: Any, **options: Any) -> Anatomy:
         outputs=outputs,
         metadata=MappingProxyType(meta),
         notes=tuple(notes),
+        compute=sum_computes(la.compute for la in layers),
     )
-
-
-def _walk(layers: Iterable[Layer]) -> Iterable[Layer]:
-    for layer in layers:
-        yield from layer.walk()
 
 
 def _declared_shapes(graph: OGraph) -> dict[str, Shape]:
@@ -151,273 +146,3 @@ def _declared_shapes(graph: OGraph) -> dict[str, Shape]:
             if value is not None and value.tensors:
                 out[node.outputs[0]] = value.tensors[0].dims
     return out
-
-
-class _Builder:
-    """Turns nodes into layers, assigning each initializer to its first user."""
-
-    def __init__(self, path: Path, graph: OGraph, shapes: dict[str, Shape], functions: dict[tuple[str, str], Any],
-                 notes: list[str]) -> None:  # fmt: skip
-        self.path = path
-        self.where = str(path)
-        self.shapes = shapes
-        self.functions = functions
-        self.notes = notes
-        self.inits: dict[str, Tensor] = {}
-        self.used: set[str] = set()
-        self.n_nodes = 0
-        self.n_constants = 0
-        self.renamed = 0
-        self.ops: set[str] = set()
-        self.sparse_indices: dict[str, Tensor] = {}
-        self._collect(graph)
-
-    def _collect(self, graph: OGraph) -> None:
-        for t in graph.initializers:
-            self.inits[t.name] = self._initializer(t)
-        for s in graph.sparse_initializers:
-            self.inits[s.values.name] = self._sparse(s)
-            self.sparse_indices[s.values.name] = self._sparse_indices(s)
-        for node in graph.nodes:
-            for a in node.attrs.values():
-                for g in a.graphs:
-                    self._collect(g)
-
-    # -- tensors --------------------------------------------------------------------------
-
-    def _check_data(self, t: OTensor) -> None:
-        count = 1
-        for d in t.dims:
-            count *= d
-        expected = n_bytes(t.dtype, count)
-        if t.data_location == 1 or t.external:
-            self._check_external(t, expected)
-        elif t.raw_bytes is not None and expected is not None and t.dtype != "string":
-            if t.raw_bytes != expected:
-                raise CorruptFileError(
-                    f"tensor {t.name!r} (byte {t.at}) has dims {list(t.dims)} of {t.dtype} = {expected} "
-                    f"bytes but {t.raw_bytes} bytes of raw_data",
-                    where=self.where,
-                )
-        elif t.typed_values and t.dtype != "string":
-            per = 2 if t.dtype.startswith("complex") else 1
-            if t.typed_values != count * per and t.typed_values * 2 != count * per:
-                raise CorruptFileError(
-                    f"tensor {t.name!r} (byte {t.at}) has dims {list(t.dims)} but {t.typed_values} stored values",
-                    where=self.where,
-                )
-
-    def _check_external(self, t: OTensor, expected: int | None) -> None:
-        location = t.external.get("location", "")
-        if not location:
-            raise CorruptFileError(f"tensor {t.name!r} (byte {t.at}) is external but names no file", where=self.where)
-        folder = self.path.parent.resolve()
-        if os.path.isabs(location) or "\\" in location or Path(location).drive:
-            raise UnsafeFileError(
-                f"tensor {t.name!r} names external data {location!r} by an absolute path; external data "
-                "must lie in the model's folder (nothing was opened)",
-                where=self.where,
-            )
-        target = (folder / location).resolve()
-        if os.path.commonpath([folder, target]) != str(folder):
-            raise UnsafeFileError(
-                f"tensor {t.name!r} names external data {location!r}, outside the model's folder "
-                "(nothing was opened)",
-                where=self.where,
-            )
-        try:
-            offset = int(t.external.get("offset", "0") or 0)
-            length = int(t.external["length"]) if t.external.get("length") else expected
-        except ValueError:
-            raise CorruptFileError(f"tensor {t.name!r} has a non-numeric external offset or length", where=self.where) from None
-        if expected is not None and length is not None and length != expected:
-            raise CorruptFileError(
-                f"tensor {t.name!r} needs {expected} bytes but its external data says {length}", where=self.where
-            )
-        if not target.is_file():
-            note = f"External data file {location!r} is missing; sizes come from the tensors' dims."
-            if note not in self.notes:
-                self.notes.append(note)
-            return
-        size = target.stat().st_size
-        if offset < 0 or (length or 0) + offset > size:
-            raise CorruptFileError(
-                f"tensor {t.name!r} reads bytes {offset}..{offset + (length or 0)} of {location!r}, "
-                f"which holds {size}",
-                where=self.where,
-            )
-
-    def _initializer(self, t: OTensor) -> Tensor:
-        self._check_data(t)
-        if t.name.startswith("onnx::"):
-            self.renamed += 1
-        module, _, local = t.name.rpartition(".")
-        ex = explain_name(module, local, t.dims, frozenset())
-        if ex.role is Role.UNKNOWN:
-            role, is_param = Role.UNKNOWN, True
-            why = "an ONNX initializer (a weight); the file does not record whether it was trained"
-        else:
-            role, is_param, why = ex.role, ex.is_param, ex.why
-        where = " (external data)" if t.external else ""
-        return Tensor(t.name, t.dims, t.dtype, role, is_param, f"init:{t.name}", ex.formula, why + where)
-
-    def _sparse(self, s: OSparse) -> Tensor:
-        self._check_data(s.values)
-        nnz = s.values.dims[0] if s.values.dims else 0
-        dense = "x".join(str(d) for d in s.dims)
-        return Tensor(
-            s.values.name,
-            s.values.dims,
-            s.values.dtype,
-            Role.UNKNOWN,
-            True,
-            f"init:{s.values.name}",
-            Formula("nnz", str(nnz)),
-            f"a sparse initializer: {nnz} stored values of a dense {dense} tensor",
-        )
-
-    def _sparse_indices(self, s: OSparse) -> Tensor:
-        return Tensor(f"{s.values.name}.indices", s.indices.dims, s.indices.dtype, Role.BUFFER, False,
-                      f"init:{s.values.name}.indices", None, "positions of a sparse initializer's values")  # fmt: skip
-
-    def _constant(self, node: ONode, key_scope: str) -> list[Tensor]:
-        out = []
-        for name, a in node.attrs.items():
-            shape: Shape
-            if a.tensors:
-                self._check_data(a.tensors[0])
-                shape, dtype = a.tensors[0].dims, a.tensors[0].dtype
-            elif a.sparse:
-                shape, dtype = a.sparse[0].values.dims, a.sparse[0].values.dtype
-            else:
-                kind = {"value_float": "float32", "value_int": "int64", "value_floats": "float32",
-                        "value_ints": "int64"}.get(name)  # fmt: skip
-                if kind is None:
-                    continue
-                shape, dtype = ((a.n_values,) if name.endswith("s") else ()), kind
-            self.n_constants += 1
-            out.append(Tensor("value", shape, dtype, Role.BUFFER, False, f"const:{key_scope}{node.outputs[0] if node.outputs else name}",
-                              None, "a constant inside the graph (Constant node), not a parameter"))  # fmt: skip
-        return out
-
-    # -- layers ---------------------------------------------------------------------------
-
-    def _node_layer(self, node: ONode, index: int, scope: str, depth: int, key_scope: str = "") -> Layer:
-        self.n_nodes += 1
-        self.ops.add(node.op_type)
-        label = node.name or f"{node.op_type}_{index}"
-        tensors: list[Tensor] = []
-        for name in node.inputs:
-            t = self.inits.get(name)
-            if t is not None and t not in tensors:
-                tensors.append(t)
-                self.used.add(name)
-                if name in self.sparse_indices:
-                    tensors.append(self.sparse_indices[name])
-        children: list[Layer] = []
-        for a in node.attrs.values():
-            for gi, g in enumerate(a.graphs):
-                gname = a.name if len(a.graphs) == 1 else f"{a.name}[{gi}]"
-                sub = self.layers(g, f"{scope}{label}/{gname}/", depth + 1)
-                children.append(Layer(gname, "Graph", f"{scope}{label}/{gname}", children=sub,
-                                      note=f"subgraph {a.name!r} of {node.op_type}"))  # fmt: skip
-        if node.op_type == "Constant":
-            tensors.extend(self._constant(node, key_scope or scope))
-        fn = self.functions.get((node.domain, node.op_type))
-        note = ""
-        if fn is not None:
-            fscope = f"function {fn.domain}.{fn.name}/"
-            body = [self._node_layer(n, i, f"{scope}{label}/", depth + 1, fscope) for i, n in enumerate(fn.nodes)]
-            children.extend(body)
-            note = f"calls the model-local function {fn.domain}.{fn.name} ({len(fn.nodes)} nodes)"
-            compute = Compute(None, None, None, unknown_ops=(f"function {fn.name}",))
-        elif node.op_type in ("If", "Loop", "Scan"):
-            compute = Compute(0, 0, 0)
-            note = "the FLOPs of its subgraphs are on the subgraph layers (If runs one branch)"
-        else:
-            compute = node_compute(node, self.shapes.get)
-        ins = tuple(self.shapes[x] for x in node.inputs if x in self.shapes) or None
-        outs = tuple(self.shapes[x] for x in node.outputs if x in self.shapes) or None
-        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        return Layer(
-            name=label.rsplit("/", 1)[-1] or label,
-            type=op,
-            path=f"{scope}{label}",
-            tensors=tuple(tensors),
-            children=tuple(children),
-            input_shapes=ins,
-            output_shapes=outs,
-            inbound=tuple(node.inputs),
-            note=note,
-            compute=compute,
-            origin=node.domain or "ai.onnx",
-        )
-
-    def layers(self, graph: OGraph, scope: str, depth: int) -> tuple[Layer, ...]:
-        """Layers for a graph's nodes, nested by the ``/`` parts of their names."""
-        flat = [self._node_layer(n, i, scope, depth) for i, n in enumerate(graph.nodes)]
-        return _nest(flat, scope)
-
-    def unused(self, graph: OGraph) -> tuple[Layer, ...]:
-        """A layer for initializers no node uses (still stored, still counted)."""
-        left = [t for name, t in self.inits.items() if name not in self.used]
-        sparse = [t for name, t in self.sparse_indices.items() if name not in self.used]
-        if not left and not sparse:
-            return ()
-        self.notes.append(f"{len(left) + len(sparse)} initializers are used by no node; they are listed under '(unused)'.")
-        return (Layer("(unused)", "", "(unused)", tuple(left + sparse), note="initializers no node reads"),)
-
-
-def _nest(flat: list[Layer], scope: str) -> tuple[Layer, ...]:
-    """Group node layers into a tree by the ``/`` parts of their names (torch exporter style).
-
-    Groups keep the order in which their first node appears; a group holding a single node
-    is that node, named after the group.
-    """
-    named = [la for la in flat if la.path[len(scope) :].startswith("/")]
-    if len(named) < max(2, len(flat) // 2):
-        return tuple(flat)
-    root: list[Any] = []
-    groups: dict[tuple[str, ...], list[Any]] = {(): root}
-    for layer in flat:
-        parts = tuple(layer.path[len(scope) :].strip("/").split("/")[:-1])
-        for n in range(1, len(parts) + 1):
-            if parts[:n] not in groups:
-                child: list[Any] = []
-                groups[parts[:n]] = child
-                groups[parts[: n - 1]].append((parts[n - 1], child))
-        groups[parts].append(layer)
-
-    def build(items: list[Any], prefix: str) -> tuple[Layer, ...]:
-        out: list[Layer] = []
-        for item in items:
-            if isinstance(item, Layer):
-                out.append(item)
-                continue
-            key, sub = item
-            path = f"{prefix}/{key}"
-            children = build(sub, path)
-            if len(children) == 1 and not children[0].children:
-                out.append(children[0].with_(name=key))
-            else:
-                out.append(Layer(key, "", path, children=children))
-        return tuple(out)
-
-    return build(root, scope.rstrip("/"))
-
-
-def _exporter_notes(producer: str, builder: _Builder, notes: list[str]) -> None:
-    if builder.renamed:
-        notes.append(
-            f"{builder.renamed} initializers have exporter names (onnx::...): the exporter renamed "
-            "them (often after folding or transposing), so the source model's names are lost."
-        )
-    if builder.n_constants:
-        notes.append(f"{builder.n_constants} Constant node values are listed as buffers, not parameters.")
-    folded = [t for t in builder.inits.values() if t.name.startswith("onnx::Conv_")]
-    if folded and "BatchNormalization" not in builder.ops and producer.lower() == "pytorch":
-        notes.append(
-            f"{len(folded)} Conv weights are named onnx::Conv_*: the exporter folded BatchNorm into the "
-            "preceding Conv (its scale, shift and running statistics became the Conv's weight and bias), "
-            "so the counts differ from the source model."
-        )

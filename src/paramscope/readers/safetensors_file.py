@@ -23,7 +23,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import TOKEN_TABLES, anatomy_from_flat, natural_key
+from paramscope.rules.names import CHECKPOINT_NOTE, TOKEN_TABLES, anatomy_from_flat, natural_key
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -221,7 +221,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
         raise TargetError(f"cannot read file: {e.strerror or e}", where=spath) from None
     if len(raw) != n:
         raise CorruptFileError(f"file ended inside the {n:,}-byte header", where=spath)
-    if not raw.lstrip(b" ").startswith(b"{"):
+    if not raw.lstrip(b" \t\r\n").startswith(b"{"):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     doc = loads_strict(raw, where=f"{spath}, header at byte 8", max_bytes=MAX_HEADER_BYTES)
     if not isinstance(doc, dict):
@@ -324,6 +324,24 @@ def _load_json(path: Path, limit: int) -> Any:
     return loads_strict(raw, where=str(path), max_bytes=limit)
 
 
+def _inside(base: str, target: str) -> bool:
+    return os.path.commonpath([base, target]) == base
+
+
+def _hub_blob(base: str, target: str) -> bool:
+    """Whether ``target`` is a blob of the same Hugging Face cache repository as ``base``.
+
+    The hub cache keeps ``models--org--name/snapshots/<revision>/model.safetensors`` as a
+    symlink to ``models--org--name/blobs/<sha256>``: leaving the snapshot folder, but only
+    for the repository's own blob store.
+    """
+    snap = Path(base)
+    repo = snap.parent.parent
+    if snap.parent.name != "snapshots" or not repo.name.startswith(("models--", "datasets--", "spaces--")):
+        return False
+    return _inside(str(repo / "blobs"), target)
+
+
 def _shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
     """Resolve a shard named in an index, refusing anything that leaves the folder.
 
@@ -339,7 +357,7 @@ def _shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
         )
     base = os.path.realpath(folder)
     target = os.path.realpath(os.path.join(base, rel))
-    if os.path.commonpath([base, target]) != base:
+    if not _inside(base, target) and not _hub_blob(base, target):
         raise UnsafeFileError(
             f"shard path {rel!r} is a symlink out of the checkpoint folder (to {target}); "
             "refusing to open it",
@@ -398,8 +416,32 @@ def _locate(source: str | os.PathLike[str]) -> _Found:
     return _Found(files, index, folder, weight_map, index_meta)
 
 
-def _config(folder: Path) -> dict[str, Any] | None:
-    cfg = folder / "config.json"
+#: Facts copied from a transformers config.json into the metadata.
+_CONFIG_KEYS = (
+    "model_type", "architectures", "torch_dtype", "dtype", "hidden_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size",
+    "max_position_embeddings", "tie_word_embeddings",
+)  # fmt: skip
+#: Facts copied from a PEFT adapter_config.json (prefixed ``adapter.``).
+_ADAPTER_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules")
+
+
+def _facts(doc: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
+    """Scalar or list-of-scalar values of ``keys`` as display strings."""
+    out: dict[str, str] = {}
+    for key in keys:
+        value = doc.get(key)
+        if isinstance(value, bool):
+            out[key] = str(value).lower()
+        elif isinstance(value, (str, int, float)):
+            out[key] = _short(str(value))
+        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            out[key] = _short(", ".join(map(str, value)))
+    return out
+
+
+def _config(folder: Path, name: str) -> dict[str, Any] | None:
+    cfg = folder / name
     if not cfg.is_file():
         return None
     doc = _load_json(cfg, MAX_CONFIG_BYTES)
@@ -423,7 +465,7 @@ def _ties(config: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[dict[
     tables = [n for n in names if n.endswith(".weight") and n.rsplit(".", 2)[-2] in TOKEN_TABLES]
     if not tables:
         return {}, ""
-    how = "tie_word_embeddings: true" if tie is True else "tie_word_embeddings is unset, and transformers ties by default"
+    how = "config.json: tie_word_embeddings true" if tie is True else "config.json: tie_word_embeddings unset, which transformers ties by default"
     return {"lm_head.weight": tables[0]}, how
 
 
@@ -457,7 +499,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     headers = [read_header(f) for f in found.files]
     flat: list[FlatTensor] = []
     owner: dict[str, Path] = {}
-    notes: list[str] = []
+    notes: list[str] = [CHECKPOINT_NOTE]
     metadata: dict[str, str] = {}
     unindexed = 0
     for h in headers:
@@ -493,16 +535,20 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
             metadata.setdefault(f"index.{k}", _short(v))
     if len(headers) > 1:
         metadata["shards"] = str(len(headers))
-    config = _config(found.folder) if found.index is not None or Path(source).is_dir() else None
+    in_folder = found.index is not None or Path(source).is_dir()
+    config = _config(found.folder, "config.json") if in_folder else None
     tied: dict[str, str] = {}
+    how = ""
     if config is not None:
-        for key in ("model_type", "architectures", "torch_dtype", "dtype"):
-            if key in config and isinstance(config[key], (str, list)):
-                value = config[key]
-                metadata[key] = ", ".join(map(str, value)) if isinstance(value, list) else value
+        metadata.update(_facts(config, _CONFIG_KEYS))
         tied, how = _ties(config, [ft.name for ft in flat])
-        if tied and "lm_head.weight" not in owner:
-            notes.append(f"The output head shares the token embedding ({how}).")
+    adapter = _config(found.folder, "adapter_config.json") if in_folder else None
+    if adapter is not None:
+        metadata.update({f"adapter.{k}": v for k, v in _facts(adapter, _ADAPTER_KEYS).items()})
+        notes.append(
+            "This is an adapter (PEFT): its tensors are added to the base model "
+            f"{adapter.get('base_model_name_or_path') or '(not named)'}, which is not counted here."
+        )
     p = Path(source)
     name = p.name.removesuffix(".safetensors.index.json").removesuffix(".safetensors") or p.name
     if p.is_dir() or found.index is not None:
@@ -515,5 +561,6 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         metadata=metadata,
         notes=notes,
         tied=tied,
+        tie_reason=how,
         sort=True,
     )

@@ -22,31 +22,29 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterator
+import zlib
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
+from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.core.tree import FlatTensor
 from paramscope.readers._pickle_scan import scan_pickle
-from paramscope.readers._torch_pickle import StorageRef, TensorRef, TorchPickleRules, brief
-from paramscope.rules.names import anatomy_from_flat
+from paramscope.readers._torch_anatomy import checkpoint_anatomy
+from paramscope.readers._torch_modules import script_declarations
+from paramscope.readers._torch_pickle import StorageRef, TorchPickleRules, brief
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
 
 #: The most a data.pkl may inflate to; a real state dict's pickle is a few MiB.
 MAX_PICKLE_BYTES = 64 * 2**20
+#: The most one TorchScript code file may inflate to (only its declarations are read).
+MAX_CODE_BYTES = 4 * 2**20
 
 #: First pickle of a legacy file: protocol 2, LONG1 of 10 bytes, torch's magic number.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
 _ZIP_MAGIC = b"PK\x03\x04"
-_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar")
-_MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state")
-_MAX_DEPTH = 64
-_MAX_METADATA = 200
+_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 def _head(path: Path, n: int = 16) -> bytes:
@@ -120,20 +118,21 @@ def _read(path: Path) -> Anatomy:
     head = _head(path)
     notes: list[str] = []
     meta: dict[str, str] = {}
+    decls: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     if head.startswith(_ZIP_MAGIC):
-        value, storages = _read_zip(path, meta, notes)
+        value, storages = _read_zip(path, meta, notes, decls)
     elif head.startswith(_LEGACY_HEAD):
         value, storages = _read_legacy(path, meta)
     else:
         rules = TorchPickleRules(where)
         data = _read_capped(path)
         value = scan_pickle(data, where=where, resolve=rules.resolve, reduce=rules.reduce,
-                            build=rules.build, persistent=rules.persistent).value  # fmt: skip
+                            build=rules.build, persistent=rules.persistent, newobj=rules.newobj).value  # fmt: skip
         storages = {}
         meta["format"] = "pickle"
         if rules.storages:
             raise CorruptFileError("a bare pickle references storages it does not hold", where=where)
-    return _anatomy(path, value, storages, meta, notes)
+    return checkpoint_anatomy(path, value, storages, meta, notes, decls)
 
 
 def _read_capped(path: Path) -> bytes:
@@ -149,7 +148,7 @@ def _read_capped(path: Path) -> bytes:
 # -- zip layout ----------------------------------------------------------------------------
 
 
-def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, dict[str, StorageRef]]:
+def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[str, Any]) -> tuple[Any, dict[str, StorageRef]]:
     where = str(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -167,18 +166,29 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str]) -> tuple[Any, 
             if version is not None:
                 meta["format"] = "torch zip (version " + _read_entry(zf, version, where, 16).decode(
                     "ascii", "replace").strip() + ")"  # fmt: skip
+            code = {n[len(prefix) + 5 :]: infos[n] for n in infos if n.startswith(prefix + "code/") and n.endswith(".py")}
+            if code:
+                meta["format"] = "TorchScript archive (torch.jit.save)"
+                budget = MAX_PICKLE_BYTES
+                texts = {}
+                for name, code_info in code.items():
+                    raw = _read_entry(zf, code_info, where, min(budget, MAX_CODE_BYTES))
+                    budget -= len(raw)
+                    texts[name] = raw.decode("utf-8", "replace")
+                decls.update(script_declarations(texts))
     except zipfile.BadZipFile as e:
         raise CorruptFileError(f"not a readable zip archive ({e})", where=where) from None
-    except (OSError, EOFError, ValueError, NotImplementedError) as e:
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
         raise CorruptFileError(f"cannot read the zip archive ({type(e).__name__}: {e})", where=where) from None
     rules = TorchPickleRules(f"{where}: {entry}")
     value = scan_pickle(data, where=f"{where}: {entry}", resolve=rules.resolve, reduce=rules.reduce,
-                        build=rules.build, persistent=rules.persistent).value  # fmt: skip
+                        build=rules.build, persistent=rules.persistent, newobj=rules.newobj).value  # fmt: skip
     file_size = path.stat().st_size
     for key, ref in rules.storages.items():
-        info = infos.get(f"{prefix}data/{key}")
-        if info is None:
+        found = infos.get(f"{prefix}data/{key}")
+        if found is None:
             raise CorruptFileError(f"storage {key!r} has no entry {prefix}data/{key}", where=where)
+        info = found
         if info.compress_type == zipfile.ZIP_STORED and info.header_offset + info.compress_size > file_size:
             raise CorruptFileError(
                 f"entry {info.filename} claims {info.compress_size} bytes past the end of the file", where=where
@@ -258,7 +268,7 @@ def _parse_legacy(buf: bytes, where: str, meta: dict[str, str]) -> tuple[Any, di
         meta["byteorder"] = "big"
     rules = TorchPickleRules(f"{where}: data pickle")
     scan = scan_pickle(buf, start=pos, where=f"{where}: data pickle", resolve=rules.resolve,
-                       reduce=rules.reduce, build=rules.build, persistent=rules.persistent)  # fmt: skip
+                       reduce=rules.reduce, build=rules.build, persistent=rules.persistent, newobj=rules.newobj)  # fmt: skip
     keys_scan = scan_pickle(buf, start=scan.end, where=f"{where}: storage keys", resolve=plain.resolve,
                             reduce=plain.reduce)  # fmt: skip
     keys = keys_scan.value
@@ -271,135 +281,3 @@ def _parse_legacy(buf: bytes, where: str, meta: dict[str, str]) -> tuple[Any, di
             where=where,
         )
     return scan.value, rules.storages, keys_scan.end, keys
-
-
-# -- from the unpickled value to an anatomy ------------------------------------------------
-
-
-def _walk(value: Any, prefix: str, depth: int, where: str, path_ids: tuple[int, ...] = ()) -> Iterator[tuple[str, Any]]:
-    """(dotted name, leaf) for every leaf of nested dicts, lists and tuples."""
-    if depth > _MAX_DEPTH:
-        raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels at {prefix!r}", where=where)
-    if isinstance(value, (list, tuple)) and not any(isinstance(v, (dict, list, tuple, TensorRef)) for v in value):
-        yield prefix, value  # a list of plain values (betas, parameter ids) is one fact
-    elif isinstance(value, (dict, list, tuple)):
-        if id(value) in path_ids:
-            return  # a container that holds itself: its leaves were listed already
-        ids = path_ids + (id(value),)
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for k, v in items:
-            label = k if isinstance(k, (str, int)) else brief(k)
-            name = f"{prefix}.{label}" if prefix else str(label)
-            yield from _walk(v, name, depth + 1, where, ids)
-    else:
-        yield prefix, value
-
-
-def _has_tensor(value: Any, where: str) -> bool:
-    return any(isinstance(v, TensorRef) for _, v in _walk(value, "", 0, where))
-
-
-def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
-    """(the model's tensors, under what key, every other top-level entry)."""
-    if not isinstance(value, dict):
-        return value, "", {}
-    if all(isinstance(v, TensorRef) for v in value.values()):
-        return value, "", {}
-    for key in _MODEL_KEYS:
-        inner = value.get(key)
-        if isinstance(inner, dict) and _has_tensor(inner, where):
-            return inner, key, {k: v for k, v in value.items() if k != key}
-    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v, where)}
-    rest = {k: v for k, v in value.items() if k not in model}
-    return model, "", rest
-
-
-def _is_optimizer(key: Any) -> bool:
-    return isinstance(key, str) and ("optim" in key.lower() or key in ("lr_schedulers", "scaler", "amp"))
-
-
-def _ref_tensor(name: str, t: TensorRef, why: str) -> Tensor:
-    return Tensor(name, t.shape, t.dtype, Role.BUFFER, False, t.key, None, why)
-
-
-def _anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict[str, str], notes: list[str]) -> Anatomy:
-    where = str(path)
-    model, model_key, rest = _split(value, where)
-    flat: list[FlatTensor] = []
-    refs: dict[str, TensorRef] = {}
-    for name, leaf in _walk(model, "", 0, where):
-        if isinstance(leaf, TensorRef):
-            refs[name] = leaf
-            role = None
-            is_param = None
-            if leaf.is_parameter:
-                role = Role.TRAINABLE if leaf.requires_grad else Role.FROZEN
-                is_param = True
-            flat.append(FlatTensor(name or "tensor", leaf.shape, leaf.dtype, leaf.key, role, is_param))
-        elif leaf is not None and len(meta) < _MAX_METADATA:
-            meta[f"{model_key + '.' if model_key else ''}{name}"] = _short(leaf)
-    if model_key:
-        notes.append(f"Model tensors are read from the checkpoint's {model_key!r} entry.")
-    if flat and not any(ft.role is not None for ft in flat):
-        notes.append(
-            "A state dict does not say which tensors are parameters and which are buffers; "
-            "roles come from the tensor names."
-        )
-    extras: list[TensorGroup] = []
-    for key, entry in rest.items():
-        tensors = [
-            _ref_tensor(name, leaf, _why_extra(key, name))
-            for name, leaf in _walk(entry, "", 0, where)
-            if isinstance(leaf, TensorRef)
-        ]
-        if tensors:
-            group = "optimizer" if _is_optimizer(key) else str(key)
-            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {key!r} entry"))
-        for name, leaf in _walk(entry, str(key), 0, where):
-            if not isinstance(leaf, TensorRef) and leaf is not None and len(meta) < _MAX_METADATA:
-                meta[name] = _short(leaf)
-    _view_notes(refs, notes)
-    meta["storages"] = str(len(storages))
-    meta["storage_bytes"] = str(sum(s.n_bytes for s in storages.values()))
-    devices = sorted({s.location for s in storages.values()})
-    if devices:
-        meta["devices"] = ", ".join(devices)
-    anatomy = anatomy_from_flat(flat, name=path.name, framework="torch", source=where, metadata=meta, notes=notes)
-    return anatomy.with_(extras=tuple(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
-
-
-def _why_extra(key: Any, name: str) -> str:
-    if not _is_optimizer(key):
-        return f"stored in the checkpoint's {key!r} entry, not part of the model"
-    last = name.rsplit(".", 1)[-1]
-    what = {
-        "exp_avg": "Adam's running mean of gradients (first moment)",
-        "exp_avg_sq": "Adam's running mean of squared gradients (second moment)",
-        "momentum_buffer": "SGD momentum",
-        "step": "the optimizer's step counter",
-        "square_avg": "RMSprop's running mean of squared gradients",
-        "max_exp_avg_sq": "AMSGrad's running maximum of the second moment",
-    }.get(last, "optimizer state")
-    return f"{what}; not part of the model"
-
-
-def _view_notes(refs: dict[str, TensorRef], notes: list[str]) -> None:
-    by_storage: dict[str, dict[str, list[str]]] = {}
-    for name, t in refs.items():
-        by_storage.setdefault(t.storage.key, {}).setdefault(t.key, []).append(name)
-    for key, views in by_storage.items():
-        if len(views) > 1:
-            names = ", ".join(v[0] for v in list(views.values())[:4])
-            notes.append(
-                f"{names} are different views of one stored buffer (storage {key!r}); each view's "
-                "elements are counted, as torch's state dict counts them."
-            )
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, (list, tuple)) and len(value) > 16:
-        return f"{len(value)} values: {', '.join(_short(v) for v in value[:8])}, ..."
-    if isinstance(value, (set, frozenset)):
-        return f"a set of {len(value)} values"
-    text = repr(value) if isinstance(value, (bytes, bytearray)) else str(value)
-    return text if len(text) <= 120 else text[:117] + "..."

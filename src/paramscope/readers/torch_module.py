@@ -26,7 +26,6 @@ _NO_INPUT_NOTE = (
     "inputs=['input_ids=int64[1,128]'] (command line: --input-size, --input)."
 )
 _NON_PERSISTENT = "A non-persistent buffer: kept on the module but not saved in its state_dict."
-_MAX_LISTED = 5
 
 
 def can_read(source: Any) -> bool:
@@ -149,11 +148,11 @@ def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
-def _layer(node: _Node, keys: _Keys, trace: Any) -> Layer:
+def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) -> Layer:
     m = node.module
     note, rule_error = _rule_note(m)
     tensors = _tensors(node, keys, note)
-    children = tuple(_layer(c, keys, trace) for c in node.children)
+    children = tuple(_layer(c, keys, trace, paths) for c in node.children)
     parts = [note.note] if note is not None and note.note else []
     if rule_error:
         parts.append(rule_error)
@@ -167,7 +166,10 @@ def _layer(node: _Node, keys: _Keys, trace: Any) -> Layer:
         calls = run.calls if run is not None else 0
         if run is None:
             compute = _sum_compute([c.compute for c in children])
-            if tensors:
+            elsewhere = [p for p in paths.get(id(m), ()) if p != node.path and p in trace.runs]
+            if elsewhere:
+                parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
+            elif tensors:
                 parts.append("Not called through its __call__ in the forward pass.")
     elif trace is not None:
         run = trace.runs.get(node.path)
@@ -211,20 +213,6 @@ def _root_tensor_layers(root: _Node, keys: _Keys) -> list[Layer]:
     """Tensors owned by the model itself, each as a one-tensor layer (as flat files show them)."""
     note, _ = _rule_note(root.module)
     return [Layer(name=t.name, type="", path=t.name, tensors=(t,), origin=type(root.module).__module__) for t in _tensors(root, keys, note)]
-
-
-def _shared_note(layers: tuple[Layer, ...]) -> list[str]:
-    owners: dict[str, list[str]] = {}
-    for top in layers:
-        for layer in top.walk():
-            for t in layer.tensors:
-                owners.setdefault(t.key, []).append(f"{layer.path}.{t.name}" if layer.path != t.name else t.name)
-    shared = [names for names in owners.values() if len(names) > 1]
-    if not shared:
-        return []
-    listed = "; ".join(f"{' = '.join(names)}" for names in shared[:_MAX_LISTED])
-    more = f" and {len(shared) - _MAX_LISTED} more" if len(shared) > _MAX_LISTED else ""
-    return [f"Shared tensors, each stored and counted once: {listed}{more}."]
 
 
 def read(
@@ -280,8 +268,7 @@ def read(
             notes.append(trace.failure)
     else:
         notes.append(_NO_INPUT_NOTE)
-    layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace) for c in root.children)
-    notes.extend(_shared_note(layers))
+    layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace, paths) for c in root.children)
     for name, first in keys.aliases:
         notes.append(
             f"{name} and {first} are distinct Parameter objects over one storage; counted once "

@@ -107,8 +107,8 @@ def compute_total(anatomy: Anatomy) -> Compute | None:
     elem: int | None = 0
     unknown: list[str] = []
     for c in parts:
-        if c is None:
-            continue
+        if c is None:  # a layer that was not measured makes every figure unknown, not smaller
+            c = Compute(None, None, None)
         flops = None if flops is None or c.flops is None else flops + c.flops
         att = None if att is None or c.attention_flops is None else att + c.attention_flops
         elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops

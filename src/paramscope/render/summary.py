@@ -12,13 +12,15 @@ __all__ = ["summary_table", "layer_formula", "totals_lines"]
 
 
 def layer_formula(layer: Layer) -> str:
-    """The numeric derivation of a layer's own count: its rule's, else the sum of its tensors'."""
-    if not layer.tensors:
+    """The numeric derivation of a layer's own parameter count: its rule's, else the sum of its
+    parameters' (buffers are not part of the count this explains)."""
+    params = [t for t in layer.tensors if t.is_param]
+    if not params:
         return ""
     if layer.formula is not None:
         return layer.formula.numeric
-    parts = [t.formula.numeric for t in layer.tensors if t.formula is not None]
-    if not parts or len(parts) != len(layer.tensors):
+    parts = [t.formula.numeric for t in params if t.formula is not None]
+    if not parts or len(parts) != len(params):
         return ""
     if len(parts) == 1:
         return parts[0]
@@ -108,7 +110,25 @@ def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
         shown = ", ".join(fmt.safe(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         lines.append(f"INCOMPLETE: counts unknown for {len(unknown)} layer(s) ({shown}); totals are lower bounds")
     lines.extend(fmt.safe(n) for n in anatomy.notes)
+    lines.extend(_facts(anatomy))
     return lines
+
+
+#: How many metadata entries a summary shows; JSON output has them all.
+MAX_FACTS = 16
+
+
+def _facts(anatomy: Anatomy) -> list[str]:
+    items = list(anatomy.metadata.items())
+    if not items:
+        return []
+    out = ["Model facts:"]
+    for key, value in items[:MAX_FACTS]:
+        text = fmt.safe(str(value))
+        out.append(f"  {fmt.safe(key)}: {text if len(text) <= 100 else text[:97] + '...'}")
+    if len(items) > MAX_FACTS:
+        out.append(f"  ... and {len(items) - MAX_FACTS} more (all of them in --format json)")
+    return out
 
 
 def summary_table(

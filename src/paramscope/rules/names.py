@@ -33,6 +33,8 @@ __all__ = [
     "name_tokens",
     "natural_key",
     "anatomy_from_flat",
+    "CHECKPOINT_NOTE",
+    "map_tensors",
 ]
 
 Shape = tuple[int | None, ...]
@@ -136,12 +138,12 @@ TOKEN_TABLES = frozenset(
 #: Last module components that hold a learned position or segment table.
 POSITION_TABLES = frozenset(
     "wpe position_embeddings embed_positions pos_embd position_embedding "
-    "token_type_embeddings token_types".split()
+    "token_type_embeddings token_types relative_attention_bias".split()
 )
 #: GPT-2's ``Conv1D`` modules, which store their weight ``(in, out)``, transposed from ``nn.Linear``.
 GPT2_CONV1D = frozenset("c_attn c_proj c_fc q_attn".split())
 
-_T, _S, _B, _U = Role.TRAINABLE, Role.STATISTIC, Role.BUFFER, Role.UNKNOWN
+_T, _S, _B, _F = Role.TRAINABLE, Role.STATISTIC, Role.BUFFER, Role.FROZEN
 
 #: The name table, most specific first; :func:`explain_name` uses the first match.
 RULES: tuple[NameRule, ...] = (
@@ -160,6 +162,22 @@ RULES: tuple[NameRule, ...] = (
        is_param=False, module="attn attention", ndim=(4,)),
     _r("cos_cached sin_cached freqs_cis relative_position_index", _B,
        "precomputed position table kept with the model; a buffer", is_param=False),
+    # Quantised checkpoints. GPTQ and AWQ keep packed weights as buffers of their QuantLinear
+    # (not parameters); FP8 scales are frozen parameters; bitsandbytes 4-bit keeps its
+    # quantisation state beside the packed weight, outside named_parameters().
+    _r("qweight", _F, "packed quantised weight (GPTQ/AWQ): each int32 holds 32/bits values, so "
+       "the logical weight count is larger than the stored elements; a buffer", is_param=False,
+       layer_type="QuantLinear"),
+    _r("qzeros scales g_idx", _F, "quantisation zero points, scales or group index of the packed "
+       "weight (GPTQ/AWQ); a buffer", is_param=False, siblings="qweight", layer_type="QuantLinear"),
+    _r("weight_scale weight_scale_inv input_scale", _F, "scale of an FP8-quantised weight or "
+       "activation, fixed after quantisation"),
+    _r("absmax quant_map nested_absmax nested_quant_map bitsandbytes__nf4 bitsandbytes__fp4 SCB",
+       _F, "bitsandbytes quantisation state of the weight beside it; not a parameter",
+       is_param=False),
+    # llama.cpp's rotary frequency factors: constants from the config, stored as a tensor.
+    _r("weight", _B, "rotary embedding frequency factors, fixed by the config; not learned",
+       is_param=False, module_names=frozenset("rope_freqs rope_factors_long rope_factors_short".split())),
     # Keras BatchNormalization: moving statistics are non-trainable *parameters* in Keras.
     _r("moving_mean moving_variance", _S, "running average of the batch statistics, updated in "
        "training without gradient; Keras counts it as a non-trainable parameter",
@@ -213,6 +231,17 @@ RULES: tuple[NameRule, ...] = (
        formula=_f("units", "gates x units")),
     _r("depthwise_kernel", _T, "depthwise convolution kernel, one filter per input channel"),
     _r("pointwise_kernel", _T, "pointwise (1x1) convolution kernel mixing channels"),
+    # Parameters held directly by a module rather than by a Linear/Embedding inside it.
+    _r("cls_token class_embedding mask_token dist_token register_tokens", _T,
+       "learned token vector(s) added to the sequence (class, mask or register token)"),
+    _r("position_embeddings position_embedding pos_embed absolute_pos_embed", _T,
+       "learned position embeddings, one vector per position"),
+    _r("gate_up_proj gate_proj up_proj down_proj w1 w2 w3", _T,
+       "the experts' linear maps stacked in one tensor, one matrix each", layer_type="Experts",
+       ndim=(3,), formula=_f("n_experts", "out_features", "in_features")),
+    _r("A_log D dt_bias", _T, "state-space parameter of a Mamba mixer (A as log, skip D, "
+       "time-step bias)"),
+    _r("logit_scale logit_bias", _T, "learned temperature (or bias) of contrastive similarity logits"),
     # Anything else called weight or bias is a learned parameter in every framework's convention.
     _r("weight bias kernel", _T, "a learned tensor"),
 )
@@ -258,6 +287,8 @@ PURPOSE: Mapping[str, str] = MappingProxyType(
         "ffn_up_exps": "mixture-of-experts up projections",
         "ffn_down_exps": "mixture-of-experts down projections",
         "rope_freqs": "rotary embedding frequency factors",
+        "lora_A": "LoRA down projection to the adapter rank",
+        "lora_B": "LoRA up projection from the adapter rank",
     }
 )
 
@@ -332,20 +363,44 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _NUM.split(name) if p)
 
 
+#: The note file readers add: a checkpoint records tensors, not how training treated them.
+CHECKPOINT_NOTE = (
+    "A checkpoint does not record which weights were frozen in training: weights are counted "
+    "as trainable, running statistics and constants as not."
+)
+
 #: Tensor names put first within their module when sorting, in PyTorch's registration order.
 _FIRST = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
 
 
+#: Module names in the order data flows through a block, for files that do not keep the
+#: model's order (a safetensors header is sorted by dtype). Names not listed sort between
+#: the early and the late ones, numbers in numeric order.
+_EARLY = (
+    "embeddings embed_tokens wte wpe word_embeddings position_embeddings "
+    "token_type_embeddings tok_embeddings shared embed_positions token_embd pos_embd "
+    "input_layernorm ln_1 attn_norm norm1 self_attn attn attention self "
+    "q_proj k_proj v_proj qkv_proj o_proj out_proj query key value c_attn c_fc c_proj "
+    "attn_q attn_k attn_v attn_qkv attn_output post_attention_layernorm ln_2 ffn_norm norm2 "
+    "mlp feed_forward block_sparse_moe gate gate_proj up_proj down_proj w1 w3 w2 "
+    "ffn_gate ffn_up ffn_down fc1 fc2"
+).split()
+_LATE = "LayerNorm layernorm layer_norm final_layer_norm norm ln_f output_norm pooler lm_head output classifier score".split()
+_RANK = {n: i for i, n in enumerate(_EARLY)} | {n: 2000 + i for i, n in enumerate(_LATE)}
+
+
 def _sort_key(name: str, sep: str) -> tuple[object, ...]:
     module, _, local = name.rpartition(sep)
-    return (natural_key(module), _FIRST.get(local, len(_FIRST)), natural_key(local))
+    path = tuple((_RANK.get(c, 1000), natural_key(c)) for c in module.split(sep)) if module else ()
+    return (path, _FIRST.get(local, len(_FIRST)), natural_key(local))
 
 
-def _map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
+def map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
+    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``."""
     return replace(
         layer,
         tensors=tuple(fn(layer, t) for t in layer.tensors),
-        children=tuple(_map_tensors(c, fn) for c in layer.children),
+        children=tuple(map_tensors(c, fn) for c in layer.children),
     )
 
 
@@ -360,6 +415,7 @@ def anatomy_from_flat(
     metadata: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
     tied: Mapping[str, str] | None = None,
+    tie_reason: str = "",
     sort: bool = False,
 ) -> Anatomy:
     """Build a whole anatomy from the flat tensors a file reader found.
@@ -379,8 +435,10 @@ def anatomy_from_flat(
         metadata: facts read from the file, as strings.
         notes: sentences for the user.
         tied: alias full name -> target full name for ties declared outside the tensors.
-        sort: order by module path (:func:`natural_key`), then ``weight`` before ``bias``,
-            instead of file order (safetensors headers are sorted by dtype, not by model).
+        tie_reason: where ``tied`` comes from, for the note (``"tie_word_embeddings: true"``).
+        sort: order modules by the usual data flow (embeddings, attention, MLP, final norm,
+            head), then by :func:`natural_key`, then ``weight`` before ``bias``, instead of
+            file order (safetensors headers are sorted by dtype, not by model).
 
     Returns:
         The anatomy; every tensor is known, so its totals are complete.
@@ -402,7 +460,8 @@ def anatomy_from_flat(
             tensors = [replace(ft, key=keys[target]) if ft.name == alias else ft for ft in tensors]
             keys[alias] = keys[target]
         else:
-            out_notes.append(f"{alias} is not stored: it is tied to {target} (one tensor, counted once).")
+            why = f"{tie_reason}; " if tie_reason else ""
+            out_notes.append(f"{alias} is not stored: it is tied to {target} ({why}one tensor, counted once).")
     owners: dict[str, list[str]] = {}
     for ft in tensors:
         owners.setdefault(keys[ft.name], []).append(ft.name)
@@ -424,7 +483,7 @@ def anatomy_from_flat(
             others = ", ".join(g for g in group if g != me)
             return replace(t, why=f"{t.why}; shares one storage with {others}, counted once")
 
-        layers = tuple(_map_tensors(la, _mark) for la in layers)
+        layers = tuple(map_tensors(la, _mark) for la in layers)
     return Anatomy(
         name=name,
         framework=framework,

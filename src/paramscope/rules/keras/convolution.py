@@ -9,6 +9,7 @@ depth_multiplier)``; SeparableConv a depthwise kernel plus a 1x1 ``pointwise_ker
 from __future__ import annotations
 
 from paramscope.core.anatomy import Formula, Shape
+from paramscope.rules.keras.lora import apply_lora
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, register_keras_rule
 from paramscope.rules.keras.shapes import (
     channels_last,
@@ -80,7 +81,7 @@ def conv(inp: RuleInput) -> RuleOutput:
     kshape = (*kernel, channels // groups, filters)
     weights = (Weight("kernel", kshape, formula=size_formula(names, list(kshape))), *_bias(inp, filters))
     out = _assemble(inp.input_shape[0], out_spatial, filters, last)
-    return RuleOutput((out,), weights, _total(weights))
+    return apply_lora(inp, RuleOutput((out,), weights, _total(weights)), "kernel", kshape)
 
 
 @register_keras_rule("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from paramscope.core.anatomy import Formula, Role, Shape
+from paramscope.rules.keras.lora import apply_lora
 from paramscope.rules.keras.quantized import (
     GIDX_WHY,
     QUANT_WHY,
@@ -42,7 +43,12 @@ def _sum_formula(weights: tuple[Weight, ...]) -> Formula | None:
 
 @register_keras_rule("Dense")
 def dense(inp: RuleInput) -> RuleOutput:
-    """``kernel (input_dim, units)`` and ``bias (units,)``; quantized variants per mode."""
+    """``kernel (input_dim, units)`` and ``bias (units,)``; quantized variants per mode; LoRA."""
+    logical = (dim(inp.input_shape, -1, "input feature size"), pos_int(inp.config, "units"))
+    return apply_lora(inp, _dense(inp), "kernel", logical)
+
+
+def _dense(inp: RuleInput) -> RuleOutput:
     shape = inp.input_shape
     n_in = dim(shape, -1, "input feature size")
     units = pos_int(inp.config, "units")
@@ -113,7 +119,7 @@ def einsum_shapes(
 
     Example:
         >>> einsum_shapes("abc,cde->abde", "de", (None, 10, 64), (None, 8, 16))[:3]
-        ((64, 8, 16), (8, 16), (None, 10, 8, 16))
+        ((64, 8, 16), (8, 16), (None, None, 8, 16))
     """
     i_spec, w_spec, o_spec, elided, left = _specs(equation, len(input_shape))
     out: list[int | None] = [input_shape[0], *partial]
@@ -171,6 +177,16 @@ def _einsum_scale_shape(kernel: tuple[int, ...], w_spec: str, o_spec: str) -> tu
 @register_keras_rule("EinsumDense")
 def einsum_dense(inp: RuleInput) -> RuleOutput:
     """Kernel and bias shapes read from the einsum equation, ``output_shape`` and ``bias_axes``."""
+    out = _einsum_dense(inp)
+    if not inp.config.get("lora_rank"):
+        return out
+    partial_raw = inp.config.get("output_shape")
+    partial = (partial_raw,) if isinstance(partial_raw, int) else tuple(partial_raw or ())
+    kernel = einsum_shapes(str(inp.config["equation"]), inp.config.get("bias_axes"), inp.input_shape, partial)[0]
+    return apply_lora(inp, out, "kernel", kernel)
+
+
+def _einsum_dense(inp: RuleInput) -> RuleOutput:
     partial_raw = inp.config.get("output_shape")
     partial = (partial_raw,) if isinstance(partial_raw, int) else tuple(partial_raw or ())
     kernel, bias_shape, out, w_spec, o_spec = einsum_shapes(
@@ -216,7 +232,12 @@ def einsum_dense(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule("Embedding")
 def embedding(inp: RuleInput) -> RuleOutput:
-    """``embeddings (input_dim, output_dim)``: one row per token id."""
+    """``embeddings (input_dim, output_dim)``: one row per token id; LoRA if configured."""
+    logical = (pos_int(inp.config, "input_dim"), pos_int(inp.config, "output_dim"))
+    return apply_lora(inp, _embedding(inp), "embeddings", logical)
+
+
+def _embedding(inp: RuleInput) -> RuleOutput:
     vocab = pos_int(inp.config, "input_dim")
     width = pos_int(inp.config, "output_dim")
     out: Shape = (*inp.input_shape, width)
@@ -251,6 +272,27 @@ def embedding(inp: RuleInput) -> RuleOutput:
                                     GIDX_WHY, "float32"))
         return RuleOutput((out,), tuple(weights_l), _sum_formula(tuple(weights_l)))
     return _unsupported(inp, out)
+
+
+@register_keras_rule("ReversibleEmbedding")
+def reversible_embedding(inp: RuleInput) -> RuleOutput:
+    """``embeddings (input_dim, output_dim)``, and ``reverse_embeddings (output_dim, input_dim)``
+    for projecting back to the vocabulary unless ``tie_weights`` reuses the first.
+
+    Source: keras/src/layers/core/reversible_embedding.py ``build``.
+    """
+    if inp.quantization is not None:
+        base = embedding(inp)
+        return RuleOutput(base.output_shapes, known=False,
+                          note="quantized ReversibleEmbedding variables are not derived")
+    base = embedding(inp)
+    if inp.config.get("tie_weights", True):
+        return base
+    vocab, width = pos_int(inp.config, "input_dim"), pos_int(inp.config, "output_dim")
+    f = size_formula(["output_dim", "input_dim"], [width, vocab])
+    weights = (*base.weights, Weight("reverse_embeddings", (width, vocab), formula=f,
+                                     why="the output projection back to the vocabulary (tie_weights is False)"))
+    return RuleOutput(base.output_shapes, weights, _sum_formula(weights))
 
 
 @register_keras_rule("Identity", "Masking")

@@ -1,4 +1,4 @@
-"""One layer entry of a Keras config to a :class:`Layer`: rules, roles, dtypes, stored weights.
+"""One layer entry of a Keras config to a :class:`Layer`: rules, roles, dtypes, FLOPs.
 
 A layer's weights come from its rule, built on the shapes Keras recorded
 (``build_config.input_shape``, else the shapes of the tensors of its first call). Lambda
@@ -22,32 +22,25 @@ from paramscope.rules.keras.configs import (
     parse_shapes,
 )
 from paramscope.rules.keras.flops import layer_compute, op_compute, sum_compute
-from paramscope.rules.keras.ops import is_ops_module, op_output_shape
+from paramscope.rules.keras.ops import LAYER_NAMED_OPS, is_ops_module, op_output_shape
 from paramscope.rules.keras.policy import Policy, parse_policy
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
+from paramscope.rules.keras.stored import StoredWeight, StoredWeights, check_stored, stored_tensors
 
-__all__ = ["StoredWeight", "StoredWeights", "Built", "Context", "explain_layer", "explain_entry", "call_compute", "FROZEN_WHY", "FROZEN_PARENT_WHY"]
+__all__ = [
+    "StoredWeight",
+    "StoredWeights",
+    "Built",
+    "Context",
+    "explain_layer",
+    "explain_entry",
+    "call_compute",
+    "FROZEN_WHY",
+    "FROZEN_PARENT_WHY",
+]
 
 FROZEN_WHY = "layer.trainable is False"
 FROZEN_PARENT_WHY = "an enclosing model has trainable set to False"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredWeight:
-    """A weight as a saved file holds it (a ``.keras`` archive's ``model.weights.h5``).
-
-    Attributes:
-        name: its name in the file (Keras stores ``"0"``, ``"1"``... in save order).
-        shape: its shape.
-        dtype: its dtype in any spelling.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-
-StoredWeights = Mapping[str, Sequence[StoredWeight]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,75 +141,14 @@ def _to_tensors(
     stored = ctx.stored.get(path)
     if stored is None:
         return tuple(tensors)
-    return _check_stored(tuple(tensors), stored, path, ctx, class_name)
-
-
-def _check_stored(
-    tensors: tuple[Tensor, ...],
-    stored: Sequence[StoredWeight],
-    path: str,
-    ctx: Context,
-    class_name: str,
-) -> tuple[Tensor, ...]:
-    where = _where(ctx, path)
-    names = ", ".join(t.name for t in tensors) or "none"
-    if len(stored) != len(tensors):
-        raise CorruptFileError(
-            f"{class_name} layer has {len(stored)} stored weights, but its config implies "
-            f"{len(tensors)} ({names}); the weights file does not belong to this config",
-            where=where,
-        )
-    by_name = {s.name: s for s in stored}
-    if set(by_name) == {t.name for t in tensors}:
-        pairs = [(t, by_name[t.name]) for t in tensors]
-    else:
-        pairs = list(zip(tensors, stored))
-        if any(tuple(t.shape or ()) != tuple(s.shape) for t, s in pairs):
-            # Storage order differs from the rule's order: pair equal shapes, first come first.
-            pool = list(stored)
-            pairs = []
-            for t in tensors:
-                hit = next((s for s in pool if tuple(s.shape) == tuple(t.shape or ())), None)
-                if hit is None:
-                    shapes = ", ".join(str(list(s.shape)) for s in stored)
-                    raise CorruptFileError(
-                        f"{class_name} weight {t.name!r} should have shape {list(t.shape or ())} "
-                        f"by the config, but the stored weights have shapes {shapes}",
-                        where=where,
-                    )
-                pool.remove(hit)
-                pairs.append((t, hit))
-    out = []
-    for t, s in pairs:
-        if tuple(t.shape or ()) != tuple(s.shape):
-            raise CorruptFileError(
-                f"{class_name} weight {t.name!r} has stored shape {list(s.shape)}, but the config "
-                f"implies {list(t.shape or ())}",
-                where=where,
-            )
-        out.append(Tensor(t.name, t.shape, canonical_dtype(s.dtype), t.role, t.is_param,
-                          t.key, t.formula, t.why))
-    return tuple(out)
-
-
-def _stored_tensors(path: str, ctx: Context) -> tuple[Tensor, ...]:
-    return tuple(
-        Tensor(
-            name=s.name,
-            shape=tuple(s.shape),
-            dtype=canonical_dtype(s.dtype),
-            role=Role.UNKNOWN,
-            why="read from the weights file; no rule says whether it is trained by gradient",
-        )
-        for s in ctx.stored.get(path, ())
-    )
+    return check_stored(tuple(tensors), stored, class_name, _where(ctx, path))
 
 
 def _unknown(
     name: str, class_name: str, path: str, origin: str, note: str, ctx: Context,
     input_shapes: tuple[Shape | None, ...] | None, outputs: tuple[Shape | None, ...] | None = None,
 ) -> tuple[Layer, tuple[Shape | None, ...]]:
-    tensors = _stored_tensors(path, ctx)
+    tensors = stored_tensors(ctx.stored.get(path, ()))
     if tensors:
         note += "; its tensors are taken from the weights file (their count is exact, their role is not known)"
     layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
@@ -265,10 +197,13 @@ def explain_entry(
         frozen = FROZEN_WHY
     pol = parse_policy(config.get("dtype"), policy, path=name)
 
-    # A legacy .h5 config has no "module": a keras.ops node is then told from the layer class
-    # of the same name (Add, Dot, Softmax) by its config, which holds only a name, where
-    # every layer also writes "trainable" and "dtype".
-    legacy_op = module is None and set(config) <= {"name"} and class_name != "InputLayer"
+    # A legacy .h5 config has no "module": a keras.ops node of a Functional graph is then told
+    # from the weightless layer class of the same name (Add, Dot, Softmax) by its config, which
+    # holds only a name, where every layer also writes "trainable" and "dtype".
+    legacy_op = (
+        module is None and "inbound_nodes" in entry and set(config) <= {"name"}
+        and class_name in LAYER_NAMED_OPS
+    )
     if is_ops_module(module) or legacy_op:
         shape = op_output_shape(class_name, config, in_shapes)
         layer = Layer(name=name, type=class_name, path=path, input_shapes=_known_shapes(in_shapes),
@@ -308,10 +243,14 @@ def explain_entry(
         raise ModelError(f"cannot size {class_name} layer from its config: {e}",
                          where=_where(ctx, path)) from None
     assert out is not None
+    if not out.known:
+        # The rule cannot list the weights (a calibrated quantization...): say what it knows,
+        # and take the tensors from a weights file if there is one.
+        return _unknown(name, class_name, path, origin, out.note or f"{class_name} weights not derived",
+                        ctx, known_shapes, tuple(out.output_shapes) or None)
     tensors = _to_tensors(out.weights, frozen, path, ctx, class_name)
     call_shapes = in_shapes if in_shapes and all(s is not None for s in in_shapes) else known_shapes
-    compute = (layer_compute(class_name, config, call_shapes, out.output_shapes) if out.known
-               else Compute(None, None, None, (class_name,)))
+    compute = layer_compute(class_name, config, call_shapes, out.output_shapes)
     layer = Layer(name=name, type=class_name, path=path, tensors=tensors,
                   input_shapes=known_shapes, output_shapes=_known_shapes(out.output_shapes),
                   formula=out.formula, note=out.note, known=out.known, origin=origin, compute=compute)

@@ -25,7 +25,11 @@ from paramscope.rules.keras.entries import Built, Context, call_compute, explain
 from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.policy import Policy
 
-__all__ = ["model_layers", "functional_layers", "sequential_layers"]
+__all__ = ["model_layers", "functional_layers", "sequential_layers", "MAX_OUTPUTS"]
+
+#: Bound on a tensor index in ``keras_history``: outputs are enumerated up to it, so a file
+#: must not choose it freely.
+MAX_OUTPUTS = 4096
 
 
 def model_layers(
@@ -122,6 +126,12 @@ def functional_layers(
                         f"layer {ref[0]!r}, which is not in the model's layers",
                         where=where,
                     )
+                if not 0 <= ref[2] < MAX_OUTPUTS:
+                    raise CorruptFileError(
+                        f"layer {name!r} (call {i}) takes output {ref[2]} of layer {ref[0]!r}; a layer "
+                        f"has at most {MAX_OUTPUTS:,} outputs",
+                        where=where,
+                    )
                 if (ref[0], ref[1]) not in deps:
                     raise CorruptFileError(
                         f"layer {name!r} (call {i}) takes tensor {ref[0]}[{ref[1]}][{ref[2]}], but "
@@ -136,6 +146,9 @@ def functional_layers(
             if ref[0] not in entries:
                 raise CorruptFileError(f"{key} names layer {ref[0]!r}, which is not in the model's layers",
                                        where=where)
+    n_recorded: dict[str, int] = {}
+    for ref in recorded:
+        n_recorded[ref[0]] = max(n_recorded.get(ref[0], 0), ref[2] + 1)
     computed: dict[Ref, Shape | None] = {}
     layers = {}
     first_outs: dict[str, tuple[Shape | None, ...]] = {}
@@ -146,7 +159,7 @@ def functional_layers(
             first = calls[0] if calls else []
             in_shapes = tuple(shape or computed.get(ref) or recorded.get(ref) for ref, shape in first)
             layer, outs = explain_entry(entries[name], in_shapes, prefix, frozen, policy, ctx)
-            n_out = max([len(outs)] + [r[2] + 1 for r in recorded if r[0] == name])
+            n_out = max(len(outs), n_recorded.get(name, 0))
             first_outs[name] = tuple(
                 recorded.get((name, 0, t)) or (outs[t] if t < len(outs) else None) for t in range(n_out)
             )

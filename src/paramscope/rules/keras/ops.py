@@ -14,7 +14,7 @@ from typing import Any
 from paramscope.core.anatomy import Shape
 from paramscope.rules.keras.shapes import broadcast
 
-__all__ = ["is_ops_module", "op_output_shape", "is_elementwise_op"]
+__all__ = ["is_ops_module", "op_output_shape", "is_elementwise_op", "LAYER_NAMED_OPS"]
 
 # keras/src/ops/numpy.py and nn.py: operations whose output has the broadcast input shape.
 _BROADCAST = frozenset(
@@ -34,6 +34,12 @@ _SAME = frozenset(
         "StopGradient", "ConvertToTensor",
     }
 )  # fmt: skip
+
+#: keras.ops operation classes that share their name with a Keras layer class.
+LAYER_NAMED_OPS = frozenset(
+    {"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Dot", "Softmax", "Concatenate",
+     "Identity", "Reshape"}
+)
 
 
 def is_ops_module(module: object) -> bool:

@@ -39,7 +39,12 @@ def normalization(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule(
     "Rescaling", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    "RandomContrast", "RandomBrightness",
+    "RandomContrast", "RandomBrightness", "AugMix", "AutoContrast",
+    "ContrastLimitedAdaptiveHistogramEqualization", "CutMix", "Equalization", "MixUp",
+    "RandAugment", "RandomColorDegeneration", "RandomColorJitter", "RandomElasticTransform",
+    "RandomErasing", "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+    "RandomPerspective", "RandomPosterization", "RandomSaturation", "RandomSharpness",
+    "RandomShear", "Solarization",
 )
 def same_shape(inp: RuleInput) -> RuleOutput:
     """Elementwise or geometric transforms that keep the shape and store nothing."""
@@ -56,3 +61,37 @@ def to_size(inp: RuleInput) -> RuleOutput:
     out[first_spatial], out[first_spatial + 1] = h, w
     result: Shape = tuple(out)
     return RuleOutput((result,))
+
+
+@register_keras_rule("Discretization")
+def discretization(inp: RuleInput) -> RuleOutput:
+    """Bucket indices (``int``) or per-bucket encodings; no weights (the boundaries are config).
+
+    Source: keras/src/layers/preprocessing/discretization.py ``compute_output_shape``.
+    """
+    shape = inp.input_shape
+    mode = inp.config.get("output_mode", "int")
+    if mode == "int":
+        return RuleOutput((shape,))
+    bounds = inp.config.get("bin_boundaries")
+    depth = len(bounds) + 1 if isinstance(bounds, list) else pos_int(inp.config, "num_bins")
+    if mode == "one_hot":
+        out: Shape = (*shape[:-1], depth) if len(shape) > 1 and shape[-1] == 1 else (*shape, depth)
+    else:
+        out = (shape[0], *shape[2:], depth) if len(shape) >= 2 else (depth,)
+    return RuleOutput((out,))
+
+
+@register_keras_rule("CategoryEncoding")
+def category_encoding(inp: RuleInput) -> RuleOutput:
+    """Token ids to one-hot, multi-hot or counts over ``num_tokens``; no weights.
+
+    Source: keras/src/layers/preprocessing/category_encoding.py ``compute_output_shape``.
+    """
+    shape = inp.input_shape
+    n = pos_int(inp.config, "num_tokens")
+    if not shape:
+        return RuleOutput(((n,),))
+    if inp.config.get("output_mode", "multi_hot") == "one_hot" and (shape[-1] != 1 or len(shape) == 1):
+        return RuleOutput(((*shape, n),))
+    return RuleOutput(((*shape[:-1], n),))

@@ -108,7 +108,7 @@ def stored(tensor: Any) -> Formula:
     """A formula that only restates a tensor's stored shape (``1`` for a scalar)."""
     dims = [int(d) for d in tensor.shape]
     if not dims:
-        return Formula("1 (a scalar)", "1")
+        return Formula("scalar", "1")
     return Formula("stored shape " + " x ".join(str(d) for d in dims), " x ".join(str(d) for d in dims))
 
 
@@ -143,7 +143,7 @@ def _lazy_note(module: Any, tensors: dict[str, Any]) -> ModuleNote:
         {name: TensorNote(None, why) for name in tensors},
         None,
         f"{type(module).__name__} is uninitialized: its tensor shapes, and so its parameter count, "
-        "are unknown until it sees an input",
+        "are unknown until it sees an input.",
     )
 
 
@@ -161,7 +161,8 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
 
     Returns:
         The note, with every tensor explained by a formula equal to its element count, and a
-        module formula equal to the parameter count (or ``None`` when that cannot be known).
+        module formula equal to the parameter count (``None`` when that cannot be known, and
+        for a module without parameters).
     """
     tensors = own_tensors(module)
     if any(_is_uninitialized(t) for t in tensors.values()):
@@ -180,12 +181,49 @@ def guard(module: Any, made: ModuleNote, *, module_formula: bool = True) -> Modu
         else:
             notes[name] = given
     formula = made.formula
+    if formula is not None and value(formula.numeric) == 0 and _n_params(module) == 0:
+        formula = None  # nothing to explain; a column of zeros would only be noise
+    text = made.note
+    if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
+        candidate, said = _parametrized(module, notes, made.note)
+        if candidate is not None:
+            formula, text = candidate, said
     if module_formula and formula is not None and value(formula.numeric) != _n_params(module):
         formula = Formula("parameters of the module and its submodules", str(_n_params(module)))
-    return note(notes, formula, made.note)
+    return note(notes, formula, _sentence(text))
 
 
-def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], TorchRule]:
+def _parametrized(module: Any, notes: Mapping[str, TensorNote], text: str) -> tuple[Formula | None, str]:
+    """For a module with parametrizations (weight_norm, spectral_norm, ...): its own stored
+    parameters plus the tensors each parametrized name is computed from."""
+    lists = getattr(module, "parametrizations", None)
+    if lists is None:
+        return None, text
+    own = [notes[n].formula for n, t in module._parameters.items() if t is not None and n in notes]
+    terms = [
+        Formula(f"parametrizations.{name}", str(_n_params(plist))) for name, plist in lists.items()
+    ]
+    names = ", ".join(lists.keys())
+    said = (
+        f"{names} is computed at each call by a parametrization; the tensors it is computed "
+        f"from are stored under parametrizations.{'/'.join(lists.keys())}"
+    )
+    return plus(*own, *terms), f"{text}; {said}" if text else said
+
+
+def _sentence(text: str) -> str:
+    """Notes read as sentences, like the reader's own: a capital first letter, a final stop."""
+    text = text.strip()
+    if not text:
+        return ""
+    if text.split(" ", 1)[0].isalpha():  # never capitalise an identifier (affine=False, ...)
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def rule(
+    *types: type, module_formula: bool = True, fallback: bool = False
+) -> Callable[[TorchRule], TorchRule]:
     """Register a rule for exact module classes, wrapped in :func:`guard`.
 
     Example:
@@ -195,7 +233,7 @@ def rule(*types: type, module_formula: bool = True) -> Callable[[TorchRule], Tor
     """
 
     def deco(fn: TorchRule) -> TorchRule:
-        register_torch_rule(*types)(guarded(fn, module_formula=module_formula))
+        register_torch_rule(*types, fallback=fallback)(guarded(fn, module_formula=module_formula))
         return fn
 
     return deco

@@ -6,9 +6,10 @@ checking that the name really resolves to that class object in the already impor
 A model built by ``transformers`` has necessarily imported its modeling module, so reading a
 plain ``torch.nn`` model never pays for importing ``transformers``.
 
-Shapes follow the modeling files of transformers 5 (``pytorch_utils.Conv1D``,
-``models/llama/modeling_llama.py`` and the families generated from it, ``models/bert``,
-``models/vit``, ``models/clip``, ``models/t5``, ``models/bart``, ``models/mixtral``).
+This module holds the resolver and the decoder-side rules: GPT-2's ``Conv1D``
+(``pytorch_utils.py``), the RMSNorms and rotary embeddings of ``models/llama`` and the
+families generated from it, and Mixtral's router and experts. Encoder, vision and
+encoder-decoder rules are in :mod:`paramscope.rules.torch.hf_encoders`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
-from paramscope.rules.torch._common import NO_PARAMS, guarded, note, plus, stored, times
+from paramscope.rules.torch._common import NO_PARAMS, guarded, note, plus, times
 from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver
 
 __all__ = ["HF_RULES"]
@@ -30,10 +31,17 @@ HF_RULES: dict[tuple[str, str], TorchRule] = {}
 _LLAMA_LIKE = {
     "llama": "Llama", "mistral": "Mistral", "mixtral": "Mixtral", "qwen2": "Qwen2",
     "qwen2_moe": "Qwen2Moe", "qwen3": "Qwen3", "qwen3_moe": "Qwen3Moe", "phi3": "Phi3",
-    "olmo2": "Olmo2", "granite": "Granite", "deepseek_v3": "DeepseekV3",
+    "olmo2": "Olmo2", "granite": "Granite", "deepseek_v3": "DeepseekV3", "smollm3": "SmolLM3",
+    "olmoe": "Olmoe",
 }
 _GEMMA = {"gemma": "Gemma", "gemma2": "Gemma2", "gemma3": "Gemma3"}
-_ROTARY_ONLY = {"starcoder2": "Starcoder2", "phi": "Phi", "falcon": "Falcon", "gpt_neox": "GPTNeoX"}
+_ROTARY_ONLY = {
+    "starcoder2": "Starcoder2", "phi": "Phi", "falcon": "Falcon", "gpt_neox": "GPTNeoX",
+    "cohere": "Cohere", "mllama": "Mllama",
+}
+_MOE = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "jamba", "deepseek_v3"]
+_MOE_PREFIX = {"mixtral": "Mixtral", "qwen2_moe": "Qwen2Moe", "qwen3_moe": "Qwen3Moe", "olmoe": "Olmoe",
+               "jamba": "Jamba", "deepseek_v3": "DeepseekV3"}
 
 
 def _modeling(family: str) -> str:
@@ -94,7 +102,11 @@ def _norm_size(module: Any) -> Formula:
 
 @_hf(
     [(_modeling(f), f"{p}RMSNorm") for f, p in _LLAMA_LIKE.items()]
-    + [(_modeling("t5"), "T5LayerNorm"), (_modeling("mt5"), "MT5LayerNorm")]
+    + [(_modeling("t5"), "T5LayerNorm"), (_modeling("mt5"), "MT5LayerNorm"),
+       (_modeling("umt5"), "UMT5LayerNorm"), (_modeling("longt5"), "LongT5LayerNorm"),
+       (_modeling("switch_transformers"), "SwitchTransformersLayerNorm"),
+       (_modeling("jamba"), "JambaRMSNorm"), (_modeling("mamba"), "MambaRMSNorm"),
+       (_modeling("mllama"), "MllamaTextRMSNorm")]
 )
 def _rms_norm(module: Any) -> ModuleNote:
     w = _norm_size(module)
@@ -156,151 +168,7 @@ def _rotary(module: Any) -> ModuleNote:
     return note(tensors, NO_PARAMS, "rotary position embedding: no parameters, only frequency buffers")
 
 
-def _ids(name: str, n: int, what: str) -> TensorNote:
-    return TensorNote(
-        Formula("1 x max_position_embeddings", f"1 x {n}"),
-        f"{what}; a non-persistent int64 buffer, not learned and not saved in checkpoints",
-        Role.BUFFER,
-    )
-
-
-@_hf(
-    [
-        (_modeling("bert"), "BertEmbeddings"),
-        (_modeling("roberta"), "RobertaEmbeddings"),
-        (_modeling("distilbert"), "Embeddings"),
-    ]
-)
-def _text_embeddings(module: Any) -> ModuleNote:
-    tensors: dict[str, TensorNote] = {}
-    if getattr(module, "position_ids", None) is not None:
-        n = int(module.position_ids.shape[-1])
-        tensors["position_ids"] = _ids("position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed so forward can slice them")
-    if getattr(module, "token_type_ids", None) is not None:
-        n = int(module.token_type_ids.shape[-1])
-        tensors["token_type_ids"] = _ids(
-            "token_type_ids", n, "zeros used as the segment ids when none are given"
-        )
-    h = module.word_embeddings.embedding_dim
-    rows = [("vocab_size", module.word_embeddings.num_embeddings),
-            ("max_position_embeddings", module.position_embeddings.num_embeddings)]
-    if getattr(module, "token_type_embeddings", None) is not None:
-        rows.append(("type_vocab_size", module.token_type_embeddings.num_embeddings))
-    tables = Formula(
-        f"({' + '.join(r for r, _ in rows)}) x hidden_size", f"({' + '.join(str(n) for _, n in rows)}) x {h}"
-    )
-    ln = _child(module, "LayerNorm")
-    formula = plus(tables, Formula("2 x hidden_size", f"2 x {h}") if ln is not None else None)
-    return note(
-        tensors, formula,
-        "word, position (and segment) tables summed per token, then a LayerNorm",
-    )
-
-
-@_hf(
-    [(_modeling("bert"), "BertLMPredictionHead"), (_modeling("roberta"), "RobertaLMHead")],
-    module_formula=False,
-)
-def _lm_head_bias(module: Any) -> ModuleNote:
-    tensors = {
-        "bias": TensorNote(
-            times(("vocab_size", int(module.bias.shape[0]))),
-            "an output bias per vocabulary entry; decoder.bias is this same tensor, so it is "
-            "counted once",
-        )
-    }
-    return note(tensors, None, "decoder.weight is usually tied to the input word embeddings")
-
-
-@_hf([(_modeling("vit"), "ViTEmbeddings")])
-def _vit_embeddings(module: Any) -> ModuleNote:
-    h = int(module.cls_token.shape[-1])
-    n_pos = int(module.position_embeddings.shape[1])
-    tensors = {
-        "cls_token": TensorNote(
-            Formula("1 x 1 x hidden_size", f"1 x 1 x {h}"),
-            "the learned [CLS] token prepended to the patch sequence; its final state feeds the classifier",
-        ),
-        "position_embeddings": TensorNote(
-            Formula("1 x (num_patches + 1) x hidden_size", f"1 x ({n_pos - 1} + 1) x {h}"),
-            "one learned position vector per patch plus one for [CLS]; num_patches = (image_size / patch_size)^2",
-        ),
-    }
-    terms = [tensors["cls_token"].formula, tensors["position_embeddings"].formula]
-    if getattr(module, "mask_token", None) is not None:
-        tensors["mask_token"] = TensorNote(
-            Formula("1 x 1 x hidden_size", f"1 x 1 x {h}"),
-            "replaces masked patches (use_mask_token=True, for masked image modelling)",
-        )
-        terms.append(tensors["mask_token"].formula)
-    return note(tensors, plus(*terms, _child(module, "patch_embeddings")))
-
-
-@_hf([(_modeling("clip"), "CLIPVisionEmbeddings")])
-def _clip_vision_embeddings(module: Any) -> ModuleNote:
-    h = int(module.class_embedding.shape[0])
-    n_pos = int(module.position_ids.shape[-1])
-    tensors = {
-        "class_embedding": TensorNote(
-            times(("hidden_size", h)), "the learned class token prepended to the patch sequence"
-        ),
-        "position_ids": TensorNote(
-            Formula("1 x (num_patches + 1)", f"1 x ({n_pos - 1} + 1)"),
-            "the positions 0 .. num_patches, precomputed; a non-persistent int64 buffer",
-            Role.BUFFER,
-        ),
-    }
-    return note(
-        tensors,
-        plus(tensors["class_embedding"].formula, _child(module, "patch_embedding"),
-             _child(module, "position_embedding")),
-    )
-
-
-@_hf([(_modeling("clip"), "CLIPTextEmbeddings")])
-def _clip_text_embeddings(module: Any) -> ModuleNote:
-    n = int(module.position_ids.shape[-1])
-    tensors = {"position_ids": _ids("position_ids", n, "the positions 0 .. max_position_embeddings - 1, precomputed")}
-    return note(tensors, plus(_child(module, "token_embedding"), _child(module, "position_embedding")))
-
-
-@_hf([(_modeling("clip"), "CLIPModel")], module_formula=False)
-def _clip_model(module: Any) -> ModuleNote:
-    tensors = {
-        "logit_scale": TensorNote(
-            stored(module.logit_scale),
-            "a single learned number: the log of the temperature that scales image-text similarities",
-        )
-    }
-    return note(tensors, None)
-
-
-@_hf([(_modeling("bart"), "BartForConditionalGeneration")], module_formula=False)
-def _bart_lm(module: Any) -> ModuleNote:
-    tensors = {
-        "final_logits_bias": TensorNote(
-            Formula("1 x vocab_size", f"1 x {int(module.final_logits_bias.shape[-1])}"),
-            "a fixed bias added to the output logits: a persistent buffer (saved in checkpoints), "
-            "not trained",
-            Role.BUFFER,
-        )
-    }
-    return note(tensors, None)
-
-
-@_hf([(_modeling("bart"), "BartLearnedPositionalEmbedding")])
-def _bart_positions(module: Any) -> ModuleNote:
-    d = module.embedding_dim
-    offset = getattr(module, "offset", 2)
-    w = Formula("(max_position_embeddings + 2) x d_model", f"({module.num_embeddings - offset} + {offset}) x {d}")
-    why = (
-        "one learned vector per position; BART shifts position ids by 2 (a fairseq legacy), "
-        "so the table has 2 rows more than max_position_embeddings"
-    )
-    return note({"weight": TensorNote(w, why)}, w)
-
-
-@_hf([(_modeling("mixtral"), "MixtralExperts"), (_modeling("qwen2_moe"), "Qwen2MoeExperts")])
+@_hf([(_modeling(f), f"{_MOE_PREFIX[f]}Experts") for f in _MOE])
 def _experts(module: Any) -> ModuleNote:
     e, two_i, h = (int(d) for d in module.gate_up_proj.shape)
     i = two_i // 2
@@ -319,26 +187,109 @@ def _experts(module: Any) -> ModuleNote:
     )
 
 
-@_hf([(_modeling("mixtral"), "MixtralTopKRouter")])
+@_hf([(_modeling(f), f"{_MOE_PREFIX[f]}TopKRouter") for f in _MOE if f != "deepseek_v3"])
 def _router(module: Any) -> ModuleNote:
     w = times(("num_experts", int(module.weight.shape[0])), ("hidden_size", int(module.weight.shape[1])))
     return note({"weight": TensorNote(w, "scores every expert for each token; the top-k are used")}, w)
 
 
-@_hf([(_modeling("t5"), "T5Attention"), (_modeling("mt5"), "MT5Attention")])
-def _t5_attention(module: Any) -> ModuleNote:
-    d, inner = module.d_model, module.inner_dim
-    proj = Formula("4 x d_model x (num_heads x d_kv)", f"4 x {d} x {inner}")
-    text = "four bias-free projections q, k, v, o; T5 does not scale the query-key product"
-    rel = None
-    if module.has_relative_attention_bias:
-        rel = Formula(
-            "relative_attention_num_buckets x num_heads",
-            f"{module.relative_attention_num_buckets} x {module.n_heads}",
+@_hf([(_modeling("deepseek_v3"), "DeepseekV3TopkRouter")])
+def _deepseek_router(module: Any) -> ModuleNote:
+    e, h = (int(d) for d in module.weight.shape)
+    w = times(("n_routed_experts", e), ("hidden_size", h))
+    tensors = {"weight": TensorNote(w, "scores every routed expert for each token; the top-k are used")}
+    if getattr(module, "e_score_correction_bias", None) is not None:
+        tensors["e_score_correction_bias"] = TensorNote(
+            times(("n_routed_experts", e)),
+            "a per-expert bias added to the scores only when choosing experts, adjusted during "
+            "training to balance the load (not by gradient); saved in checkpoints",
+            Role.BUFFER,
         )
-        text += (
-            "; relative_attention_bias is an Embedding with one learned bias per (distance bucket, "
-            "head), added to the attention scores; only the first layer of each stack has it and "
-            "the other layers reuse its output"
+    return note(tensors, w)
+
+
+@_hf([(_modeling("cohere"), "CohereLayerNorm")])
+def _bias_free_layer_norm(module: Any) -> ModuleNote:
+    w = _norm_size(module)
+    return note(
+        {"weight": TensorNote(w, "a learned scale per feature")},
+        w,
+        "a LayerNorm without bias: it subtracts the mean and divides by the standard deviation, then scales",
+    )
+
+
+@_hf([(_modeling("gptj"), "GPTJRotaryEmbedding"), (_modeling("codegen"), "CodeGenRotaryEmbedding")])
+def _sincos_table(module: Any) -> ModuleNote:
+    n, d = (int(x) for x in module.embed_positions.shape)
+    tensors = {
+        "embed_positions": TensorNote(
+            Formula("max_position_embeddings x rotary_dim", f"{n} x {d}"),
+            "the sin and cos of every position for rotary embeddings, precomputed; a "
+            "non-persistent buffer, not learned and not saved in checkpoints",
+            Role.BUFFER,
         )
-    return note({}, plus(proj, rel), text)
+    }
+    return note(tensors, NO_PARAMS)
+
+
+@_hf(
+    [
+        (_modeling("xglm"), "XGLMSinusoidalPositionalEmbedding"),
+        (_modeling("m2m_100"), "M2M100SinusoidalPositionalEmbedding"),
+        (_modeling("nllb_moe"), "NllbMoeSinusoidalPositionalEmbedding"),
+    ]
+)
+def _sinusoidal(module: Any) -> ModuleNote:
+    rows, d = (int(x) for x in module.weights.shape)
+    offset = int(getattr(module, "offset", 0))
+    rows_s, rows_n = ("(num_positions + offset)", f"({rows - offset} + {offset})") if offset else (
+        "num_positions", str(rows)
+    )
+    tensors = {
+        "weights": TensorNote(
+            Formula(f"{rows_s} x embedding_dim", f"{rows_n} x {d}"),
+            "fixed sinusoidal position vectors, computed from sin and cos, not learned; a "
+            "non-persistent buffer",
+            Role.BUFFER,
+        )
+    }
+    return note(tensors, NO_PARAMS)
+
+
+def _causal_mask(t: Any) -> TensorNote:
+    n = int(t.shape[-1])
+    lead = " x ".join("1" for _ in t.shape[:-2])
+    lead = f"{lead} x " if lead else ""
+    return TensorNote(
+        Formula(f"{lead}max_position_embeddings x max_position_embeddings", f"{lead}{n} x {n}"),
+        "the causal mask: a lower-triangular boolean matrix over all positions, precomputed; a "
+        "non-persistent buffer",
+        Role.BUFFER,
+    )
+
+
+@_hf([(_modeling("gpt_neo"), "GPTNeoSelfAttention")])
+def _gpt_neo_attention(module: Any) -> ModuleNote:
+    terms = [_child(module, name) for name in module._modules]
+    return note({"bias": _causal_mask(module.bias)}, plus(*terms))
+
+
+@_hf([(_modeling("gpt_bigcode"), "GPTBigCodeModel")], module_formula=False)
+def _gpt_bigcode_model(module: Any) -> ModuleNote:
+    return note({"bias": _causal_mask(module.bias)}, None)
+
+
+@_hf([(_modeling("mamba"), "MambaMixer"), (_modeling("jamba"), "JambaMambaMixer")])
+def _mamba_mixer(module: Any) -> ModuleNote:
+    inner, state = (int(d) for d in module.A_log.shape)
+    a = times(("intermediate_size", inner), ("state_size", state))
+    d = times(("intermediate_size", inner))
+    tensors = {
+        "A_log": TensorNote(
+            a, "the state-space transition rates, stored as log(-A) so that A stays negative; one per "
+            "channel and state dimension",
+        ),
+        "D": TensorNote(d, "the skip term: a learned per-channel scale of the input added to the scan's output"),
+    }
+    terms = [_child(module, name) for name in module._modules]
+    return note(tensors, plus(a, d, *terms), "a selective state-space (Mamba) block")

@@ -26,8 +26,9 @@ from torch.nn.modules import (
     upsampling,
 )
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+from torch.nn.utils import parametrizations, parametrize
 
-from paramscope.core.anatomy import Formula
+from paramscope.core.anatomy import Formula, Role
 from paramscope.rules.torch._common import NO_PARAMS, classes_in, note, plus, rule, stored, times
 from paramscope.rules.torch.registry import ModuleNote, TensorNote
 
@@ -38,13 +39,15 @@ def _empty(module: Any) -> ModuleNote:
     return note({}, NO_PARAMS)
 
 
-# Registered first, so that the tensor-holding classes in the same torch modules (PReLU,
-# MultiheadAttention, ParameterList, ...) are overridden by their own rules below.
+# A fallback: the tensor-holding classes in the same torch modules (PReLU, MultiheadAttention)
+# keep their own rules whichever module registers first.
 rule(
     *classes_in(
         (activation, channelshuffle, distance, dropout, flatten, fold, padding, pixelshuffle,
-         pooling, upsampling)
-    )
+         pooling, upsampling),
+        exclude=(nn.MultiheadAttention, nn.PReLU),
+    ),
+    fallback=True,
 )(_empty)
 
 
@@ -68,6 +71,41 @@ def _parameter_container(module: Any) -> ModuleNote:
     }
     total = plus(*(n.formula for n in tensors.values()))
     return note(tensors, total)
+
+
+@rule(parametrize.ParametrizationList)
+def _parametrization_list(module: Any) -> ModuleNote:
+    weight_norm = any(type(p) is parametrizations._WeightNorm for p in module)
+    tensors: dict[str, TensorNote] = {}
+    for name, t in module._parameters.items():
+        if t is None:
+            continue
+        if weight_norm and name == "original0":
+            why = "weight_norm's magnitude g: the length each slice of the weight is scaled to"
+        elif weight_norm and name == "original1":
+            why = "weight_norm's direction v: the weight before it is normalised"
+        else:
+            why = "the tensor the parametrization computes the weight from"
+        shape = stored(t)
+        tensors[name] = TensorNote(Formula(shape.symbolic.replace("stored shape", "shape as stored:"), shape.numeric), why)
+    names = ", ".join(type(p).__name__ for p in module)
+    return note(tensors, plus(*(n.formula for n in tensors.values())), f"stored tensors of a parametrization ({names})")
+
+
+@rule(parametrizations._SpectralNorm)
+def _spectral_norm(module: Any) -> ModuleNote:
+    why = "a power-iteration vector estimating the weight's largest singular value; updated in training, not by gradient"
+    tensors = {
+        name: TensorNote(times(("dim", int(t.shape[0]))), why, Role.BUFFER)
+        for name, t in module._buffers.items()
+        if t is not None
+    }
+    return note(tensors, NO_PARAMS, "spectral_norm: divides the weight by its largest singular value")
+
+
+@rule(parametrizations._WeightNorm)
+def _weight_norm(module: Any) -> ModuleNote:
+    return note({}, NO_PARAMS, "weight_norm: weight = g x v / |v|")
 
 
 @rule(nn.Linear, nn.LazyLinear)

@@ -40,7 +40,7 @@ def _stats(module: Any, per: str, n: int) -> dict[str, TensorNote]:
         )
     if getattr(module, "num_batches_tracked", None) is not None:
         tensors["num_batches_tracked"] = TensorNote(
-            Formula("1 (a scalar)", "1"),
+            Formula("scalar", "1"),
             "an int64 counter of training batches seen; it sets the averaging factor when "
             "momentum=None and is bookkeeping otherwise",
             Role.BUFFER,

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 #: Modules holding the built-in rules; imported on the first lookup.
-_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf")
+_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +55,17 @@ TorchRule = Callable[[Any], ModuleNote]
 TorchResolver = Callable[[type], "TorchRule | None"]
 
 _RULES: dict[type, TorchRule] = {}
+_FALLBACK: set[type] = set()
 _RESOLVERS: list[TorchResolver] = []
 _UNRESOLVED: set[type] = set()
 _loaded = False
 
 
-def register_torch_rule(*types: type) -> Callable[[TorchRule], TorchRule]:
+def register_torch_rule(*types: type, fallback: bool = False) -> Callable[[TorchRule], TorchRule]:
     """Register a rule for module classes; subclasses inherit it unless they have their own.
+
+    A ``fallback`` rule never replaces one already registered, and is replaced by any later
+    one, so that the order in which rule modules are imported does not matter.
 
     Example:
         >>> import torch  # doctest: +SKIP
@@ -72,7 +76,13 @@ def register_torch_rule(*types: type) -> Callable[[TorchRule], TorchRule]:
 
     def deco(fn: TorchRule) -> TorchRule:
         for t in types:
+            if fallback and t in _RULES and t not in _FALLBACK:
+                continue
             _RULES[t] = fn
+            if fallback:
+                _FALLBACK.add(t)
+            else:
+                _FALLBACK.discard(t)
             _UNRESOLVED.discard(t)
         return fn
 

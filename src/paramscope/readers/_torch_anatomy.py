@@ -1,0 +1,221 @@
+"""From the value a checkpoint's pickle builds to an anatomy.
+
+A state dict's tensors become layers by their dotted names; a training checkpoint's model entry
+is the anatomy, its optimizer state the ``optimizer`` extras group, its scalars metadata; a
+whole pickled model or TorchScript archive becomes layers from its module records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
+from paramscope.core.errors import CorruptFileError
+from paramscope.core.tree import FlatTensor
+from paramscope.readers._torch_modules import Declarations, module_layers
+from paramscope.readers._torch_pickle import ModuleRecord, StorageRef, TensorRef, brief
+from paramscope.rules.names import anatomy_from_flat
+
+__all__ = ["checkpoint_anatomy"]
+
+_MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state")
+_MAX_DEPTH = 64
+_MAX_METADATA = 200
+
+
+def _walk(value: Any, prefix: str, depth: int, where: str, path_ids: tuple[int, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """(dotted name, leaf) for every leaf of nested dicts, lists and tuples."""
+    if depth > _MAX_DEPTH:
+        raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels at {prefix!r}", where=where)
+    if isinstance(value, (list, tuple)) and not any(isinstance(v, (dict, list, tuple, TensorRef)) for v in value):
+        yield prefix, value  # a list of plain values (betas, parameter ids) is one fact
+    elif isinstance(value, (dict, list, tuple)):
+        if id(value) in path_ids:
+            return  # a container that holds itself: its leaves were listed already
+        ids = path_ids + (id(value),)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            label = k if isinstance(k, (str, int)) else brief(k)
+            name = f"{prefix}.{label}" if prefix else str(label)
+            yield from _walk(v, name, depth + 1, where, ids)
+    else:
+        yield prefix, value
+
+
+def _has_tensor(value: Any, where: str) -> bool:
+    return any(isinstance(v, TensorRef) for _, v in _walk(value, "", 0, where))
+
+
+def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
+    """(the model's tensors, under what key, every other top-level entry)."""
+    if not isinstance(value, dict):
+        return value, "", {}
+    for key in _MODEL_KEYS:
+        if isinstance(value.get(key), ModuleRecord):
+            return value[key], key, {k: v for k, v in value.items() if k != key}
+    if all(isinstance(v, TensorRef) for v in value.values()):
+        return value, "", {}
+    for key in _MODEL_KEYS:
+        inner = value.get(key)
+        if isinstance(inner, dict) and _has_tensor(inner, where):
+            return inner, key, {k: v for k, v in value.items() if k != key}
+    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v, where)}
+    rest = {k: v for k, v in value.items() if k not in model}
+    return model, "", rest
+
+
+def _is_optimizer(key: Any) -> bool:
+    return isinstance(key, str) and ("optim" in key.lower() or key in ("lr_schedulers", "scaler", "amp"))
+
+
+def _ref_tensor(name: str, t: TensorRef, why: str) -> Tensor:
+    return Tensor(name, t.shape, t.dtype, Role.BUFFER, False, t.key, None, why)
+
+
+def checkpoint_anatomy(path: Path, value: Any, storages: dict[str, StorageRef], meta: dict[str, str],
+                       notes: list[str], decls: Declarations) -> Anatomy:  # fmt: skip
+    """The anatomy of a checkpoint from its unpickled value.
+
+    Args:
+        path: the file.
+        value: what the data pickle built (dicts, lists, tensor and module records).
+        storages: the storages it references, by key.
+        meta: metadata gathered so far (format, byte order); scalars are added to it.
+        notes: notes gathered so far; more are added.
+        decls: TorchScript declarations (empty for other files).
+
+    Returns:
+        The anatomy, with optimizer state and other tensors in ``extras``.
+    """
+    where = str(path)
+    model, model_key, rest = _split(value, where)
+    if isinstance(model, ModuleRecord):
+        return _module_anatomy(path, model, rest, storages, meta, notes, decls)
+    flat: list[FlatTensor] = []
+    refs: dict[str, TensorRef] = {}
+    for name, leaf in _walk(model, "", 0, where):
+        if isinstance(leaf, TensorRef):
+            refs[name] = leaf
+            role = None
+            is_param = None
+            if leaf.is_parameter:
+                role = Role.TRAINABLE if leaf.requires_grad else Role.FROZEN
+                is_param = True
+            flat.append(FlatTensor(name or "tensor", leaf.shape, leaf.dtype, leaf.key, role, is_param))
+        elif _plain(leaf) and len(meta) < _MAX_METADATA:
+            meta[f"{model_key + '.' if model_key else ''}{name}"] = _short(leaf)
+    if model_key:
+        notes.append(f"Model tensors are read from the checkpoint's {model_key!r} entry.")
+    if flat and not any(ft.role is not None for ft in flat):
+        notes.append(
+            "A state dict does not say which tensors are parameters and which are buffers; "
+            "roles come from the tensor names."
+        )
+    extras = _extras(rest, meta, where)
+    _view_notes(refs, notes)
+    _storage_meta(storages, meta)
+    anatomy = anatomy_from_flat(flat, name=path.name, framework="torch", source=where, metadata=meta, notes=notes)
+    return anatomy.with_(extras=tuple(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
+
+
+def _module_anatomy(
+    path: Path, model: ModuleRecord, rest: dict[str, Any], storages: dict[str, StorageRef],
+    meta: dict[str, str], notes: list[str], decls: Declarations,
+) -> Anatomy:  # fmt: skip
+    where = str(path)
+    layers = module_layers(model, where, decls)
+    classes = sorted({la.type for top in layers for la in top.walk()} | {model.cls.name})
+    if model.cls.scripted:
+        notes.append(
+            f"The file is a TorchScript archive (torch.jit.save) of {', '.join(classes[:12])}; paramscope read "
+            "its modules as records and took parameters and buffers from the declarations in its code, "
+            "which it never runs."
+        )
+    else:
+        notes.append(
+            f"The file is a whole pickled model (torch.save(model)) of torch.nn classes ({', '.join(classes[:12])}); "
+            "paramscope read its modules as records without importing or calling anything. torch.load needs "
+            "weights_only=False for it, which runs code from the file: prefer saving model.state_dict()."
+        )
+    owners: dict[str, list[str]] = {}
+    for la in layers:
+        for sub in la.walk():
+            for t in sub.tensors:
+                owners.setdefault(t.key, []).append(f"{sub.path}.{t.name}")
+    for group in owners.values():
+        if len(group) > 1:
+            notes.append(f"{' and '.join(group)} are one tensor (tied), counted once.")
+    extras = _extras(rest, meta, where)
+    _storage_meta(storages, meta)
+    meta["model_class"] = f"{model.cls.module}.{model.cls.name}"
+    return Anatomy(name=path.name, framework="torch", layers=layers, source=where, extras=tuple(extras),
+                   metadata=MappingProxyType(meta), notes=tuple(notes))  # fmt: skip
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bytes, bytearray, list, tuple, frozenset, set))
+
+
+def _storage_meta(storages: dict[str, StorageRef], meta: dict[str, str]) -> None:
+    meta["storages"] = str(len(storages))
+    meta["storage_bytes"] = str(sum(s.n_bytes for s in storages.values()))
+    devices = sorted({s.location for s in storages.values()})
+    if devices:
+        meta["devices"] = ", ".join(devices)
+
+
+def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
+    extras: list[TensorGroup] = []
+    for key, entry in rest.items():
+        tensors = [
+            _ref_tensor(name, leaf, _why_extra(key, name))
+            for name, leaf in _walk(entry, "", 0, where)
+            if isinstance(leaf, TensorRef)
+        ]
+        if tensors:
+            group = "optimizer" if _is_optimizer(key) else str(key)
+            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {key!r} entry"))
+        for name, leaf in _walk(entry, str(key), 0, where):
+            if _plain(leaf) and len(meta) < _MAX_METADATA:
+                meta[name] = _short(leaf)
+    return extras
+
+
+def _why_extra(key: Any, name: str) -> str:
+    if not _is_optimizer(key):
+        return f"stored in the checkpoint's {key!r} entry, not part of the model"
+    last = name.rsplit(".", 1)[-1]
+    what = {
+        "exp_avg": "Adam's running mean of gradients (first moment)",
+        "exp_avg_sq": "Adam's running mean of squared gradients (second moment)",
+        "momentum_buffer": "SGD momentum",
+        "step": "the optimizer's step counter",
+        "square_avg": "RMSprop's running mean of squared gradients",
+        "max_exp_avg_sq": "AMSGrad's running maximum of the second moment",
+    }.get(last, "optimizer state")
+    return f"{what}; not part of the model"
+
+
+def _view_notes(refs: dict[str, TensorRef], notes: list[str]) -> None:
+    by_storage: dict[str, dict[str, list[str]]] = {}
+    for name, t in refs.items():
+        by_storage.setdefault(t.storage.key, {}).setdefault(t.key, []).append(name)
+    for key, views in by_storage.items():
+        if len(views) > 1:
+            names = ", ".join(v[0] for v in list(views.values())[:4])
+            notes.append(
+                f"{names} are different views of one stored buffer (storage {key!r}); each view's "
+                "elements are counted, as torch's state dict counts them."
+            )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > 16:
+        return f"{len(value)} values: {', '.join(_short(v) for v in value[:8])}, ..."
+    if isinstance(value, (set, frozenset)):
+        return f"a set of {len(value)} values"
+    text = repr(value) if isinstance(value, (bytes, bytearray)) else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
