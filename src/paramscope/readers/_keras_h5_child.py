@@ -25,15 +25,8 @@ from typing import Any
 
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsupportedFormatError
 from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
-from paramscope.readers._keras_h5_layout import (
-    MAX_NAMES_BYTES,
-    H5Walker,
-    entry_name,
-    is_model,
-    legacy_weights,
-    read_attr,
-    strings,
-)
+from paramscope.readers._keras_h5_layout import MAX_NAMES_BYTES, H5Walker, legacy_weights, read_attr, strings
+from paramscope.rules.keras.configs import entry_name, is_model_entry
 
 __all__ = ["archive_part", "legacy_part", "main"]
 
@@ -61,7 +54,7 @@ def archive_part(path: str, config: Mapping[str, Any]) -> dict[str, Any]:
                 walker = H5Walker(h5py, where)
                 stored: dict[str, list[Any]] = {}
                 layers = walker.child(f, "layers")
-                if is_model(config) and layers is not None:
+                if is_model_entry(config) and layers is not None:
                     walker.model(layers, config, "", stored)
                 elif layers is not None or walker.child(f, "vars") is not None:
                     stored[entry_name(config)] = walker.collect(f, "", 0, skip=("optimizer",))

@@ -21,14 +21,15 @@ from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.rules.keras.configs import entry_name
+from paramscope.rules.keras.configs import is_model_entry as is_model
 
-__all__ = ["H5Walker", "read_attr", "strings", "entry_name", "is_model", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
+__all__ = ["H5Walker", "read_attr", "strings", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
 
 #: Deepest group nesting followed in a weights file (Keras nests a few levels per sub-model).
 MAX_H5_DEPTH = 64
 #: Largest list of names read from one attribute (100,000 weight names take a few MB).
 MAX_NAMES_BYTES = 64 * 1024 * 1024
-_MODEL_CLASSES = ("Functional", "Sequential", "Model")
 #: Config class names whose runtime class (which names the ``.keras`` groups) differs.
 _RUNTIME_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
 
@@ -159,21 +160,6 @@ def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -
             key = base
         keys[key] = entry_name(e)
     return keys
-
-
-def entry_name(entry: Mapping[str, Any]) -> str:
-    name = entry.get("name")
-    if not isinstance(name, str):
-        cfg = entry.get("config")
-        name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    return name if isinstance(name, str) else str(entry.get("class_name", "?"))
-
-
-def is_model(entry: Mapping[str, Any]) -> bool:
-    cfg = entry.get("config")
-    return entry.get("class_name") in _MODEL_CLASSES and isinstance(cfg, Mapping) and isinstance(
-        cfg.get("layers"), list
-    )
 
 
 def _layer_entries(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
