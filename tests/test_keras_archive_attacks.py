@@ -20,6 +20,7 @@ layers = keras.layers
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError  # noqa: E402
 from paramscope.readers import keras_archive, read  # noqa: E402
+from paramscope.readers import _keras_h5_child  # noqa: E402
 from paramscope.readers._keras_h5_child import archive_part  # noqa: E402
 
 
@@ -266,14 +267,14 @@ def test_weights_are_never_read_only_headers(tmp_path: Path, monkeypatch: pytest
     model = keras.Sequential([keras.Input((1000,)), layers.Dense(1000), layers.Dense(1000)])
     path = _save(model, tmp_path / "big.keras")  # 8 MB of weights
     seen = [0]
-    real = keras_archive._Window.readinto
+    real = _keras_h5_child._Window.readinto
 
     def counting(self: Any, buffer: Any) -> int:
         n = real(self, buffer)
         seen[0] += n
         return n
 
-    monkeypatch.setattr(keras_archive._Window, "readinto", counting)
+    monkeypatch.setattr(_keras_h5_child._Window, "readinto", counting)
     with zipfile.ZipFile(path) as z:
         config = json.loads(z.read("config.json"))
     # The HDF5 half, run here rather than in its child process so that its reads can be counted.

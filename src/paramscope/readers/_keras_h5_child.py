@@ -16,24 +16,94 @@ Reply: ``{"stored": {layer path: [[name, shape, dtype], ...]} | null, "optimizer
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import struct
 import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import IO, Any, cast
 
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsupportedFormatError
 from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
 from paramscope.readers._keras_h5_layout import MAX_NAMES_BYTES, H5Walker, legacy_weights, read_attr, strings
 from paramscope.rules.keras.configs import entry_name, is_model_entry
 
-__all__ = ["archive_part", "legacy_part", "main"]
+__all__ = ["archive_part", "legacy_part", "open_member", "main"]
 
 #: Largest ``keras_version`` / ``backend`` attribute read.
 _MAX_SHORT_BYTES = 1024 * 1024
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError, NotImplementedError,
                 zipfile.BadZipFile, zlib.error)
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes at ``start`` of an open file."""
+
+    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
+        super().__init__()
+        self._raw, self._start, self._size, self._pos = raw, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._raw.seek(self._start + self._pos)
+        got = self._raw.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_member(zf: zipfile.ZipFile, name: str, path: str) -> IO[bytes]:
+    """A seekable file object for one archive member.
+
+    A stored (uncompressed) member, as Keras writes ``model.weights.h5``, is read straight from
+    the archive file: zipfile's own member objects seek by reading every byte in between, which
+    would read all the weights. Its bounds are checked against the archive's real size first.
+    """
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return zf.open(info)
+    raw = open(path, "rb")
+    try:
+        raw.seek(info.header_offset)
+        header = raw.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise CorruptFileError(f"no local header for {name} at byte offset {info.header_offset}", where=path)
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        end = os.fstat(raw.fileno()).st_size
+        if info.compress_size != info.file_size or start + info.file_size > end:
+            raise CorruptFileError(
+                f"archive entry {name} claims {info.file_size:,} bytes from byte offset {start}, "
+                f"past the end of the {end:,}-byte file",
+                where=path,
+            )
+    except BaseException:
+        raw.close()
+        raise
+    return cast(IO[bytes], _Window(raw, start, info.file_size))
 
 
 def _plain(weights: Sequence[Any]) -> list[list[Any]]:
@@ -43,8 +113,6 @@ def _plain(weights: Sequence[Any]) -> list[list[Any]]:
 def archive_part(path: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """Shapes and dtypes in a ``.keras`` archive's ``model.weights.h5``, by layer path."""
     import h5py
-
-    from paramscope.readers.keras_archive import open_member
 
     where = f"{path}: model.weights.h5"
     try:

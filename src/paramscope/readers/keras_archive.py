@@ -3,7 +3,8 @@
 Nothing is loaded or run. A ``.keras`` file is a zip holding ``config.json`` (the model's
 config), ``metadata.json`` and ``model.weights.h5``; the config is read with a bound on its
 inflated size and parsed as strict JSON, and the weights file is opened in place with h5py to
-read each weight's shape and dtype, never its data. A legacy ``.h5`` file keeps the config in
+read each weight's shape and dtype, never its data; that HDF5 half runs in a child process under
+a time limit (:mod:`paramscope.readers._keras_h5_child`). A legacy ``.h5`` file keeps the config in
 the root attribute ``model_config`` and the weights under ``model_weights/<layer>/``. Either
 way the config engine (:mod:`paramscope.rules.keras.graph`) builds the anatomy and checks every
 rule-derived shape against the stored one; layers with no rule take their tensors from the file.
@@ -14,22 +15,20 @@ never decoded or imported.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, cast
+from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 from paramscope.core.strict_json import loads_strict
 
-__all__ = ["can_read", "read", "open_member", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
+__all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -230,73 +229,6 @@ def _optimizer_from(reply: Mapping[str, Any]) -> tuple[TensorGroup, ...]:
 
     weights = [StoredWeight(n, tuple(shape), dtype) for n, shape, dtype in reply.get("optimizer") or []]
     return _optimizer_group(weights, reply.get("optimizer_names"))
-
-
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes at ``start`` of an open file."""
-
-    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
-        super().__init__()
-        self._raw, self._start, self._size, self._pos = raw, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = max(0, min(len(view), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._raw.seek(self._start + self._pos)
-        got = self._raw.readinto(view[:n]) or 0
-        self._pos += got
-        return got
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def open_member(zf: zipfile.ZipFile, name: str, path: str) -> IO[bytes]:
-    """A seekable file object for one archive member.
-
-    A stored (uncompressed) member, as Keras writes ``model.weights.h5``, is read straight from
-    the archive file: zipfile's own member objects seek by reading every byte in between, which
-    would read all the weights. Its bounds are checked against the archive's real size first.
-    """
-    info = zf.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return zf.open(info)
-    raw = open(path, "rb")
-    try:
-        raw.seek(info.header_offset)
-        header = raw.read(30)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise CorruptFileError(f"no local header for {name} at byte offset {info.header_offset}", where=path)
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        start = info.header_offset + 30 + name_len + extra_len
-        end = os.fstat(raw.fileno()).st_size
-        if info.compress_size != info.file_size or start + info.file_size > end:
-            raise CorruptFileError(
-                f"archive entry {name} claims {info.file_size:,} bytes from byte offset {start}, "
-                f"past the end of the {end:,}-byte file",
-                where=path,
-            )
-    except BaseException:
-        raw.close()
-        raise
-    return cast(IO[bytes], _Window(raw, start, info.file_size))
 
 
 def _optimizer_group(weights: Sequence[Any], names: Sequence[str] | None = None) -> tuple[TensorGroup, ...]:
