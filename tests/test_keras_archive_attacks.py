@@ -4,6 +4,7 @@ nothing in them is run or imported."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 import warnings
@@ -19,6 +20,8 @@ layers = keras.layers
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError  # noqa: E402
 from paramscope.readers import keras_archive, read  # noqa: E402
+from paramscope.readers import _keras_h5_child  # noqa: E402
+from paramscope.readers._keras_h5_child import archive_part  # noqa: E402
 
 
 def _save(model: Any, path: Path) -> Path:
@@ -165,19 +168,39 @@ def test_lambda_code_is_reported_not_run(tmp_path: Path) -> None:
     assert not flag.exists()
 
 
-def test_custom_module_is_reported_not_imported(good: Path, tmp_path: Path) -> None:
+def test_custom_module_is_reported_not_imported(tmp_path: Path) -> None:
+    @keras.saving.register_keras_serializable(package="paramscope_tests")
+    class Scale(layers.Layer):  # type: ignore[misc,name-defined]
+        def build(self, input_shape: Any) -> None:
+            self.w = self.add_weight(name="w", shape=(input_shape[-1], 3))
+
+        def call(self, x: Any) -> Any:
+            return keras.ops.matmul(x, self.w)
+
+    model = keras.Sequential([keras.Input((8,)), Scale(name="scale"), layers.Dense(2)])
+    src = _save(model, tmp_path / "custom.keras")
+    with zipfile.ZipFile(src) as z:
+        config = json.loads(z.read("config.json"))
+    entry = next(x for x in config["config"]["layers"] if x["class_name"] == "Scale")
+    entry["module"] = "paramscope_evil_module"
+    path = _rewrite(src, tmp_path / "evil.keras", {"config.json": json.dumps(config).encode()})
+    anatomy = read(path)
+    layer = anatomy.find("scale")
+    assert layer is not None and not layer.known
+    assert "paramscope_evil_module" in layer.note
+    assert [t.shape for t in layer.tensors] == [(8, 3)]  # the real shape, from the weights file
+    assert "paramscope_evil_module" not in sys.modules
+
+
+def test_weights_groups_that_match_no_layer(good: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(good) as z:
         config = json.loads(z.read("config.json"))
     dense = next(x for x in config["config"]["layers"] if x["class_name"] == "Dense")
-    dense["module"] = "paramscope_evil_module"
-    dense["class_name"] = "Backdoor"
-    path = _rewrite(good, tmp_path / "custom.keras", {"config.json": json.dumps(config).encode()})
-    anatomy = read(path)
-    layer = anatomy.find(dense["config"]["name"])
-    assert layer is not None and not layer.known
-    assert "paramscope_evil_module" in layer.note
-    assert [t.shape for t in layer.tensors] == [(8, 4), (4,)]  # real shapes from the weights file
-    assert "paramscope_evil_module" not in sys.modules
+    dense["class_name"] = "Backdoor"  # the file's groups are named after the real classes
+    path = _rewrite(good, tmp_path / "renamed.keras", {"config.json": json.dumps(config).encode()})
+    with pytest.raises(CorruptFileError, match="matches no layer") as e:
+        read(path)
+    assert str(path) in str(e.value)
 
 
 def test_external_link_in_weights_is_refused(good: Path, tmp_path: Path) -> None:
@@ -244,16 +267,19 @@ def test_weights_are_never_read_only_headers(tmp_path: Path, monkeypatch: pytest
     model = keras.Sequential([keras.Input((1000,)), layers.Dense(1000), layers.Dense(1000)])
     path = _save(model, tmp_path / "big.keras")  # 8 MB of weights
     seen = [0]
-    real = keras_archive._Window.readinto
+    real = _keras_h5_child._Window.readinto
 
     def counting(self: Any, buffer: Any) -> int:
         n = real(self, buffer)
         seen[0] += n
         return n
 
-    monkeypatch.setattr(keras_archive._Window, "readinto", counting)
-    anatomy = read(path)
-    assert sum(t.count or 0 for layer in anatomy.layers for t in layer.tensors) == model.count_params()
+    monkeypatch.setattr(_keras_h5_child._Window, "readinto", counting)
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+    # The HDF5 half, run here rather than in its child process so that its reads can be counted.
+    reply = archive_part(str(path), config)
+    assert sum(math.prod(shape) for ws in reply["stored"].values() for _, shape, _ in ws) == model.count_params()
     assert 0 < seen[0] < 256 * 1024, seen[0]
 
 
@@ -263,3 +289,38 @@ def test_deflated_weights_entry_still_reads(good: Path, tmp_path: Path) -> None:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info))
     assert [layer.tensors for layer in read(path).layers] == [layer.tensors for layer in read(good).layers]
+
+
+def test_a_looping_hdf5_library_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A damaged global heap can make libhdf5 loop forever holding Python's lock; the HDF5 half
+    # runs in a child process under a time limit. Here the child is made to hang on purpose.
+    seed = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
+    monkeypatch.setattr(keras_archive, "H5_TIMEOUT_S", 1)
+    real_run = keras_archive.subprocess.run
+
+    def hanging(argv: list[str], **kw: Any) -> Any:
+        return real_run([argv[0], "-c", "import time; time.sleep(30)"], **kw)
+
+    monkeypatch.setattr(keras_archive.subprocess, "run", hanging)
+    with pytest.raises(UnsafeFileError, match="did not finish") as e:
+        read(seed)
+    assert str(seed) in str(e.value)
+
+
+def test_a_crashing_hdf5_library_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
+    real_run = keras_archive.subprocess.run
+
+    def crashing(argv: list[str], **kw: Any) -> Any:
+        return real_run([argv[0], "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], **kw)
+
+    monkeypatch.setattr(keras_archive.subprocess, "run", crashing)
+    with pytest.raises(CorruptFileError, match="stopped while reading") as e:
+        read(seed)
+    assert str(seed) in str(e.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import subprocess
 import sys
 from typing import Any
@@ -282,3 +283,17 @@ def test_flops_per_call_as_for_configs() -> None:
     with FlopCounterMode(display=False) as counter:
         model(np.ones((1, 7, 12), dtype="float32"), training=False)
     assert total.flops == counter.get_total_flops()
+
+
+def test_wrapped_layer_keeps_its_own_quantized_policy() -> None:
+    model = keras.Sequential([keras.Input((4, 6)), layers.TimeDistributed(layers.Dense(5))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.quantize("int8")
+    anatomy = keras_model.read(model)
+    assert_parity(model, anatomy)
+    (td,) = anatomy.layers
+    assert "no rule" not in td.note and "expected" not in td.note, td.note
+    kernel = next(t for t in td.tensors if t.name.endswith("/kernel"))
+    assert kernel.dtype == "int8" and kernel.formula is not None
+    assert td.formula is not None

@@ -2,9 +2,11 @@
 
 Two layouts exist. A ``.keras`` archive's ``model.weights.h5`` (Keras 3, ``saving_lib``) stores
 a model's layers under ``layers/<key>`` where ``key`` is the snake-cased class name made unique
-(``dense``, ``dense_1``), each layer's own variables in ``vars/0..n`` (the group's ``name``
-attribute gives the layer's real name) and its sub-objects (a recurrent layer's ``cell``, an
-attention layer's ``query_dense``...) in groups of their own. A legacy ``.h5`` file stores
+in layer order (``dense``, ``dense_1``), each layer's own variables in ``vars/0..n`` and its
+sub-objects (a recurrent layer's ``cell``, an attention layer's ``query_dense``...) in groups of
+their own. Keys are matched to layer names through the config, in the order Keras saves; the
+``name`` attribute Keras also writes is a variable-length string that a damaged global heap can
+send libhdf5 into an endless loop over, so it is not read. A legacy ``.h5`` file stores
 ``model_weights/<layer name>`` groups whose ``weight_names`` attribute lists variable paths
 (``sequential/dense/kernel`` in Keras 3, ``dense/kernel:0`` in Keras 2). Both are mapped to the
 config engine's layer paths (``inner/dense``). Only shapes and dtypes are read; links to other
@@ -19,14 +21,15 @@ from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.rules.keras.configs import entry_name
+from paramscope.rules.keras.configs import is_model_entry as is_model
 
-__all__ = ["H5Walker", "read_attr", "strings", "entry_name", "is_model", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
+__all__ = ["H5Walker", "read_attr", "strings", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
 
 #: Deepest group nesting followed in a weights file (Keras nests a few levels per sub-model).
 MAX_H5_DEPTH = 64
 #: Largest list of names read from one attribute (100,000 weight names take a few MB).
 MAX_NAMES_BYTES = 64 * 1024 * 1024
-_MODEL_CLASSES = ("Functional", "Sequential", "Model")
 #: Config class names whose runtime class (which names the ``.keras`` groups) differs.
 _RUNTIME_CLASS = {"GroupQueryAttention": "GroupedQueryAttention"}
 
@@ -92,7 +95,7 @@ class H5Walker:
                 continue
             sub = self.child(group, key)
             if isinstance(sub, self.h5py.Group):
-                out.extend(self.collect(sub, f"{prefix}{_group_name(sub, key, self)}/", depth + 1))
+                out.extend(self.collect(sub, f"{prefix}{key}/", depth + 1))
         return out
 
     def model(self, layers: Any, entry: Mapping[str, Any], prefix: str, stored: dict[str, list[Any]]) -> None:
@@ -104,7 +107,14 @@ class H5Walker:
             group = self.child(layers, key)
             if not isinstance(group, self.h5py.Group):
                 continue
-            name = _vars_name(group, self) or by_key.get(key, key)
+            name = by_key.get(key)
+            if name is None:
+                raise CorruptFileError(
+                    f"the weights file holds a group {group.name} that matches no layer of the config "
+                    "(Keras names these groups after the layers' classes, in order); the weights do "
+                    "not belong to this config",
+                    where=self.where,
+                )
             sub = by_name.get(name)
             path = f"{prefix}{name}"
             if sub is not None and is_model(sub):
@@ -118,18 +128,6 @@ class H5Walker:
                 weights = self.collect(group, "", 1)
                 if weights or sub is not None:
                     stored[path] = weights
-
-
-def _vars_name(group: Any, walker: H5Walker) -> str | None:
-    own = walker.child(group, "vars")
-    name = own.attrs.get("name") if own is not None else None
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "replace")
-    return name if isinstance(name, str) and name else None
-
-
-def _group_name(group: Any, key: str, walker: H5Walker) -> str:
-    return _vars_name(group, walker) or key
 
 
 def _numeric(key: str) -> tuple[int, str]:
@@ -149,7 +147,9 @@ def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -
     keys: dict[str, str] = {}
     for e in entries:
         cls = str(e.get("class_name", ""))
-        if skip_inputs and cls == "InputLayer":
+        module = str(e.get("module") or "")
+        # keras.ops calls in a functional graph are operations, not layers: nothing is saved.
+        if (skip_inputs and cls == "InputLayer") or module.startswith(("keras.src.ops", "keras.ops")):
             continue
         base = _snake(_RUNTIME_CLASS.get(cls, cls))
         if base in used:
@@ -160,21 +160,6 @@ def _keys_by_class(entries: Sequence[Mapping[str, Any]], *, skip_inputs: bool) -
             key = base
         keys[key] = entry_name(e)
     return keys
-
-
-def entry_name(entry: Mapping[str, Any]) -> str:
-    name = entry.get("name")
-    if not isinstance(name, str):
-        cfg = entry.get("config")
-        name = cfg.get("name") if isinstance(cfg, Mapping) else None
-    return name if isinstance(name, str) else str(entry.get("class_name", "?"))
-
-
-def is_model(entry: Mapping[str, Any]) -> bool:
-    cfg = entry.get("config")
-    return entry.get("class_name") in _MODEL_CLASSES and isinstance(cfg, Mapping) and isinstance(
-        cfg.get("layers"), list
-    )
 
 
 def _layer_entries(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -3,7 +3,8 @@
 Nothing is loaded or run. A ``.keras`` file is a zip holding ``config.json`` (the model's
 config), ``metadata.json`` and ``model.weights.h5``; the config is read with a bound on its
 inflated size and parsed as strict JSON, and the weights file is opened in place with h5py to
-read each weight's shape and dtype, never its data. A legacy ``.h5`` file keeps the config in
+read each weight's shape and dtype, never its data; that HDF5 half runs in a child process under
+a time limit (:mod:`paramscope.readers._keras_h5_child`). A legacy ``.h5`` file keeps the config in
 the root attribute ``model_config`` and the weights under ``model_weights/<layer>/``. Either
 way the config engine (:mod:`paramscope.rules.keras.graph`) builds the anatomy and checks every
 rule-derived shape against the stored one; layers with no rule take their tensors from the file.
@@ -13,20 +14,21 @@ never decoded or imported.
 
 from __future__ import annotations
 
-import io
+import importlib.util
+import json
 import os
-import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import IO, Any, cast
+from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 from paramscope.core.strict_json import loads_strict
-from paramscope.readers._keras_h5_layout import MAX_NAMES_BYTES, H5Walker, entry_name, is_model, legacy_weights, read_attr, strings
 
-__all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES"]
+__all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -34,6 +36,13 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAX_CONFIG_BYTES = 256 * 1024 * 1024
 #: Largest ``metadata.json`` read (Keras writes about 70 bytes).
 MAX_METADATA_BYTES = 1024 * 1024
+#: Time allowed to read a weights file's headers (ResNet50's take a fraction of a second).
+H5_TIMEOUT_S = 60
+_ERRORS: dict[str, type[CorruptFileError] | type[UnsupportedFormatError]] = {
+    "CorruptFileError": CorruptFileError,
+    "UnsafeFileError": UnsafeFileError,
+    "UnsupportedFormatError": UnsupportedFormatError,
+}
 _OPTIMIZER_WHY = "optimizer state saved with the model (step count, learning rate, moment estimates)"
 
 
@@ -65,7 +74,7 @@ def can_read(source: object) -> bool:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError):
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
             return False
         return "config.json" in names and bool(names & {"metadata.json", "model.weights.h5"})
     if head == HDF5_MAGIC:
@@ -133,7 +142,7 @@ def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str) -> bytes:
 def _read_archive(path: str) -> Anatomy:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise CorruptFileError(
             f"not a readable zip archive ({e}); a .keras file is the zip that model.save() writes",
             where=path,
@@ -160,101 +169,66 @@ def _read_archive(path: str) -> Anatomy:
         stored: dict[str, list[Any]] | None = None
         extras: tuple[TensorGroup, ...] = ()
         if "model.weights.h5" in names:
-            stored, extras = _archive_weights(zf, config, path)
+            reply = _isolated({"kind": "archive", "path": path, "config": config}, f"{path}: model.weights.h5")
+            stored, extras = _stored(reply), _optimizer_from(reply)
         else:
             notes.append("the archive holds no model.weights.h5: shapes come from the config alone")
     return _build(config, path, stored, extras, metadata, notes)
 
 
-def _archive_weights(
-    zf: zipfile.ZipFile, config: Mapping[str, Any], path: str
-) -> tuple[dict[str, list[Any]], tuple[TensorGroup, ...]]:
-    h5py = _h5py()
-    where = f"{path}: model.weights.h5"
-    try:
-        # h5py reads a file object in place, seeking to the metadata it needs; no data is read.
-        with _member(zf, "model.weights.h5", path) as member, h5py.File(member, "r") as f:
-            walker = H5Walker(h5py, where)
-            stored: dict[str, list[Any]] = {}
-            layers = walker.child(f, "layers")
-            if is_model(config) and layers is not None:
-                walker.model(layers, config, "", stored)
-            elif layers is not None or walker.child(f, "vars") is not None:
-                stored[entry_name(config)] = walker.collect(f, "", 0, skip=("optimizer",))
-            opt = walker.child(f, "optimizer")
-            extras = _optimizer_group(walker.collect(opt, "", 0)) if opt is not None else ()
-    except (CorruptFileError, MissingDependencyError):
-        raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
-        raise CorruptFileError(f"the weights file cannot be read: {e}", where=where) from None
-    return stored, extras
+def _isolated(request: dict[str, Any], where: str) -> dict[str, Any]:
+    """Run the HDF5 half of the reading in a child process (see ``_keras_h5_child``).
 
-
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes at ``start`` of an open file."""
-
-    def __init__(self, raw: io.BufferedReader, start: int, size: int) -> None:
-        super().__init__()
-        self._raw, self._start, self._size, self._pos = raw, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = max(0, min(len(view), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._raw.seek(self._start + self._pos)
-        got = self._raw.readinto(view[:n]) or 0
-        self._pos += got
-        return got
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def _member(zf: zipfile.ZipFile, name: str, path: str) -> IO[bytes]:
-    """A seekable file object for one archive member.
-
-    A stored (uncompressed) member, as Keras writes ``model.weights.h5``, is read straight from
-    the archive file: zipfile's own member objects seek by reading every byte in between, which
-    would read all the weights. Its bounds are checked against the archive's real size first.
+    libhdf5 can loop forever on a damaged file while holding Python's lock, beyond the reach
+    of Ctrl-C; in a child, the time limit ends it and this process stays responsive.
     """
-    info = zf.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return zf.open(info)
-    raw = open(path, "rb")
+    if importlib.util.find_spec("h5py") is None:
+        raise MissingDependencyError("h5py", "files", "reading Keras weights and .h5 files")
+    import paramscope
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(paramscope.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
-        raw.seek(info.header_offset)
-        header = raw.read(30)
-        if len(header) < 30 or header[:4] != b"PK\x03\x04":
-            raise CorruptFileError(f"no local header for {name} at byte offset {info.header_offset}", where=path)
-        name_len, extra_len = struct.unpack("<HH", header[26:30])
-        start = info.header_offset + 30 + name_len + extra_len
-        end = os.fstat(raw.fileno()).st_size
-        if info.compress_size != info.file_size or start + info.file_size > end:
-            raise CorruptFileError(
-                f"archive entry {name} claims {info.file_size:,} bytes from byte offset {start}, "
-                f"past the end of the {end:,}-byte file",
-                where=path,
-            )
-    except BaseException:
-        raw.close()
-        raise
-    return cast(IO[bytes], _Window(raw, start, info.file_size))
+        done = subprocess.run(
+            [sys.executable, "-m", "paramscope.readers._keras_h5_child"],
+            input=json.dumps(request), capture_output=True, text=True, timeout=H5_TIMEOUT_S, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise UnsafeFileError(
+            f"the HDF5 library did not finish reading the file's headers in {H5_TIMEOUT_S} s; "
+            "a damaged file can send it into an endless loop",
+            where=where,
+        ) from None
+    try:
+        reply = json.loads(done.stdout)
+    except ValueError:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise CorruptFileError(
+            f"the HDF5 library stopped while reading the file (exit status {done.returncode}){': ' if last else ''}{last}",
+            where=where,
+        ) from None
+    error = reply.get("error")
+    if error:
+        cls = _ERRORS.get(error.get("type"), CorruptFileError)
+        raise cls(str(error.get("message")), where=error.get("where"))
+    return dict(reply)
+
+
+def _stored(reply: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    from paramscope.rules.keras.graph import StoredWeight
+
+    raw = reply.get("stored")
+    if raw is None:
+        return None
+    return {path: [StoredWeight(n, tuple(shape), dtype) for n, shape, dtype in ws] for path, ws in raw.items()}
+
+
+def _optimizer_from(reply: Mapping[str, Any]) -> tuple[TensorGroup, ...]:
+    from paramscope.rules.keras.graph import StoredWeight
+
+    weights = [StoredWeight(n, tuple(shape), dtype) for n, shape, dtype in reply.get("optimizer") or []]
+    return _optimizer_group(weights, reply.get("optimizer_names"))
 
 
 def _optimizer_group(weights: Sequence[Any], names: Sequence[str] | None = None) -> tuple[TensorGroup, ...]:
@@ -309,41 +283,7 @@ def _build(
 
 
 def _read_legacy(path: str) -> Anatomy:
-    h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except (OSError, ValueError) as e:
-        raise CorruptFileError(f"not a readable HDF5 file: {e}", where=path) from None
-    with f:
-        try:
-            raw = read_attr(f, "model_config", MAX_CONFIG_BYTES, path)
-            if raw is None:
-                raise UnsupportedFormatError(
-                    "this HDF5 file has no model_config attribute: it holds weights only "
-                    "(model.save_weights), not a model",
-                    where=path,
-                )
-            config = loads_strict(raw if isinstance(raw, (str, bytes)) else bytes(raw), where=f"{path}: model_config")
-            if not isinstance(config, Mapping):
-                raise CorruptFileError("model_config is not a JSON object", where=f"{path}: model_config")
-            metadata = {"format": "legacy keras h5"}
-            for key in ("keras_version", "backend"):
-                value = read_attr(f, key, MAX_METADATA_BYTES, path)
-                if value is not None:
-                    metadata[key] = strings(value)[0] if strings(value) else ""
-            walker = H5Walker(h5py, path)
-            weights = walker.child(f, "model_weights")
-            stored = legacy_weights(walker, weights, config) if weights is not None else None
-            extras: tuple[TensorGroup, ...] = ()
-            opt = walker.child(f, "optimizer_weights")
-            if opt is not None:
-                names = strings(read_attr(opt, "weight_names", MAX_NAMES_BYTES, path))
-                extras = _optimizer_group([walker.stored(walker.dataset(opt, n), n) for n in names], names)
-        except (CorruptFileError, MissingDependencyError, UnsupportedFormatError):
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise CorruptFileError(f"the HDF5 file cannot be read: {e}", where=path) from None
+    reply = _isolated({"kind": "legacy", "path": path}, path)
+    stored = _stored(reply)
     notes = [] if stored is not None else ["the file holds no model_weights: shapes come from the config alone"]
-    return _build(config, path, stored, extras, metadata, notes)
-
-
+    return _build(reply["config"], path, stored, _optimizer_from(reply), dict(reply["metadata"]), notes)

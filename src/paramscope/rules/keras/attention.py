@@ -49,10 +49,15 @@ def attention_shapes(inp: RuleInput) -> tuple[Shape, Shape, Shape] | None:
     return None
 
 
-def _features(shapes: Sequence[Shape]) -> tuple[int, ...] | None:
-    """The last (feature) dimension of each shape, or ``None`` if any is not known."""
-    dims = tuple(s[-1] if s else None for s in shapes)
-    return None if any(d is None for d in dims) else tuple(d for d in dims if d is not None)
+def _sized(inp: RuleInput) -> tuple[Shape, tuple[int, int, int]] | RuleOutput:
+    """The query shape and the query, value and key feature sizes; an unknown output if missing."""
+    shapes = attention_shapes(inp)
+    if shapes is None:
+        return RuleOutput((), known=False, note="query and value shapes are not known")
+    qd, vd, kd = (s[-1] if s else None for s in shapes)
+    if qd is None or vd is None or kd is None:
+        return RuleOutput((), known=False, note="the feature size of the query, value or key is not known")
+    return shapes[0], (qd, vd, kd)
 
 
 def _proj(
@@ -102,14 +107,10 @@ def _assemble(parts: Sequence[tuple[list[Weight], Formula]]) -> tuple[tuple[Weig
 
 @register_keras_rule("MultiHeadAttention")
 def _mha(inp: RuleInput) -> RuleOutput:
-    shapes = attention_shapes(inp)
-    if shapes is None:
-        return RuleOutput((), known=False, note="query and value shapes are not known")
-    q = shapes[0]
-    dims = _features(shapes)
-    if dims is None:
-        return RuleOutput((), known=False, note="the feature size of the query, value or key is not known")
-    qd, vd, kd = dims
+    sized = _sized(inp)
+    if isinstance(sized, RuleOutput):
+        return sized
+    q, (qd, vd, kd) = sized
     cfg = inp.config
     heads = int(cfg["num_heads"])
     key_dim = int(cfg["key_dim"])
@@ -136,14 +137,10 @@ def _mha(inp: RuleInput) -> RuleOutput:
 
 @register_keras_rule("GroupQueryAttention", "GroupedQueryAttention")
 def _gqa(inp: RuleInput) -> RuleOutput:
-    shapes = attention_shapes(inp)
-    if shapes is None:
-        return RuleOutput((), known=False, note="query and value shapes are not known")
-    q = shapes[0]
-    dims = _features(shapes)
-    if dims is None:
-        return RuleOutput((), known=False, note="the feature size of the query, value or key is not known")
-    qd, vd, kd = dims
+    sized = _sized(inp)
+    if isinstance(sized, RuleOutput):
+        return sized
+    q, (qd, vd, kd) = sized
     cfg = inp.config
     head = int(cfg["head_dim"])
     nq = int(cfg["num_query_heads"])

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Shape
-from paramscope.rules.keras.shapes import fmt_int
+from paramscope.rules.keras.shapes import conv_length, fmt_int, ntuple
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule, register_keras_rule
 
-__all__ = ["CellSpec", "cell_spec", "conv_output_spatial"]
+__all__ = ["CellSpec", "cell_spec", "prefixed_weights"]
 
 _GATES = {"SimpleRNNCell": 1, "LSTMCell": 4, "GRUCell": 3, "ConvLSTMCell": 4}
 _GATE_NAMES = {
@@ -57,36 +57,6 @@ class CellSpec:
     formula: Formula | None = None
     known: bool = True
     note: str = ""
-
-
-def _ints(value: Any, rank: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * rank
-    return tuple(int(v) for v in value)
-
-
-def conv_output_spatial(
-    spatial: Sequence[int | None],
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    padding: str,
-    dilation: Sequence[int],
-) -> tuple[int | None, ...]:
-    """Spatial output size of a convolution (Keras ``compute_conv_output_shape``).
-
-    Example:
-        >>> conv_output_spatial((8, 8), (3, 3), (1, 1), "valid", (1, 1))
-        (6, 6)
-    """
-    out: list[int | None] = []
-    for n, k, s, d in zip(spatial, kernel, strides, dilation):
-        if n is None:
-            out.append(None)
-        elif padding == "valid":
-            out.append((n - d * (k - 1) - 1) // s + 1)
-        else:
-            out.append((n - 1) // s + 1)
-    return tuple(out)
 
 
 def _dense_cell(class_name: str, cfg: Mapping[str, Any], step_shape: Shape) -> CellSpec:
@@ -135,16 +105,16 @@ def _dense_cell(class_name: str, cfg: Mapping[str, Any], step_shape: Shape) -> C
 
 def _conv_cell(cfg: Mapping[str, Any], step_shape: Shape, rank: int) -> CellSpec:
     filters = int(cfg["filters"])
-    kernel = _ints(cfg["kernel_size"], rank)
-    strides = _ints(cfg.get("strides", 1), rank)
-    dilation = _ints(cfg.get("dilation_rate", 1), rank)
+    kernel = ntuple(cfg["kernel_size"], rank, "kernel_size")
+    strides = ntuple(cfg.get("strides", 1), rank, "strides")
+    dilation = ntuple(cfg.get("dilation_rate", 1), rank, "dilation_rate")
     padding = str(cfg.get("padding", "valid")).lower()
     channels_first = cfg.get("data_format") == "channels_first"
     spatial = step_shape[2:] if channels_first else step_shape[1:-1]
     c_in = step_shape[1] if channels_first else step_shape[-1]
     if c_in is None:
         return CellSpec((), (), None, known=False, note="the channel dimension of the input is not known")
-    out_sp = conv_output_spatial(spatial, kernel, strides, padding, dilation)
+    out_sp = tuple(conv_length(n, k, padding, s, d) for n, k, s, d in zip(spatial, kernel, strides, dilation))
     out: Shape = (filters, *out_sp) if channels_first else (*out_sp, filters)
     ks = " x ".join(str(k) for k in kernel)
     kss = " x ".join(f"k{i + 1}" for i in range(rank))
@@ -219,7 +189,7 @@ def _stacked(cfg: Mapping[str, Any], step_shape: Shape, variable_dtype: str) -> 
         if not spec.known or spec.output_shape is None:
             return CellSpec(tuple(weights), (), None, known=False, note=spec.note)
         name = str((sub.get("config") or {}).get("name", sub.get("class_name", "cell")))
-        weights.extend(_prefixed(spec.weights, name))
+        weights.extend(prefixed_weights(spec.weights, name))
         states.extend(spec.state_shapes)
         if spec.formula is not None:
             parts_sym.append(f"[{name}] {spec.formula.symbolic}")
@@ -230,10 +200,11 @@ def _stacked(cfg: Mapping[str, Any], step_shape: Shape, variable_dtype: str) -> 
     return CellSpec(tuple(weights), tuple(states), output, formula)
 
 
-def _prefixed(weights: Sequence[Weight], prefix: str) -> list[Weight]:
-    return [
+def prefixed_weights(weights: Sequence[Weight], prefix: str) -> tuple[Weight, ...]:
+    """The weights of a sub-object, named under it as Keras names the variables (``lstm_cell/kernel``)."""
+    return tuple(
         Weight(f"{prefix}/{w.name}", w.shape, w.role, w.formula, w.why, w.dtype, w.is_param) for w in weights
-    ]
+    )
 
 
 def _sequence_outputs(inp: RuleInput, spec: CellSpec) -> tuple[Shape, ...]:
@@ -256,8 +227,8 @@ def _rnn_output(inp: RuleInput, cell: Mapping[str, Any], cell_name: str) -> Rule
     step: Shape = (shape[0], *shape[2:])
     spec = cell_spec(cell, step, variable_dtype=inp.variable_dtype)
     if not spec.known or spec.output_shape is None:
-        return RuleOutput((), tuple(_prefixed(spec.weights, cell_name)), known=False, note=spec.note)
-    return RuleOutput(_sequence_outputs(inp, spec), tuple(_prefixed(spec.weights, cell_name)), spec.formula)
+        return RuleOutput((), prefixed_weights(spec.weights, cell_name), known=False, note=spec.note)
+    return RuleOutput(_sequence_outputs(inp, spec), prefixed_weights(spec.weights, cell_name), spec.formula)
 
 
 @register_keras_rule("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")

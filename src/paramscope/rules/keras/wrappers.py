@@ -11,42 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Shape
-from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule, register_keras_rule
+from paramscope.rules.keras.policy import Policy, parse_policy
+from paramscope.rules.keras.registry import RuleInput, RuleOutput, keras_rule, register_keras_rule
+from paramscope.rules.keras.rnn import prefixed_weights
 
-__all__ = ["inner_policy"]
-
-_QUANT_PREFIXES = ("int8", "int4", "float8")
-
-
-def inner_policy(config: Mapping[str, Any], outer: RuleInput) -> tuple[str, str | None]:
-    """The variable dtype and quantization mode of a wrapped layer, from its dtype policy.
-
-    A policy is a plain name (``"mixed_float16"``) or a serialized ``DTypePolicy`` whose
-    ``config.name`` is such a name; ``"int8_from_float32"`` means int8-quantized float32.
-    When the inner config has no policy the wrapper's own values hold.
-
-    Example:
-        >>> inner_policy({"dtype": "mixed_bfloat16"}, RuleInput("X", {}, ((None, 2),)))
-        ('float32', None)
-    """
-    policy = config.get("dtype")
-    if isinstance(policy, Mapping):
-        policy = (policy.get("config") or {}).get("name")
-    if not isinstance(policy, str) or not policy:
-        return outer.variable_dtype, outer.quantization
-    quant = None
-    if "_from_" in policy:
-        mode, policy = policy.split("_from_", 1)
-        quant = mode if mode.startswith(_QUANT_PREFIXES) else None
-    if policy.startswith("mixed_"):
-        return "float32", quant
-    return policy, quant
-
-
-def _prefixed(weights: Sequence[Weight], prefix: str) -> tuple[Weight, ...]:
-    return tuple(
-        Weight(f"{prefix}/{w.name}", w.shape, w.role, w.formula, w.why, w.dtype, w.is_param) for w in weights
-    )
+__all__: list[str] = []
 
 
 def _run_inner(layer: Mapping[str, Any], shapes: tuple[Shape, ...], outer: RuleInput) -> tuple[str, RuleOutput]:
@@ -56,10 +25,13 @@ def _run_inner(layer: Mapping[str, Any], shapes: tuple[Shape, ...], outer: RuleI
     rule = keras_rule(cls)
     if rule is None:
         return name, RuleOutput((), known=False, note=f"no rule for the wrapped layer class {cls!r}")
-    dtype, quant = inner_policy(cfg, outer)
+    # The wrapped layer keeps its own dtype policy; without one it inherits the wrapper's.
+    outer_policy = Policy(variable_dtype=outer.variable_dtype, quantization=outer.quantization)
+    policy = parse_policy(cfg.get("dtype"), outer_policy)
     build = layer.get("build_config")
     return name, rule(
-        RuleInput(cls, cfg, shapes, dtype, quant, build if isinstance(build, Mapping) else {})
+        RuleInput(cls, cfg, shapes, policy.variable_dtype, policy.quantization,
+                  build if isinstance(build, Mapping) else {})
     )
 
 
@@ -89,7 +61,7 @@ def _bidirectional(inp: RuleInput) -> RuleOutput:
         fwd_cfg = {**fwd_cfg, "config": {**inner, "name": f"forward_{base}"}}
     fname, fwd = _run_inner(fwd_cfg, inp.input_shapes, inp)
     bname, bwd = _run_inner(bwd_cfg, inp.input_shapes, inp)
-    weights = _prefixed(fwd.weights, fname) + _prefixed(bwd.weights, bname)
+    weights = prefixed_weights(fwd.weights, fname) + prefixed_weights(bwd.weights, bname)
     if not (fwd.known and bwd.known) or not fwd.output_shapes:
         return RuleOutput((), weights, known=False, note=fwd.note or bwd.note)
     return_state = bool((fwd_cfg.get("config") or {}).get("return_state"))
@@ -117,7 +89,7 @@ def _time_distributed(inp: RuleInput) -> RuleOutput:
     if len(shape) < 3:
         return RuleOutput((), known=False, note=f"TimeDistributed needs (batch, time, ...) input, got {shape}")
     name, out = _run_inner(layer, ((shape[0], *shape[2:]),), inp)
-    weights = _prefixed(out.weights, name)
+    weights = prefixed_weights(out.weights, name)
     if not out.known or not out.output_shapes:
         return RuleOutput((), weights, out.formula, out.note, known=False)
     child = out.output_shapes[0]
