@@ -73,3 +73,14 @@ def test_build_tree_and_collapse() -> None:
     # a different shape breaks the run
     flat[1] = FlatTensor("layers.1.w", (4, 5), "float32")
     assert [r.n for r in collapse(build_tree(flat)[0].children)] == [1, 1, 1]
+
+
+def test_unknown_role_is_in_the_total_but_in_neither_split() -> None:
+    a = Anatomy("m", "onnx", (Layer("x", "", "x", (
+        Tensor("w", (4, 4), role=Role.UNKNOWN, key="w"),
+        Tensor("b", (4,), key="b"),
+        Tensor("s", (4,), role=Role.STATISTIC, key="s"),
+    )),))
+    t = totals(a)
+    assert (t.params, t.trainable, t.non_trainable, t.unknown_role) == (24, 4, 4, 16)
+    assert t.param_bytes == 24 * 4

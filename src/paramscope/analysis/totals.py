@@ -31,6 +31,8 @@ class Totals:
         params: elements the framework counts as parameters.
         trainable: parameters trained by gradient.
         non_trainable: parameters not trained by gradient (frozen weights, Keras's moving statistics).
+        unknown_role: parameters whose role the source does not say (an unexplained ONNX
+            initializer, a custom layer's weight read from a file): in ``params``, in neither split.
         buffers: elements stored but not counted as parameters (PyTorch buffers).
         n_bytes: bytes of all of them, parameters and buffers.
         param_bytes: bytes of the parameters alone.
@@ -42,6 +44,7 @@ class Totals:
     params: int = 0
     trainable: int = 0
     non_trainable: int = 0
+    unknown_role: int = 0
     buffers: int = 0
     n_bytes: int = 0
     param_bytes: int = 0
@@ -65,8 +68,8 @@ def unique_tensors(tensors: Iterable[Tensor]) -> Iterator[Tensor]:
 
 
 def _sum(tensors: Iterable[Tensor], known: bool) -> Totals:
-    counts = {"trainable": 0, "non_trainable": 0, "buffer": 0}
-    byte_counts = {"trainable": 0, "non_trainable": 0, "buffer": 0}
+    counts = {"trainable": 0, "non_trainable": 0, "unknown": 0, "buffer": 0}
+    byte_counts = {"trainable": 0, "non_trainable": 0, "unknown": 0, "buffer": 0}
     dtype_count: dict[str, int] = {}
     dtype_bytes: dict[str, int | None] = {}
     complete = known
@@ -93,12 +96,13 @@ def _sum(tensors: Iterable[Tensor], known: bool) -> Totals:
         )
     )
     return Totals(
-        params=counts["trainable"] + counts["non_trainable"],
+        params=counts["trainable"] + counts["non_trainable"] + counts["unknown"],
         trainable=counts["trainable"],
         non_trainable=counts["non_trainable"],
+        unknown_role=counts["unknown"],
         buffers=counts["buffer"],
         n_bytes=sum(byte_counts.values()),
-        param_bytes=byte_counts["trainable"] + byte_counts["non_trainable"],
+        param_bytes=byte_counts["trainable"] + byte_counts["non_trainable"] + byte_counts["unknown"],
         trainable_bytes=byte_counts["trainable"],
         non_trainable_bytes=byte_counts["non_trainable"],
         buffer_bytes=byte_counts["buffer"],

@@ -110,9 +110,12 @@ class Tensor:
 
     @property
     def counted_as(self) -> str:
-        """How the framework counts it: ``"trainable"``, ``"non_trainable"`` or ``"buffer"``."""
+        """How the framework counts it: ``"trainable"``, ``"non_trainable"``, ``"buffer"``, or
+        ``"unknown"`` for a parameter whose role the source does not say."""
         if not self.is_param:
             return "buffer"
+        if self.role is Role.UNKNOWN:
+            return "unknown"
         return "trainable" if self.role is Role.TRAINABLE else "non_trainable"
 
 

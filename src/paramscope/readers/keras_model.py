@@ -150,7 +150,9 @@ def _tensor(var: Any, name: str, rule_w: Weight | None, keys: _Keys) -> Tensor:
     elif rule_w is not None:
         role = Role.FROZEN
     else:
-        role = Role.UNKNOWN
+        # Keras does not train it, and no rule says what it holds: state, as far as we know.
+        role = Role.BUFFER
+        why = why or "a non-trainable variable of a layer no rule explains; Keras does not train it"
     formula = rule_w.formula if rule_w is not None and tuple(rule_w.shape) == shape else None
     return Tensor(
         name=name,

@@ -72,6 +72,7 @@ def _layer(layer: Layer, parent: str | None, depth: int, shared: dict[str, list[
         "params": tot.params,
         "trainable": tot.trainable,
         "non_trainable": tot.non_trainable,
+        "unknown_role": tot.unknown_role,
         "buffers": tot.buffers,
         "bytes": tot.n_bytes,
         "formula": None
@@ -107,6 +108,7 @@ def to_dict(anatomy: Anatomy) -> dict[str, Any]:
         "params": tot.params,
         "trainable": tot.trainable,
         "non_trainable": tot.non_trainable,
+        "unknown_role": tot.unknown_role,
         "buffers": tot.buffers,
         "bytes": tot.n_bytes,
         "param_bytes": tot.param_bytes,

@@ -80,6 +80,8 @@ def render_keras2(anatomy: Anatomy, *, depth: int | None = 0) -> str:
     out.append(f"Total params: {fmt.count(tot.params)}")
     out.append(f"Trainable params: {fmt.count(tot.trainable)}")
     out.append(f"Non-trainable params: {fmt.count(tot.non_trainable)}")
+    if tot.unknown_role:
+        out.append(f"Params of unknown role: {fmt.count(tot.unknown_role)}")
     if tot.buffers:
         out.append(f"Buffers (not parameters): {fmt.count(tot.buffers)}")
     if not tot.complete:

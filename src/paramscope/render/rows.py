@@ -52,6 +52,7 @@ def _times_totals(t: Totals, n: int) -> Totals:
         params=t.params * n,
         trainable=t.trainable * n,
         non_trainable=t.non_trainable * n,
+        unknown_role=t.unknown_role * n,
         buffers=t.buffers * n,
         n_bytes=t.n_bytes * n,
         param_bytes=t.param_bytes * n,

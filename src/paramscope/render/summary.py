@@ -62,7 +62,6 @@ def _non_trainable_breakdown(anatomy: Anatomy) -> str:
         Role.STATISTIC: "running statistics, updated from data not by gradient",
         Role.FROZEN: "frozen weights",
         Role.BUFFER: "state",
-        Role.UNKNOWN: "role unknown",
         Role.TRAINABLE: "trainable",
     }
     return "; ".join(f"{fmt.count(n)} {names[r]}" for r, n in by_role.items())
@@ -80,6 +79,11 @@ def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
     if tot.non_trainable and breakdown:
         nt += f": {breakdown}"
     lines.append(nt)
+    if tot.unknown_role:
+        lines.append(
+            f"Params of unknown role: {fmt.count(tot.unknown_role)} (the source does not say "
+            "whether they are trained; they are in the total, in neither split)"
+        )
     if tot.buffers:
         lines.append(
             f"Buffers (not parameters): {fmt.count(tot.buffers)} ({fmt.n_bytes(tot.buffer_bytes)})"
@@ -187,7 +191,14 @@ def summary_table(
 
 def tensor_role_text(t: Tensor) -> str:
     """``trainable``, ``non-trainable (statistic)``, ``buffer``... as shown in explain views."""
-    counted = {"trainable": "trainable", "non_trainable": "non-trainable", "buffer": "buffer"}[t.counted_as]
+    counted = {
+        "trainable": "trainable",
+        "non_trainable": "non-trainable",
+        "buffer": "buffer",
+        "unknown": "param, role unknown",
+    }[t.counted_as]
+    if t.counted_as == "unknown":
+        return counted
     if t.role in (Role.TRAINABLE,) or (t.role is Role.BUFFER and t.counted_as == "buffer"):
         return counted
     return f"{counted}, {t.role.value}"
