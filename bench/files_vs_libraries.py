@@ -17,19 +17,14 @@ Needs: safetensors, numpy and torch (for the safetensors rows), gguf (to write a
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import statistics
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import Result, arg_parser, measure, table  # noqa: E402
 
 # Llama-2-70B (config.json of meta-llama/Llama-2-70b-hf).
 LAYERS, HIDDEN, HEADS, KV_HEADS, INTER, VOCAB = 80, 8192, 64, 8, 28672, 32000
@@ -106,11 +101,11 @@ def write_gguf(path: Path, n_layers: int = 32, dim: int = 256, vocab: int = 3200
     w.add_token_scores([0.0] * vocab)
     w.add_token_types([1] * vocab)
 
-    def raw(rows: int, cols: int, t: object) -> None:
-        be, bb = gguf.GGML_QUANT_SIZES[t]  # type: ignore[index]
-        return np.zeros((rows, cols // be * bb), np.uint8)  # type: ignore[return-value]
+    def raw(rows: int, cols: int, t: gguf.GGMLQuantizationType) -> np.ndarray:
+        be, bb = gguf.GGML_QUANT_SIZES[t]
+        return np.zeros((rows, cols // be * bb), np.uint8)
 
-    w.add_tensor("token_embd.weight", raw(vocab, dim, q.Q8_0), raw_dtype=q.Q8_0)  # type: ignore[arg-type]
+    w.add_tensor("token_embd.weight", raw(vocab, dim, q.Q8_0), raw_dtype=q.Q8_0)
     n = 1
     for i in range(n_layers):
         p = f"blk.{i}."
@@ -119,7 +114,7 @@ def write_gguf(path: Path, n_layers: int = 32, dim: int = 256, vocab: int = 3200
         for name, rows, cols in (("attn_q", dim, dim), ("attn_k", dim, dim), ("attn_v", dim, dim),
                                  ("attn_output", dim, dim), ("ffn_gate", 2 * dim, dim),
                                  ("ffn_up", 2 * dim, dim), ("ffn_down", dim, 2 * dim)):
-            w.add_tensor(p + name + ".weight", raw(rows, cols, q.Q4_K), raw_dtype=q.Q4_K)  # type: ignore[arg-type]
+            w.add_tensor(p + name + ".weight", raw(rows, cols, q.Q4_K), raw_dtype=q.Q4_K)
         n += 9
     w.add_tensor("output_norm.weight", np.ones(dim, np.float32))
     w.write_header_to_file()
@@ -134,37 +129,6 @@ def _prod(shape: tuple[int, ...]) -> int:
     for d in shape:
         out *= d
     return out
-
-
-_WRAPPER = """
-import os, resource, subprocess, sys, time
-t0 = time.perf_counter()
-p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-wall = time.perf_counter() - t0
-if p.returncode:
-    sys.stderr.write(p.stderr); sys.exit(p.returncode)
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(f"{wall:.6f} {rss:.1f}")
-sys.stdout.write(p.stdout[-2000:])
-"""
-
-
-def run_tool(argv: list[str], repeat: int) -> tuple[float, float, str]:
-    """Median wall time and peak RSS over ``repeat`` fresh runs.
-
-    Each run has its own measuring parent, so RUSAGE_CHILDREN there is that one child's peak.
-    """
-    walls, rsss = [], []
-    out = ""
-    for _ in range(repeat):
-        r = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], env=ENV, capture_output=True, text=True)
-        if r.returncode:
-            raise SystemExit(f"failed: {' '.join(argv)}\n{r.stderr}")
-        first, _, out = r.stdout.partition("\n")
-        wall, rss = (float(x) for x in first.split())
-        walls.append(wall)
-        rsss.append(rss)
-    return statistics.median(walls), statistics.median(rsss), out
 
 
 ST_LIBRARY = """
@@ -199,11 +163,10 @@ print(t.params + t.buffers)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap = arg_parser(__doc__)
     args = ap.parse_args()
     py = sys.executable
-    rows: list[tuple[str, str, float, float]] = []
+    rows: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="paramscope-bench-") as tmp:
         folder = Path(tmp) / "Llama-2-70b-sparse"
         folder.mkdir()
@@ -222,19 +185,12 @@ def main() -> None:
             ("gguf", "gguf GGUFReader", [py, "-c", GGUF_LIBRARY, str(gpath)]),
         ]
         for case, tool, argv in jobs:
-            wall, rss, out = run_tool(argv, args.repeat)
-            rows.append((case, tool, wall, rss))
-            last = out.strip().splitlines()[-1] if out.strip() else ""
-            print(f"  {case:16} {tool:30} {wall * 1000:8.0f} ms {rss:8.1f} MiB   {last[:60]}", flush=True)
-    print()
-    print(f"median of {args.repeat} fresh runs each")
-    print("| case | tool | wall (ms) | peak RSS (MiB) | tool / paramscope CLI: time, memory |")
-    print("|---|---|---:|---:|---|")
-    base = {case: (w, r) for case, tool, w, r in rows if tool == "paramscope summary (CLI)"}
-    for case, tool, wall, rss in rows:
-        bw, br = base[case]
-        ratio = "1, 1" if tool.startswith("paramscope summary") else f"{wall / bw:.2f}x, {rss / br:.2f}x"
-        print(f"| {case} | {tool} | {wall * 1000:.0f} | {rss:.1f} | {ratio} |")
+            r = measure(tool, argv, repeat=args.repeat, capture=True)
+            rows.setdefault(case, []).append(r)
+            last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+            print(f"  {case:16} {tool:30} {r.wall_s * 1000:8.0f} ms {r.peak_bytes / 2**20:8.1f} MiB   {last[:60]}",
+                  flush=True)  # fmt: skip
+    table("list every tensor and count the parameters", rows)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,21 @@ totals are checked to be equal.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import arg_parser, child_env, measure, report  # noqa: E402
+
+ENV = {
+    "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch"),
+    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+}
 
 _MAKE = """
 import sys, keras
@@ -38,36 +42,6 @@ model.summary()
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("KERAS_BACKEND", "torch")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
-def _measure(argv: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MiB and stdout of one fresh child process."""
-    # Each measurement runs in its own grandchild so RUSAGE_CHILDREN sees that child alone.
-    probe = (
-        "import resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "wall = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "sys.stderr.write(p.stderr[-2000:] if p.returncode else '')\n"
-        "print(f'{wall} {rss} {p.returncode}')\n"
-        "sys.stdout.write(p.stdout)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
-                         env=_env(), check=True)
-    first, _, rest = out.stdout.partition("\n")
-    wall, rss_kib, code = first.split()
-    if code != "0":
-        raise SystemExit(f"{argv[:4]} failed:\n{out.stderr}")
-    return float(wall), int(rss_kib) / 1024, rest
-
-
 def _total(text: str) -> int:
     m = re.search(r"Total params: ([\d,]+)", text)
     if not m:
@@ -76,36 +50,27 @@ def _total(text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--model", default="EfficientNetV2L")
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / f"{args.model}.json")
         made = subprocess.run([sys.executable, "-c", _MAKE, args.model, path], capture_output=True,
-                              text=True, env=_env(), check=True)
+                              text=True, env=child_env(ENV), check=True)
         expected = int(made.stdout.strip().splitlines()[-1])
         size_kib = os.path.getsize(path) / 1024
         print(f"{args.model}: {expected:,} params, config {size_kib:,.0f} KiB; median of {args.repeat} runs")
-        tools = {
-            "paramscope summary": [sys.executable, "-m", "paramscope", "summary", path],
-            "keras model_from_json + summary()": [sys.executable, "-c", _KERAS, path],
-        }
-        results: dict[str, tuple[float, float]] = {}
-        for name, cmd in tools.items():
-            walls, rsss = [], []
-            for _ in range(args.repeat):
-                wall, rss, text = _measure(cmd)
-                if _total(text) != expected:
-                    raise SystemExit(f"{name} reports {_total(text):,} params, expected {expected:,}")
-                walls.append(wall)
-                rsss.append(rss)
-            results[name] = (statistics.median(walls), statistics.median(rsss))
-        print(f"{'tool':<36}{'wall s':>10}{'peak RSS MiB':>15}")
-        for name, (wall, rss) in results.items():
-            print(f"{name:<36}{wall:>10.2f}{rss:>15.0f}")
-        (pw, pr), (kw, kr) = results.values()
-        print(f"ratio keras / paramscope: {kw / pw:.1f}x wall, {kr / pr:.1f}x peak RSS")
+        results = [
+            measure(name, cmd, repeat=args.repeat, env=ENV, capture=True)
+            for name, cmd in [
+                ("paramscope summary", [sys.executable, "-m", "paramscope", "summary", path]),
+                ("keras model_from_json + summary()", [sys.executable, "-c", _KERAS, path]),
+            ]
+        ]
+        for r in results:
+            if _total(r.stdout) != expected:
+                raise SystemExit(f"{r.label} reports {_total(r.stdout):,} params, expected {expected:,}")
+        report(f"{args.model}: summary of the model's JSON config, cold process", *results)
     return 0
 
 

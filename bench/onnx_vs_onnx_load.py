@@ -21,26 +21,14 @@ against paramscope. Needs onnx and numpy.
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-BLOCKS, WIDTH = 100, 1024
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import arg_parser, measure, paramscope_totals, table  # noqa: E402
 
-_MEASURE = (
-    "import resource, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-    "wall = time.perf_counter() - t\n"
-    "if r.returncode: sys.exit(r.stderr.decode()[-2000:])\n"
-    "print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-)
+BLOCKS, WIDTH = 100, 1024
 
 _ONNX_LIST = (
     "import sys, onnx\n"
@@ -76,30 +64,14 @@ def write_mlp(path: Path) -> int:
     return BLOCKS * (WIDTH * WIDTH + WIDTH)
 
 
-def measure(cmd: list[str], repeat: int) -> tuple[float, float]:
-    """Median wall seconds and median peak RSS (MiB) of ``cmd`` over ``repeat`` fresh runs."""
-    walls, rss = [], []
-    for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], env=ENV, capture_output=True, text=True, check=True)
-        wall, kib = out.stdout.split()
-        walls.append(float(wall))
-        rss.append(int(kib) / 1024)
-    return statistics.median(walls), statistics.median(rss)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = arg_parser(__doc__)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         n = write_mlp(path)
         size = path.stat().st_size
-        check = subprocess.run([sys.executable, "-m", "paramscope", "summary", str(path), "--format", "json"],
-                               env=ENV, capture_output=True, text=True, check=True)  # fmt: skip
-        import json
-
-        totals = json.loads(check.stdout)["totals"]
+        totals = paramscope_totals(path)
         assert totals["params"] == n, (totals["params"], n)
         assert totals["flops"] == 2 * BLOCKS * WIDTH * WIDTH, totals["flops"]
         print(f"model: {path.name}, {size / 2**20:.0f} MiB, {n:,} parameters, {totals['flops']:,} FLOPs "
@@ -110,12 +82,8 @@ def main() -> None:
             ("onnx.load + infer_shapes", [sys.executable, "-c", _ONNX_LIST.format(
                 infer="m = onnx.shape_inference.infer_shapes(m)\n"), str(path)]),
         ]  # fmt: skip
-        results = [(label, *measure(cmd, args.repeat)) for label, cmd in rows]
-    base_wall, base_rss = results[0][1], results[0][2]
-    print(f"median of {args.repeat} fresh runs each")
-    print(f"{'tool':<26}{'wall s':>9}{'peak RSS MiB':>15}{'wall / paramscope':>20}{'RSS / paramscope':>19}")
-    for label, wall, rss in results:
-        print(f"{label:<26}{wall:>9.2f}{rss:>15.0f}{wall / base_wall:>20.2f}{rss / base_rss:>19.2f}")
+        results = [measure(label, cmd, repeat=args.repeat) for label, cmd in rows]
+    table(f"{path.name}: list every initializer's name and shape", results)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import measure, report  # noqa: E402
+from _measure import ROOT, measure, report  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 KERAS_SEED = """
 import keras
 x = keras.layers.Input(batch_shape=(None, 4096))

@@ -6,9 +6,9 @@ Run from the repository root:
     python bench/torch_vs_torchinfo.py --repeat 5 --models gpt2
 
 Each measured run is a fresh subprocess (imports included, as a user would run it). Wall
-time is taken around the child; peak resident memory is the child's own ``ru_maxrss`` from
-``os.wait4``. The table shows the median of ``--repeat`` runs and the ratio of each tool to
-paramscope.
+time is taken around the child; peak resident memory is the child's own ``ru_maxrss`` (see
+``_measure.py``). The table shows the median of ``--repeat`` runs and the ratio of each tool
+to paramscope.
 
 - paramscope: ``python -m paramscope summary config.json`` (the model built on the meta
   device, shapes and FLOPs from one meta forward at batch 1, 128 tokens; 4096 for 70B).
@@ -26,17 +26,17 @@ paramscope on the CPU model and on the meta model against torchinfo on the CPU m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import ROOT, Row, arg_parser, child_env, measure_all, table  # noqa: E402
+
+ENV = {"TRANSFORMERS_VERBOSITY": os.environ.get("TRANSFORMERS_VERBOSITY", "error"), "HF_HUB_OFFLINE": "1"}
 
 MODELS = {
     "gpt2": {
@@ -119,28 +119,6 @@ print(json.dumps(result))
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(ROOT / "src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
-
-
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one fresh child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
-
-
 def _commands(name: str, folder: Path) -> dict[str, list[str]]:
     spec = MODELS[name]
     config = folder / "config.json"
@@ -155,37 +133,22 @@ def _commands(name: str, folder: Path) -> dict[str, list[str]]:
 
 
 def run(models: list[str], repeat: int, in_process: int) -> None:
-    rows = []
+    groups: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             folder = Path(tmp) / name
             folder.mkdir()
             (folder / "config.json").write_text(json.dumps(MODELS[name]["config"]))
-            results: dict[str, tuple[float, float]] = {}
-            cmds = _commands(name, folder)
-            samples: dict[str, list[tuple[float, float]]] = {tool: [] for tool in cmds}
-            for _ in range(repeat):
-                for tool, cmd in cmds.items():  # interleaved, so load changes hit every tool alike
-                    samples[tool].append(measure(cmd))
-            for tool, got in samples.items():
-                results[tool] = (statistics.median(w for w, _ in got), statistics.median(m for _, m in got))
-            base_wall, base_mem = results["paramscope"]
-            for tool, (wall, mem) in results.items():
-                rows.append((MODELS[name]["label"], tool, wall, mem, wall / base_wall, mem / base_mem))
+            # interleaved runs, so load changes hit every tool alike
+            rows: list[Row] = list(measure_all(list(_commands(name, folder).items()), repeat=repeat, env=ENV))
             if not MODELS[name]["torchinfo"]:
-                rows.append((MODELS[name]["label"], "torchinfo", None, None, None, None))
-        print(f"\nWhole runs, fresh process each, median of {repeat} (ratios: tool / paramscope)\n")
-        print(f"| model | tool | wall s | peak RSS MiB | wall ratio | memory ratio |")
-        print("|---|---|---:|---:|---:|---:|")
-        for label, tool, wall, mem, rw, rm in rows:
-            if wall is None:
-                print(f"| {label} | {tool} | cannot run: needs the weights in memory | | | |")
-                continue
-            print(f"| {label} | {tool} | {wall:.2f} | {mem:.0f} | {rw:.2f}x | {rm:.2f}x |")
+                rows.append(("torchinfo", "cannot run: needs the weights in memory"))
+            groups[str(MODELS[name]["label"])] = rows
+        table("Whole runs, fresh process each", groups)
         if in_process and "gpt2" in models:
             folder = Path(tmp) / "gpt2"
             cmd = [sys.executable, "-c", IN_PROCESS, str(folder / "config.json"), "128", str(in_process)]
-            done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(ENV), cwd=ROOT, check=True)
             times = json.loads(done.stdout.strip().splitlines()[-1])
             base = times["torchinfo (CPU model)"]
             print(f"\nThe summary call alone, GPT-2 small, in one process, median of {in_process} after a warm-up\n")
@@ -196,9 +159,8 @@ def run(models: list[str], repeat: int, in_process: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--models", default="gpt2,llama1b,llama70b", help="comma-separated: " + ", ".join(MODELS))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tool and model (median)")
     parser.add_argument("--in-process", type=int, default=5, help="in-process calls timed on GPT-2 (0: skip)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
