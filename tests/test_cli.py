@@ -92,3 +92,14 @@ def test_help_lists_targets_and_examples(capsys: pytest.CaptureFixture[str]) -> 
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "script.py:NAME" in out and "paramscope explain" in out
+
+
+def test_script_importing_keras_runs_without_keras_backend_set(tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    script = tmp_path / "k.py"
+    script.write_text("import keras\nx = keras.Input(shape=(4,))\nmodel = keras.Model(x, keras.layers.Dense(2)(x))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "KERAS_BACKEND"}
+    r = subprocess.run([sys.executable, "-m", "paramscope", "summary", f"{script}:model", "--format", "json"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["totals"]["params"] == 10  # 4 x 2 + 2

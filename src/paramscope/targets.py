@@ -16,6 +16,17 @@ __all__ = ["resolve_target"]
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
+def _default_keras_backend() -> None:
+    # Keras 3 looks for TensorFlow unless told otherwise; a user's script that imports keras on a
+    # machine with only PyTorch (or JAX) would fail before paramscope sees the model.
+    if "KERAS_BACKEND" in os.environ or importlib.util.find_spec("tensorflow") is not None:
+        return
+    for backend in ("torch", "jax"):
+        if importlib.util.find_spec(backend) is not None:
+            os.environ["KERAS_BACKEND"] = backend
+            return
+
+
 def _load_script(path: str) -> Any:
     spec = importlib.util.spec_from_file_location("__paramscope_target__", path)
     if spec is None or spec.loader is None:
@@ -34,7 +45,8 @@ def resolve_target(target: str) -> Any:
 
     ``NAME`` may be a model or a zero-argument callable returning one. Loading a script or
     module runs its code: that is the user's own code, named on purpose. Files to inspect are
-    never executed.
+    never executed. When ``KERAS_BACKEND`` is unset and TensorFlow is not installed, Keras is
+    pointed at PyTorch (or JAX) so that a script importing keras can run.
 
     Raises:
         TargetError: the file, script, module or name does not exist, or NAME needs arguments.
@@ -51,6 +63,7 @@ def resolve_target(target: str) -> Any:
             f"no such file or folder: {target} (to name a model in Python code, "
             "write path/to/script.py:NAME or package.module:NAME)"
         )
+    _default_keras_backend()
     if where.endswith(".py"):
         if not os.path.isfile(where):
             raise TargetError(f"no such script: {where}")
