@@ -156,3 +156,13 @@ def test_formula_column_explains_parameters_not_buffers() -> None:
         Tensor("running_mean", (4,), role=Role.STATISTIC, is_param=False, formula=Formula("num_features", "4")),
     ))
     assert layer_formula(bn) == "4 + 4"
+
+
+def test_narrow_terminals_drop_optional_columns_and_say_so() -> None:
+    wide = paramscope.summary(seed_anatomy(), width=200).text
+    assert "Formula" in wide and "left out" not in wide
+    narrow = paramscope.summary(seed_anatomy(), width=70).text
+    header = next(line for line in narrow.splitlines() if line.startswith("Layer"))
+    assert "Formula" not in header and "Non-trainable" in header and "Param #" in header
+    assert "(columns left out for this width: Formula" in " ".join(narrow.split())
+    assert max(len(line) for line in narrow.splitlines()) <= 70

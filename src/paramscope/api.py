@@ -25,11 +25,13 @@ class Report:
         text: the rendered text (plain text, Markdown, JSON or HTML, per ``format``).
         format: the format it is in.
         anatomy: what it was rendered from.
+        view: the table or document behind a text report, for printing with colours.
     """
 
     text: str
     format: str
     anatomy: Anatomy
+    view: Any = None
 
     def __str__(self) -> str:
         return self.text
@@ -118,7 +120,7 @@ def summary(
         body = keras_styles.keras3_table(anatomy, depth=0 if depth is None else depth)
     else:
         body = summary_view.summary_table(anatomy, depth=depth, expand=expand)
-    return Report(_render(body, format, width, anatomy.name), format, anatomy)
+    return Report(_render(body, format, width, anatomy.name), format, anatomy, body)
 
 
 def explain(
@@ -157,7 +159,8 @@ def explain(
         return Report(json.dumps(doc, indent=2), format, anatomy)
     from paramscope.render.explain import explain_document
 
-    return Report(_render(explain_document(anatomy, layer=layer), format, width, anatomy.name), format, anatomy)
+    view = explain_document(anatomy, layer=layer)
+    return Report(_render(view, format, width, anatomy.name), format, anatomy, view)
 
 
 def _render(body: Any, format: str, width: int, title: str) -> str:

@@ -87,7 +87,7 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _run(args: argparse.Namespace) -> str:
+def _run(args: argparse.Namespace) -> Any:
     from paramscope.api import explain, summary
     from paramscope.targets import resolve_target
 
@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> str:
         )
     else:
         report = explain(source, layer=args.layer, format=args.format, width=width, **options)
-    return report.text
+    return report
 
 
 def _terminal_width() -> int:
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        text = _run(args)
+        report = _run(args)
     except ParamscopeError as e:
         if args.debug:
             raise
@@ -132,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    sys.stdout.write(text)
+    if report.format == "text" and report.view is not None and sys.stdout.isatty() and not args.width:
+        # A terminal gets rich's colours and its real width; pipes and files get plain text.
+        from paramscope.render.text import print_rich
+
+        print_rich(report.view)
+    else:
+        sys.stdout.write(report.text)
     return 0
 
 

@@ -157,10 +157,10 @@ def summary_table(
         Column("Non-trainable", "right"),
     ]
     if has_buffers:
-        cols.append(Column("Buffers", "right"))
+        cols.append(Column("Buffers", "right", drop=1))
     if has_compute:
-        cols += [Column("FLOPs", "right"), Column("MACs", "right")]
-    cols.append(Column("Formula"))
+        cols += [Column("FLOPs", "right", drop=2), Column("MACs", "right", drop=4)]
+    cols.append(Column("Formula", drop=3))
     out = []
     for r in all_rows:
         t = r.totals

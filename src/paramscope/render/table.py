@@ -9,10 +9,12 @@ __all__ = ["Column", "Table", "Document"]
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A column header and how its cells align (``"left"`` or ``"right"``)."""
+    """A column header, how its cells align (``"left"`` or ``"right"``), and whether a narrow
+    terminal may leave it out (``drop``: 0 never; higher numbers go first)."""
 
     header: str
     justify: str = "left"
+    drop: int = 0
 
 
 @dataclass(frozen=True, slots=True)
