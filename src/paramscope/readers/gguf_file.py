@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Layer, Tensor
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
@@ -367,18 +368,10 @@ def _parse(c: _Cursor) -> GGUFHeader:
 
 def can_read(source: Any) -> bool:
     """Whether ``source`` is a file starting with the GGUF magic (or named ``*.gguf``)."""
-    if not isinstance(source, (str, os.PathLike)):
+    p = sniff.file_path(source)
+    if p is None:
         return False
-    p = Path(source)
-    try:
-        if not p.is_file():
-            return False
-        if p.suffix.lower() == ".gguf":
-            return True
-        with open(p, "rb") as f:
-            return f.read(4) == MAGIC
-    except OSError:
-        return False
+    return p.suffix.lower() == ".gguf" or sniff.head(p, len(MAGIC)) == MAGIC
 
 
 def _short(value: str, limit: int = 200) -> str:

@@ -24,14 +24,15 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 from paramscope.core.strict_json import loads_strict
+from paramscope.readers._hdf5 import HDF5_MAGIC, import_h5py
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Largest inflated ``config.json`` read (a large Keras config is a few MB).
 MAX_CONFIG_BYTES = 256 * 1024 * 1024
 #: Largest ``metadata.json`` read (Keras writes about 70 bytes).
@@ -46,28 +47,17 @@ _ERRORS: dict[str, type[CorruptFileError] | type[UnsupportedFormatError]] = {
 _OPTIMIZER_WHY = "optimizer state saved with the model (step count, learning rate, moment estimates)"
 
 
-def _head(path: str, n: int = 8) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
-    except OSError:
-        return b""
-
-
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise MissingDependencyError("h5py", "files", "reading Keras weights and .h5 files") from None
-    return h5py
+    return import_h5py("reading Keras weights and .h5 files")
 
 
 def can_read(source: object) -> bool:
     """Whether ``source`` is a ``.keras`` archive or a legacy full-model ``.h5`` file, by content."""
-    if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(source):
+    found = sniff.file_path(source)
+    if found is None:
         return False
-    path = os.fspath(source)
-    head = _head(path)
+    path = str(found)
+    head = sniff.head(path, len(HDF5_MAGIC))
     if path.lower().endswith(".keras"):
         return True
     if head.startswith(ZIP_MAGIC):
@@ -108,7 +98,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         'keras v3 archive'
     """
     path = os.fspath(source)
-    if _head(path) == HDF5_MAGIC:
+    if sniff.head(path, len(HDF5_MAGIC)) == HDF5_MAGIC:
         return _read_legacy(path)
     return _read_archive(path)
 

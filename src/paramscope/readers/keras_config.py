@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
 from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
@@ -37,14 +38,10 @@ def can_read(source: Any) -> bool:
     """
     if isinstance(source, Mapping):
         return _is_config(source)
-    if not isinstance(source, (str, os.PathLike)) or not os.path.isfile(source):
+    path = sniff.file_path(source)
+    if path is None:
         return False
-    try:
-        with open(source, "rb") as f:
-            head = f.read(_PEEK_BYTES)
-    except OSError:
-        return False
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = sniff.head(path, _PEEK_BYTES).lstrip(b"\xef\xbb\xbf \t\r\n")
     # model.to_json() writes "module", "class_name", "config" first: all within the peek.
     return text.startswith(b"{") and b'"class_name"' in text and b'"config"' in text
 

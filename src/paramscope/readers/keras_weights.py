@@ -16,20 +16,20 @@ dataset shapes and dtypes are read (``h5py``, imported lazily).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
+from paramscope.readers._hdf5 import HDF5_MAGIC, import_h5py
 from paramscope.rules.names import explain_name, natural_key
 
 __all__ = ["can_read", "read", "VARIABLE_NAMES"]
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _MAX_DEPTH = 64
 _MAX_OBJECTS = 1_000_000
 
@@ -82,11 +82,7 @@ _COUNTER = re.compile(r"_\d+$")
 
 
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise MissingDependencyError("h5py", "files", "reading Keras .h5 weight files") from None
-    return h5py
+    return import_h5py("reading Keras .h5 weight files")
 
 
 def can_read(source: Any) -> bool:
@@ -96,16 +92,8 @@ def can_read(source: Any) -> bool:
         >>> can_read("missing.weights.h5")
         False
     """
-    if not isinstance(source, (str, os.PathLike)):
-        return False
-    path = Path(source)
-    if not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            if f.read(8) != _HDF5_MAGIC:
-                return False
-    except OSError:
+    path = sniff.file_path(source)
+    if path is None or sniff.head(path, len(HDF5_MAGIC)) != HDF5_MAGIC:
         return False
     try:
         h5py = _h5py()

@@ -14,11 +14,11 @@ page by page, so only the pages holding message headers are read.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError
 from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
@@ -41,19 +41,12 @@ def can_read(source: Any) -> bool:
         >>> can_read("missing.onnx")
         False
     """
-    if not isinstance(source, (str, os.PathLike)):
-        return False
-    path = Path(source)
-    if path.suffix.lower() != ".onnx" or not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-    except OSError:
+    path = sniff.file_path(source)
+    if path is None or path.suffix.lower() != ".onnx":
         return False
     # Serializers write fields in number order: ir_version (0x08) first, or, if it is missing,
     # the key of another ModelProto field (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
-    return head in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x28", b"\x32", b"\x3a", b"\x42")
+    return sniff.head(path, 1) in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x28", b"\x32", b"\x3a", b"\x42")
 
 
 def read(source: Any, **options: Any) -> Anatomy:

@@ -20,12 +20,12 @@ as :attr:`Anatomy.extras` and scalars as metadata.
 
 from __future__ import annotations
 
-import os
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
+from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers._pickle_scan import scan_pickle
@@ -44,15 +44,9 @@ MAX_CODE_BYTES = 4 * 2**20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
 _ZIP_MAGIC = b"PK\x03\x04"
+#: Enough of a file's start to tell the layouts apart (the legacy magic pickle is 14 bytes).
+_HEAD_BYTES = 16
 _SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
-
-
-def _head(path: Path, n: int = 16) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(n)
-    except OSError:
-        return b""
 
 
 def can_read(source: Any) -> bool:
@@ -62,12 +56,10 @@ def can_read(source: Any) -> bool:
         >>> can_read("missing.pt")
         False
     """
-    if not isinstance(source, (str, os.PathLike)):
+    path = sniff.file_path(source)
+    if path is None:
         return False
-    path = Path(source)
-    if not path.is_file():
-        return False
-    head = _head(path)
+    head = sniff.head(path, _HEAD_BYTES)
     if head.startswith(_ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -115,7 +107,7 @@ def read(source: Any, **options: Any) -> Anatomy:
 
 def _read(path: Path) -> Anatomy:
     where = str(path)
-    head = _head(path)
+    head = sniff.head(path, _HEAD_BYTES)
     notes: list[str] = []
     meta: dict[str, str] = {}
     decls: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
