@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role, Shape
+from paramscope.rules._families import Families
 
 __all__ = [
     "Weight",
@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 #: Modules holding the built-in rules; imported on the first lookup.
-_FAMILIES = (
+_FAMILIES = Families("paramscope.rules.keras", (
     "core",
     "convolution",
     "normalization",
@@ -33,7 +33,7 @@ _FAMILIES = (
     "attention",
     "preprocessing",
     "wrappers",
-)
+))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,6 @@ class RuleOutput:
 Rule = Callable[[RuleInput], RuleOutput]
 
 _RULES: dict[str, Rule] = {}
-_loaded = False
 
 
 def register_keras_rule(*class_names: str) -> Callable[[Rule], Rule]:
@@ -130,26 +129,13 @@ def register_keras_rule(*class_names: str) -> Callable[[Rule], Rule]:
     return deco
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for fam in _FAMILIES:
-        try:
-            importlib.import_module(f"paramscope.rules.keras.{fam}")
-        except ModuleNotFoundError as e:
-            if e.name != f"paramscope.rules.keras.{fam}":
-                raise
-
-
 def keras_rule(class_name: str) -> Rule | None:
     """The rule for a Keras class name, or ``None`` if there is none."""
-    _load()
+    _FAMILIES.load()
     return _RULES.get(class_name)
 
 
 def registered_keras_rules() -> list[str]:
     """Names of all Keras classes that have a rule, sorted."""
-    _load()
+    _FAMILIES.load()
     return sorted(_RULES)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
+from paramscope.rules._families import Families
 
 __all__ = [
     "TensorNote",
@@ -21,7 +21,9 @@ __all__ = [
 ]
 
 #: Modules holding the built-in rules; imported on the first lookup.
-_FAMILIES = ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision")
+_FAMILIES = Families(
+    "paramscope.rules.torch", ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,6 @@ _RULES: dict[type, TorchRule] = {}
 _FALLBACK: set[type] = set()
 _RESOLVERS: list[TorchResolver] = []
 _UNRESOLVED: set[type] = set()
-_loaded = False
 
 
 def register_torch_rule(*types: type, fallback: bool = False) -> Callable[[TorchRule], TorchRule]:
@@ -121,22 +122,9 @@ def _resolve(cls: type) -> TorchRule | None:
     return None
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for fam in _FAMILIES:
-        try:
-            importlib.import_module(f"paramscope.rules.torch.{fam}")
-        except ModuleNotFoundError as e:
-            if e.name != f"paramscope.rules.torch.{fam}":
-                raise
-
-
 def torch_rule(module: Any) -> TorchRule | None:
     """The rule for a module: the one registered for the nearest class in its MRO, or ``None``."""
-    _load()
+    _FAMILIES.load()
     for cls in type(module).__mro__:
         rule = _resolve(cls)
         if rule is not None:
