@@ -10,7 +10,7 @@ to be empty rather than unexplained.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn as nn
 from torch.nn.modules import (
@@ -108,20 +108,27 @@ def _weight_norm(module: Any) -> ModuleNote:
     return note({}, NO_PARAMS, "weight_norm: weight = g x v / |v|")
 
 
+def _weight_and_bias(module: Any, weight: Formula, why: str, unit: Literal["feature", "channel"]) -> ModuleNote:
+    """A module's ``weight`` and, when it has one, its bias: one offset per output ``unit``.
+
+    ``unit`` is ``"feature"`` or ``"channel"``; the bias has ``out_features`` or ``out_channels``
+    entries, read from the module.
+    """
+    tensors = {"weight": TensorNote(weight, why)}
+    bias = None
+    if module.bias is not None:
+        size = f"out_{unit}s"
+        bias = times((size, getattr(module, size)))
+        tensors["bias"] = TensorNote(bias, f"one offset per output {unit}")
+    return note(tensors, plus(weight, bias))
+
+
 @rule(nn.Linear, nn.LazyLinear)
 def _linear(module: Any) -> ModuleNote:
     out_f, in_f = module.out_features, module.in_features
     weight = times(("out_features", out_f), ("in_features", in_f))
-    tensors = {
-        "weight": TensorNote(
-            weight, "y = x W^T + b: one weight per (output, input) pair, stored (out_features, in_features)"
-        )
-    }
-    bias = None
-    if module.bias is not None:
-        bias = times(("out_features", out_f))
-        tensors["bias"] = TensorNote(bias, "one offset per output feature")
-    return note(tensors, plus(weight, bias))
+    why = "y = x W^T + b: one weight per (output, input) pair, stored (out_features, in_features)"
+    return _weight_and_bias(module, weight, why, "feature")
 
 
 @rule(NonDynamicallyQuantizableLinear)
@@ -139,16 +146,8 @@ def _out_proj(module: Any) -> ModuleNote:
 def _bilinear(module: Any) -> ModuleNote:
     out_f, in1, in2 = module.out_features, module.in1_features, module.in2_features
     weight = times(("out_features", out_f), ("in1_features", in1), ("in2_features", in2))
-    tensors = {
-        "weight": TensorNote(
-            weight, "y_k = x1^T W_k x2 + b_k: one in1_features x in2_features matrix per output feature"
-        )
-    }
-    bias = None
-    if module.bias is not None:
-        bias = times(("out_features", out_f))
-        tensors["bias"] = TensorNote(bias, "one offset per output feature")
-    return note(tensors, plus(weight, bias))
+    why = "y_k = x1^T W_k x2 + b_k: one in1_features x in2_features matrix per output feature"
+    return _weight_and_bias(module, weight, why, "feature")
 
 
 _KERNEL_NAMES = {1: ("kernel_size",), 2: ("kernel_h", "kernel_w"), 3: ("kernel_d", "kernel_h", "kernel_w")}
@@ -186,12 +185,7 @@ def _conv(module: Any) -> ModuleNote:
     )
     why = "one filter per output channel, each spanning its input channels over the kernel window"
     details = _conv_details(module)
-    tensors = {"weight": TensorNote(weight, f"{why}; {details}" if details else why)}
-    bias = None
-    if module.bias is not None:
-        bias = times(("out_channels", module.out_channels))
-        tensors["bias"] = TensorNote(bias, "one offset per output channel")
-    return note(tensors, plus(weight, bias))
+    return _weight_and_bias(module, weight, f"{why}; {details}" if details else why, "channel")
 
 
 @rule(
@@ -208,12 +202,7 @@ def _conv_transpose(module: Any) -> ModuleNote:
         "transposed convolution is the gradient of a convolution from out_channels to in_channels"
     )
     details = _conv_details(module)
-    tensors = {"weight": TensorNote(weight, f"{why}; {details}" if details else why)}
-    bias = None
-    if module.bias is not None:
-        bias = times(("out_channels", module.out_channels))
-        tensors["bias"] = TensorNote(bias, "one offset per output channel")
-    return note(tensors, plus(weight, bias))
+    return _weight_and_bias(module, weight, f"{why}; {details}" if details else why, "channel")
 
 
 def _embedding_why(module: Any) -> str:
