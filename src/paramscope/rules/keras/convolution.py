@@ -109,6 +109,14 @@ def conv_transpose(inp: RuleInput) -> RuleOutput:
     return RuleOutput((out,), weights, _total(weights))
 
 
+def _depthwise_kernel(name: str, kernel: tuple[int, ...], channels: int, mult: int) -> Weight:
+    """A depthwise kernel ``(*kernel_size, in_channels, depth_multiplier)``: ``depth_multiplier``
+    filters per input channel, each seeing that channel only."""
+    shape = (*kernel, channels, mult)
+    names = _KERNEL_NAMES[len(kernel)] + ["in_channels", "depth_multiplier"]
+    return Weight(name, shape, formula=size_formula(names, list(shape)))
+
+
 @register_keras_rule("DepthwiseConv1D", "DepthwiseConv2D")
 def depthwise_conv(inp: RuleInput) -> RuleOutput:
     """``kernel (*kernel_size, in_channels, depth_multiplier)``, bias ``(in_channels x depth_multiplier,)``."""
@@ -116,9 +124,7 @@ def depthwise_conv(inp: RuleInput) -> RuleOutput:
     channels, spatial, last = _split(inp, rank)
     mult = pos_int(inp.config, "depth_multiplier", 1)
     out_spatial, kernel = _conv_spatial(inp, rank, spatial)
-    kshape = (*kernel, channels, mult)
-    names = _KERNEL_NAMES[rank] + ["in_channels", "depth_multiplier"]
-    weights: tuple[Weight, ...] = (Weight("kernel", kshape, formula=size_formula(names, list(kshape))),)
+    weights: tuple[Weight, ...] = (_depthwise_kernel("kernel", kernel, channels, mult),)
     if inp.config.get("use_bias", True):
         n = channels * mult
         weights += (Weight("bias", (n,), formula=size_formula(["in_channels", "depth_multiplier"], [channels, mult])),)
@@ -134,11 +140,9 @@ def separable_conv(inp: RuleInput) -> RuleOutput:
     mult = pos_int(inp.config, "depth_multiplier", 1)
     filters = pos_int(inp.config, "filters")
     out_spatial, kernel = _conv_spatial(inp, rank, spatial)
-    dshape = (*kernel, channels, mult)
     pshape = (*([1] * rank), channels * mult, filters)
     weights = (
-        Weight("depthwise_kernel", dshape,
-               formula=size_formula(_KERNEL_NAMES[rank] + ["in_channels", "depth_multiplier"], list(dshape))),
+        _depthwise_kernel("depthwise_kernel", kernel, channels, mult),
         Weight("pointwise_kernel", pshape,
                formula=size_formula(["in_channels x depth_multiplier", "filters"], [channels * mult, filters])),
         *_bias(inp, filters),
