@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from paramscope.analysis.totals import layer_totals, shared_tensors, totals
-from paramscope.core.anatomy import Anatomy, Compute, Layer, Shape, Tensor
+from paramscope.analysis.totals import Totals, layer_totals, shared_tensors, totals
+from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Shape, Tensor
 from paramscope.render.rows import compute_total
 
 __all__ = ["SCHEMA", "to_dict", "render_json"]
@@ -35,6 +35,22 @@ def _compute(c: Compute | None) -> dict[str, Any]:
     }
 
 
+def _formula(f: Formula | None) -> dict[str, str] | None:
+    return None if f is None else {"symbolic": f.symbolic, "numeric": f.numeric}
+
+
+def _counts(tot: Totals) -> dict[str, Any]:
+    """The counts a layer and the whole model both report, in schema order."""
+    return {
+        "params": tot.params,
+        "trainable": tot.trainable,
+        "non_trainable": tot.non_trainable,
+        "unknown_role": tot.unknown_role,
+        "buffers": tot.buffers,
+        "bytes": tot.n_bytes,
+    }
+
+
 def _tensor(t: Tensor, shared: dict[str, list[str]]) -> dict[str, Any]:
     d: dict[str, Any] = {
         "name": t.name,
@@ -44,7 +60,7 @@ def _tensor(t: Tensor, shared: dict[str, list[str]]) -> dict[str, Any]:
         "counted_as": t.counted_as,
         "count": t.count,
         "bytes": t.n_bytes,
-        "formula": None if t.formula is None else {"symbolic": t.formula.symbolic, "numeric": t.formula.numeric},
+        "formula": _formula(t.formula),
         "why": t.why or None,
     }
     if t.key in shared:
@@ -69,15 +85,8 @@ def _layer(layer: Layer, parent: str | None, depth: int, shared: dict[str, list[
         "calls": layer.calls,
         "known": layer.known,
         "complete": tot.complete,
-        "params": tot.params,
-        "trainable": tot.trainable,
-        "non_trainable": tot.non_trainable,
-        "unknown_role": tot.unknown_role,
-        "buffers": tot.buffers,
-        "bytes": tot.n_bytes,
-        "formula": None
-        if layer.formula is None
-        else {"symbolic": layer.formula.symbolic, "numeric": layer.formula.numeric},
+        **_counts(tot),
+        "formula": _formula(layer.formula),
         "note": layer.note or None,
         "tensors": [_tensor(t, shared) for t in layer.tensors],
     }
@@ -105,12 +114,7 @@ def to_dict(anatomy: Anatomy) -> dict[str, Any]:
     for layer in anatomy.layers:
         visit(layer, None, 0)
     totals_d: dict[str, Any] = {
-        "params": tot.params,
-        "trainable": tot.trainable,
-        "non_trainable": tot.non_trainable,
-        "unknown_role": tot.unknown_role,
-        "buffers": tot.buffers,
-        "bytes": tot.n_bytes,
+        **_counts(tot),
         "param_bytes": tot.param_bytes,
         "buffer_bytes": tot.buffer_bytes,
         "tensors": tot.n_tensors,
