@@ -82,6 +82,16 @@ def _child(module: Any, name: str) -> Formula | None:
     return Formula(name, str(_params(child)))
 
 
+def _children(module: Any) -> list[Formula | None]:
+    """A term per child module, in order (see :func:`_child`)."""
+    return [_child(module, name) for name in module._modules]
+
+
+def _own_and_children(module: Any, tensors: dict[str, TensorNote], text: str = "") -> ModuleNote:
+    """A module counted as its own ``tensors`` plus each child's parameters."""
+    return note(tensors, plus(*(n.formula for n in tensors.values()), *_children(module)), text)
+
+
 @_hf([("transformers.pytorch_utils", "Conv1D")])
 def _conv1d(module: Any) -> ModuleNote:
     w = times(("in_features (nx)", module.nx), ("out_features (nf)", module.nf))
@@ -270,8 +280,7 @@ def _causal_mask(t: Any) -> TensorNote:
 
 @_hf([(_modeling("gpt_neo"), "GPTNeoSelfAttention")])
 def _gpt_neo_attention(module: Any) -> ModuleNote:
-    terms = [_child(module, name) for name in module._modules]
-    return note({"bias": _causal_mask(module.bias)}, plus(*terms))
+    return note({"bias": _causal_mask(module.bias)}, plus(*_children(module)))
 
 
 @_hf([(_modeling("gpt_bigcode"), "GPTBigCodeModel")], module_formula=False)
@@ -291,5 +300,4 @@ def _mamba_mixer(module: Any) -> ModuleNote:
         ),
         "D": TensorNote(d, "the skip term: a learned per-channel scale of the input added to the scan's output"),
     }
-    terms = [_child(module, name) for name in module._modules]
-    return note(tensors, plus(a, d, *terms), "a selective state-space (Mamba) block")
+    return _own_and_children(module, tensors, "a selective state-space (Mamba) block")

@@ -15,7 +15,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
 from paramscope.rules.torch._common import note, plus, times
-from paramscope.rules.torch.hf import _child, _hf, _modeling
+from paramscope.rules.torch.hf import _children, _hf, _modeling, _own_and_children
 from paramscope.rules.torch.registry import ModuleNote, TensorNote
 
 __all__: list[str] = []
@@ -83,9 +83,7 @@ def _patch_embeddings(module: Any) -> ModuleNote:
                 _positions_formula(module, shape),
                 "one learned vector per position: every patch, plus the special tokens in front",
             )
-    own = [n.formula for n in tensors.values()]
-    children = [_child(module, name) for name in module._modules]
-    return note(tensors, plus(*own, *children), "patches projected to vectors, special tokens prepended, positions added")
+    return _own_and_children(module, tensors, "patches projected to vectors, special tokens prepended, positions added")
 
 
 @_hf([(_modeling("dinov2"), "Dinov2LayerScale")])
@@ -105,8 +103,7 @@ def _beit_layer(module: Any) -> ModuleNote:
                 times(("hidden_size", int(t.shape[0]))),
                 f"layer scale of the {branch} branch: a learned per-channel factor, initialised small",
             )
-    children = [_child(module, name) for name in module._modules]
-    return note(tensors, plus(*(n.formula for n in tensors.values()), *children))
+    return _own_and_children(module, tensors)
 
 
 @_hf([(_modeling("convnext"), "ConvNextLayer")])
@@ -118,8 +115,7 @@ def _convnext_layer(module: Any) -> ModuleNote:
             times(("dim", int(t.shape[0]))),
             "layer scale: a learned per-channel factor on the block's output, initialised to 1e-6",
         )
-    children = [_child(module, name) for name in module._modules]
-    return note(tensors, plus(*(n.formula for n in tensors.values()), *children))
+    return _own_and_children(module, tensors)
 
 
 @_hf([(_modeling("swin"), "SwinRelativePositionBias")])
@@ -174,14 +170,14 @@ def _siglip_embeddings(module: Any) -> ModuleNote:
             Role.BUFFER,
         )
     }
-    return note(tensors, plus(*(_child(module, name) for name in module._modules)))
+    return note(tensors, plus(*_children(module)))
 
 
 @_hf([(_modeling("siglip"), "SiglipMultiheadAttentionPoolingHead")])
 def _siglip_pooling(module: Any) -> ModuleNote:
     f = _token_formula(tuple(int(d) for d in module.probe.shape))
     tensors = {"probe": TensorNote(f, "a learned query that attends over all patches to pool them into one vector")}
-    return note(tensors, plus(f, *(_child(module, name) for name in module._modules)))
+    return _own_and_children(module, tensors)
 
 
 @_hf([(_modeling("wav2vec2"), "Wav2Vec2Model"), (_modeling("hubert"), "HubertModel")], module_formula=False)
