@@ -1,19 +1,37 @@
-"""What the HDF5 readers share: the file signature and the lazy import of ``h5py``.
+"""What the HDF5 readers share: the file signature, the lazy import of ``h5py``, the child.
 
 ``h5py`` is an optional dependency (the ``files`` extra), imported only when an HDF5 file is
 actually read, so that reading other formats never pays for it or needs it.
+
+libhdf5 parses a file in C while holding Python's lock: on some damaged files (a corrupt global
+heap under a variable-length string) it loops forever, beyond the reach of Ctrl-C or a timer,
+and on others it may crash. So the Keras readers walk HDF5 files in a child process
+(:mod:`paramscope.readers._keras_h5_child`) through :func:`run_h5_child`, under a time limit.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
-from paramscope.core.errors import MissingDependencyError
+from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 
-__all__ = ["HDF5_MAGIC", "import_h5py"]
+__all__ = ["HDF5_MAGIC", "H5_TIMEOUT_S", "import_h5py", "run_h5_child"]
 
 #: The first eight bytes of an HDF5 file (the superblock signature).
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Time allowed to read a weights file's headers (ResNet50's take a fraction of a second).
+H5_TIMEOUT_S = 60
+#: Errors the child may answer with; any other type becomes a CorruptFileError.
+_ERRORS: dict[str, type[CorruptFileError] | type[UnsupportedFormatError]] = {
+    "CorruptFileError": CorruptFileError,
+    "UnsafeFileError": UnsafeFileError,
+    "UnsupportedFormatError": UnsupportedFormatError,
+}
 
 
 def import_h5py(purpose: str) -> Any:
@@ -34,3 +52,62 @@ def import_h5py(purpose: str) -> Any:
     except ImportError:
         raise MissingDependencyError("h5py", "files", purpose) from None
     return h5py
+
+
+def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s: float = H5_TIMEOUT_S) -> dict[str, Any]:
+    """Answer ``request`` in a child process running :mod:`paramscope.readers._keras_h5_child`.
+
+    Args:
+        request: the JSON request (``{"kind": ..., "path": ...}``).
+        where: the file named in the errors raised here.
+        purpose: what needs h5py, for the error message when it is missing.
+        timeout_s: how long the child may run.
+
+    Returns:
+        The child's reply.
+
+    Raises:
+        MissingDependencyError: h5py is not installed.
+        UnsafeFileError: the child did not finish in ``timeout_s`` (libhdf5 looping on a damaged
+            file), or it answered with that error.
+        CorruptFileError: the child stopped without a reply (a crash), or answered with that error.
+        UnsupportedFormatError: the child answered with that error.
+
+    Example:
+        >>> run_h5_child({"kind": "weights", "path": "missing.weights.h5"}, "missing.weights.h5",
+        ...              purpose="reading Keras .h5 weight files")  # doctest: +SKIP
+        Traceback (most recent call last):
+        paramscope.core.errors.CorruptFileError: missing.weights.h5: cannot read the HDF5 file (...)
+    """
+    if importlib.util.find_spec("h5py") is None:
+        raise MissingDependencyError("h5py", "files", purpose)
+    import paramscope
+
+    # The child must import this very paramscope, installed or not.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(paramscope.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "paramscope.readers._keras_h5_child"],
+            input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise UnsafeFileError(
+            f"the HDF5 library did not finish reading the file's headers in {timeout_s} s; "
+            "a damaged file can send it into an endless loop",
+            where=where,
+        ) from None
+    try:
+        reply = json.loads(done.stdout)
+    except ValueError:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        raise CorruptFileError(
+            f"the HDF5 library stopped while reading the file (exit status {done.returncode}){': ' if last else ''}{last}",
+            where=where,
+        ) from None
+    error = reply.get("error")
+    if error:
+        cls = _ERRORS.get(error.get("type"), CorruptFileError)
+        raise cls(str(error.get("message")), where=error.get("where"))
+    return dict(reply)

@@ -14,11 +14,7 @@ never decoded or imported.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import subprocess
-import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -26,9 +22,9 @@ from typing import Any
 
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
-from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
+from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
-from paramscope.readers._hdf5 import HDF5_MAGIC, import_h5py
+from paramscope.readers._hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
@@ -37,13 +33,6 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 MAX_CONFIG_BYTES = 256 * 1024 * 1024
 #: Largest ``metadata.json`` read (Keras writes about 70 bytes).
 MAX_METADATA_BYTES = 1024 * 1024
-#: Time allowed to read a weights file's headers (ResNet50's take a fraction of a second).
-H5_TIMEOUT_S = 60
-_ERRORS: dict[str, type[CorruptFileError] | type[UnsupportedFormatError]] = {
-    "CorruptFileError": CorruptFileError,
-    "UnsafeFileError": UnsafeFileError,
-    "UnsupportedFormatError": UnsupportedFormatError,
-}
 _OPTIMIZER_WHY = "optimizer state saved with the model (step count, learning rate, moment estimates)"
 
 
@@ -167,42 +156,9 @@ def _read_archive(path: str) -> Anatomy:
 
 
 def _isolated(request: dict[str, Any], where: str) -> dict[str, Any]:
-    """Run the HDF5 half of the reading in a child process (see ``_keras_h5_child``).
-
-    libhdf5 can loop forever on a damaged file while holding Python's lock, beyond the reach
-    of Ctrl-C; in a child, the time limit ends it and this process stays responsive.
-    """
-    if importlib.util.find_spec("h5py") is None:
-        raise MissingDependencyError("h5py", "files", "reading Keras weights and .h5 files")
-    import paramscope
-
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(paramscope.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "paramscope.readers._keras_h5_child"],
-            input=json.dumps(request), capture_output=True, text=True, timeout=H5_TIMEOUT_S, env=env,
-        )
-    except subprocess.TimeoutExpired:
-        raise UnsafeFileError(
-            f"the HDF5 library did not finish reading the file's headers in {H5_TIMEOUT_S} s; "
-            "a damaged file can send it into an endless loop",
-            where=where,
-        ) from None
-    try:
-        reply = json.loads(done.stdout)
-    except ValueError:
-        last = (done.stderr.strip().splitlines() or [""])[-1]
-        raise CorruptFileError(
-            f"the HDF5 library stopped while reading the file (exit status {done.returncode}){': ' if last else ''}{last}",
-            where=where,
-        ) from None
-    error = reply.get("error")
-    if error:
-        cls = _ERRORS.get(error.get("type"), CorruptFileError)
-        raise cls(str(error.get("message")), where=error.get("where"))
-    return dict(reply)
+    """Run the HDF5 half of the reading in a child process under :data:`H5_TIMEOUT_S` (read at
+    call time, so that it can be changed)."""
+    return run_h5_child(request, where, purpose="reading Keras weights and .h5 files", timeout_s=H5_TIMEOUT_S)
 
 
 def _stored(reply: Mapping[str, Any]) -> dict[str, list[Any]] | None:
