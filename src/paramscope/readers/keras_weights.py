@@ -11,12 +11,14 @@ Two layouts (``keras/src/saving/saving_lib.py`` and ``keras/src/legacy/saving/le
   listing ``weight_names`` such as ``dense/kernel:0``.
 
 A full-model ``.h5`` (with ``model_config``) belongs to the Keras archive reader. Only
-dataset shapes and dtypes are read (``h5py``, imported lazily).
+dataset shapes and dtypes are read (``h5py``, imported lazily), in a child process under a time
+limit (:mod:`paramscope.readers._keras_weights_h5`); the anatomy is built here from its reply.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,14 +26,13 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
-from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
-from paramscope.readers._hdf5 import HDF5_MAGIC, import_h5py
-from paramscope.rules.names import explain_name, natural_key
+from paramscope.core.errors import MissingDependencyError
+from paramscope.readers._hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
+from paramscope.rules.names import explain_name
 
-__all__ = ["can_read", "read", "VARIABLE_NAMES"]
+__all__ = ["can_read", "read", "VARIABLE_NAMES", "H5_TIMEOUT_S"]
 
-_MAX_DEPTH = 64
-_MAX_OBJECTS = 1_000_000
+_PURPOSE = "reading Keras .h5 weight files"
 
 #: Snake-case Keras class name -> (class name, variable names by number of variables stored).
 #: Orders follow each layer's ``build`` (trainable variables, then non-trainable ones).
@@ -82,7 +83,7 @@ _COUNTER = re.compile(r"_\d+$")
 
 
 def _h5py() -> Any:
-    return import_h5py("reading Keras .h5 weight files")
+    return import_h5py(_PURPOSE)
 
 
 def can_read(source: Any) -> bool:
@@ -109,6 +110,9 @@ def can_read(source: Any) -> bool:
 def read(source: Any, **options: Any) -> Anatomy:
     """Read the tensors of a Keras weights file: names, shapes, dtypes, inferred roles.
 
+    The HDF5 file is walked in a child process under a time limit (libhdf5 can loop forever
+    on a damaged file, beyond the reach of Ctrl-C); the anatomy is built here from its reply.
+
     Args:
         source: path to the ``.weights.h5`` / ``.h5`` file.
         **options: ignored.
@@ -119,93 +123,46 @@ def read(source: Any, **options: Any) -> Anatomy:
     Raises:
         MissingDependencyError: h5py is not installed.
         CorruptFileError: the file cannot be read as HDF5 or has an unexpected layout.
+        UnsafeFileError: an entry links to another file, or reading the headers took longer
+            than :data:`H5_TIMEOUT_S`.
 
     Example:
         >>> read("model.weights.h5").framework  # doctest: +SKIP
         'keras'
     """
-    h5py = _h5py()
     path = Path(source)
-    where = str(path)
-    try:
-        with h5py.File(path, "r") as f:
-            reader = _Reader(h5py, where)
-            if "layer_names" in f.attrs:
-                return reader.legacy(f, path)
-            return reader.keras3(f, path)
-    except OSError as e:
-        raise CorruptFileError(f"cannot read the HDF5 file ({e})", where=where) from None
+    # H5_TIMEOUT_S is read at call time, so that it can be changed.
+    reply = run_h5_child({"kind": "weights", "path": str(path)}, str(path), purpose=_PURPOSE, timeout_s=H5_TIMEOUT_S)
+    if reply.get("layout") == "legacy":
+        return _legacy(reply, path)
+    return _Builder().keras3(reply, path)
 
 
-class _Reader:
-    def __init__(self, h5py: Any, where: str) -> None:
-        self.h5py = h5py
-        self.where = where
-        self.n_objects = 0
-        self.guessed = 0
+def _shape(raw: Any) -> tuple[int, ...] | None:
+    return None if raw is None else tuple(int(d) for d in raw)
+
+
+def _buffer(name: str, shape: Any, dtype: str) -> Tensor:
+    return Tensor(name, _shape(shape), dtype, Role.BUFFER, False, name, None, "stored with the model, not part of it")
+
+
+class _Builder:
+    """Names the variables of a Keras 3 reply (see ``_keras_weights_h5``) and builds the anatomy."""
+
+    def __init__(self) -> None:
         self.unnamed = 0
 
-    def _get(self, group: Any, key: str) -> Any:
-        """``group[key]``, refusing links to other files (they would be opened) and following
-        links inside this file one name at a time."""
-        node = group
-        for part in key.split("/"):
-            if not part:
-                continue
-            link = node.get(part, getlink=True)
-            if link is None:
-                return None
-            if isinstance(link, self.h5py.ExternalLink):
-                raise UnsafeFileError(
-                    f"{node.name}/{part} is a link to another file ({link.filename}); paramscope "
-                    "does not follow it (nothing was opened)",
-                    where=self.where,
-                )
-            node = node.get(part)
-            if node is None:
-                return None
-        return node
-
-    def _group(self, group: Any, key: str) -> Any:
-        """``group[key]`` when it is a group (iterating a dataset would read its data)."""
-        node = self._get(group, key)
-        if node is not None and not isinstance(node, self.h5py.Group):
-            raise CorruptFileError(f"{group.name}/{key} should be a group but is a {type(node).__name__}", where=self.where)
-        return node
-
-    def _tick(self, name: str) -> None:
-        self.n_objects += 1
-        if self.n_objects > _MAX_OBJECTS:
-            raise CorruptFileError(f"more than {_MAX_OBJECTS} HDF5 objects (at {name})", where=self.where)
-
-    def _dataset(self, ds: Any) -> tuple[tuple[int, ...] | None, str]:
-        shape = tuple(int(d) for d in ds.shape) if ds.shape is not None else None
-        # Keras writes types numpy lacks (bfloat16, float8) as opaque bytes named by this attribute.
-        declared = ds.attrs.get("dtype")
-        if isinstance(declared, bytes):
-            declared = declared.decode("utf-8", "replace")
-        if isinstance(declared, str) and declared:
-            return shape, canonical_dtype(declared)
-        return shape, canonical_dtype(str(ds.dtype))
-
-    # -- Keras 3 ---------------------------------------------------------------------------
-
-    def keras3(self, f: Any, path: Path) -> Anatomy:
-        layers = self._children(f, "", 0) if "layers" in f else ()
-        extras: list[TensorGroup] = []
-        for key in f:
-            if key in ("layers", "vars"):
-                continue
-            item = self._get(f, key)
-            if isinstance(item, self.h5py.Dataset):
-                shape, dtype = self._dataset(item)
-                tensors: tuple[Tensor, ...] = (Tensor(key, shape, dtype, Role.BUFFER, False, key, None, "stored with the model, not part of it"),)
-            else:
-                tensors = tuple(self._plain_vars(item, key)) if item is not None else ()
-            if tensors:
-                note = "optimizer state, not part of the model" if key == "optimizer" else f"stored under {key!r}"
-                extras.append(TensorGroup(key, tensors, note=note))
-        own = self._vars(f, "", "", 0) if "vars" in f else ()
+    def keras3(self, reply: Mapping[str, Any], path: Path) -> Anatomy:
+        layers = tuple(self._layer(node, "") for node in reply["layers"])
+        extras = tuple(
+            TensorGroup(
+                key,
+                tuple(_buffer(*t) for t in tensors),
+                note="optimizer state, not part of the model" if key == "optimizer" else f"stored under {key!r}",
+            )
+            for key, tensors in reply["extras"]
+        )
+        own = self._vars(reply["own"] or [], "", "")
         if own:
             layers = (Layer("(model)", "", "(model)", own, note="variables of the model itself"),) + layers
         notes = [
@@ -214,80 +171,47 @@ class _Reader:
         ]
         if self.unnamed:
             notes.append(f"{self.unnamed} variables of layer classes paramscope does not know keep positional names.")
-        root_vars = self._get(f, "vars")
-        root_name = str(root_vars.attrs.get("name", path.name)) if root_vars is not None else path.name
         return Anatomy(
-            name=root_name,
+            name=reply["root_name"] if reply["root_name"] is not None else path.name,
             framework="keras",
             layers=layers,
             source=str(path),
-            extras=tuple(extras),
+            extras=extras,
             metadata=MappingProxyType({"format": "keras 3 weights (.weights.h5)"}),
             notes=tuple(notes),
         )
 
-    def _children(self, group: Any, parent: str, depth: int) -> tuple[Layer, ...]:
-        if depth > _MAX_DEPTH:
-            raise CorruptFileError(f"layers nested deeper than {_MAX_DEPTH} at {group.name}", where=self.where)
-        out = []
-        layers_group = self._group(group, "layers")
-        for key in sorted(layers_group, key=natural_key):
-            self._tick(key)
-            node = self._get(layers_group, key)
-            if not isinstance(node, self.h5py.Group):
-                continue
-            vars_group = self._get(node, "vars")
-            name = str(vars_group.attrs.get("name", key)) if vars_group is not None else key
-            path = f"{parent}/{name}" if parent else name
-            snake = _COUNTER.sub("", key)
-            cls = VARIABLE_NAMES.get(snake, ("", {}))[0] or _CONTAINERS.get(snake, "")
-            tensors = self._vars(node, path, snake, depth) if vars_group is not None else ()
-            children = self._children(node, path, depth + 1) if "layers" in node else ()
-            if key == "input_layer" or _COUNTER.sub("", key) == "input_layer":
-                if not tensors and not children:
-                    continue
-            # Keras writes other tracked objects (e.g. sublayers under their attribute names).
-            for sub in node:
-                if sub not in ("vars", "layers") and isinstance(self._get(node, sub), self.h5py.Group):
-                    children += self._extra_child(self._get(node, sub), path, snake, sub, depth + 1)
-            out.append(Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else "",
-                             known=True))  # fmt: skip
-        return tuple(out)
+    def _layer(self, node: Mapping[str, Any], parent: str) -> Layer:
+        """A group under ``layers``: a layer, named after its class."""
+        name = node["name"]
+        path = f"{parent}/{name}" if parent else name
+        snake = _COUNTER.sub("", node["key"])
+        cls = VARIABLE_NAMES.get(snake, ("", {}))[0] or _CONTAINERS.get(snake, "")
+        tensors = self._vars(node["vars"], path, snake)
+        children = self._children(node, path, snake)
+        return Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else "", known=True)
 
-    def _extra_child(self, node: Any, parent: str, parent_snake: str, key: str, depth: int) -> tuple[Layer, ...]:
-        if depth > _MAX_DEPTH:
-            raise CorruptFileError(f"groups nested deeper than {_MAX_DEPTH} at {node.name}", where=self.where)
-        vars_group = self._get(node, "vars")
-        name = str(vars_group.attrs.get("name", key)) if vars_group is not None else key
+    def _sub(self, node: Mapping[str, Any], parent: str, parent_snake: str) -> Layer:
+        """Another group of a layer: a sub-layer held by an attribute."""
+        key = node["key"]
+        name = node["name"]
         path = f"{parent}/{name}"
-        # A sub-layer held by an attribute: its class comes from the parent's known layout, or, for
-        # any recurrent layer's "cell", the generic cell layout.
+        # Its class comes from the parent's known layout, or, for any recurrent layer's "cell",
+        # the generic cell layout.
         snake = _ATTRIBUTES.get((parent_snake, key)) or ("rnn_cell" if key == "cell" else _COUNTER.sub("", key))
-        tensors = self._vars(node, path, snake, depth) if vars_group is not None else ()
-        children = self._children(node, path, depth + 1) if "layers" in node else ()
-        for sub in node:
-            if sub not in ("vars", "layers") and isinstance(self._get(node, sub), self.h5py.Group):
-                children += self._extra_child(self._get(node, sub), path, snake, sub, depth + 1)
-        if not tensors and not children:
-            return ()
+        tensors = self._vars(node["vars"], path, snake)
+        children = self._children(node, path, snake)
         cls = VARIABLE_NAMES.get(snake, ("", {}))[0]
-        return (Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else ""),)
+        return Layer(name, cls, path, tensors, children, origin="keras.layers" if cls else "")
 
-    def _vars(self, node: Any, path: str, snake: str, depth: int) -> tuple[Tensor, ...]:
-        group = self._group(node, "vars")
-        if group is None:
-            return ()
-        datasets = []
-        for key in group:
-            self._tick(key)
-            item = self._get(group, key)
-            if isinstance(item, self.h5py.Dataset):
-                datasets.append((int(key) if key.isdigit() else 1 << 30, key, item))
-        datasets.sort()
-        names = VARIABLE_NAMES.get(snake, ("", {}))[1].get(len(datasets))
+    def _children(self, node: Mapping[str, Any], path: str, snake: str) -> tuple[Layer, ...]:
+        return tuple(self._layer(n, path) for n in node["layers"]) + tuple(self._sub(n, path, snake) for n in node["subs"])
+
+    def _vars(self, stored: Sequence[Any], path: str, snake: str) -> tuple[Tensor, ...]:
+        names = VARIABLE_NAMES.get(snake, ("", {}))[1].get(len(stored))
         out = []
-        for i, (_, key, ds) in enumerate(datasets):
-            shape, dtype = self._dataset(ds)
+        for i, (key, raw_shape, dtype) in enumerate(stored):
+            shape = _shape(raw_shape)
             if names:
                 name = names[i]
                 ex = explain_name(snake, name, shape, frozenset(names), sep="/")
@@ -300,58 +224,27 @@ class _Reader:
                                   "a variable stored by position; the file does not name it"))  # fmt: skip
         return tuple(out)
 
-    def _plain_vars(self, node: Any, prefix: str, depth: int = 0) -> list[Tensor]:
-        if depth > _MAX_DEPTH:
-            raise CorruptFileError(f"groups nested deeper than {_MAX_DEPTH} at {node.name}", where=self.where)
-        out = []
-        for key in node:
-            self._tick(key)
-            item = self._get(node, key)
-            name = f"{prefix}/{key}"
-            if isinstance(item, self.h5py.Dataset):
-                shape, dtype = self._dataset(item)
-                out.append(Tensor(name, shape, dtype, Role.BUFFER, False, name, None, "stored with the model, not part of it"))
-            elif isinstance(item, self.h5py.Group):
-                out.extend(self._plain_vars(item, name, depth + 1))
-        return out
 
-    # -- legacy (Keras 2) ------------------------------------------------------------------
-
-    def legacy(self, f: Any, path: Path) -> Anatomy:
-        layers = []
-        for raw in f.attrs["layer_names"]:
-            self._tick("layer")
-            lname = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            if lname not in f:
-                raise CorruptFileError(f"layer {lname!r} is listed in layer_names but has no group", where=self.where)
-            g = self._get(f, lname)
-            wnames = [w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w) for w in g.attrs.get("weight_names", [])]
-            tensors = []
-            locals_ = frozenset(w.split(":", 1)[0].rpartition("/")[2] for w in wnames)
-            for wname in wnames:
-                self._tick(wname)
-                ds = self._get(g, wname)
-                if not isinstance(ds, self.h5py.Dataset):
-                    raise CorruptFileError(f"weight {wname!r} of layer {lname!r} is missing", where=self.where)
-                shape, dtype = self._dataset(ds)
-                full = wname.split(":", 1)[0]
-                module, _, local = full.rpartition("/")
-                ex = explain_name(module, local, shape, locals_, sep="/")
-                name = full.removeprefix(f"{lname}/")
-                tensors.append(Tensor(name, shape, dtype, ex.role, True, f"{lname}/{wname}", ex.formula,
-                                      ex.why or "named in the file"))  # fmt: skip
-            cls = VARIABLE_NAMES.get(_COUNTER.sub("", lname), ("", {}))[0]
-            layers.append(Layer(lname, cls, lname, tuple(tensors), origin="keras.layers" if cls else ""))
-        meta = {"format": "keras legacy weights (.h5)"}
-        for key in ("keras_version", "backend"):
-            if key in f.attrs:
-                value = f.attrs[key]
-                meta[key] = value.decode() if isinstance(value, bytes) else str(value)
-        return Anatomy(
-            name=path.name,
-            framework="keras",
-            layers=tuple(layers),
-            source=str(path),
-            metadata=MappingProxyType(meta),
-            notes=("Legacy weight files name each weight but do not record whether it is trainable; roles come from the names.",),
-        )
+def _legacy(reply: Mapping[str, Any], path: Path) -> Anatomy:
+    layers = []
+    for lname, weights in reply["layers"]:
+        locals_ = frozenset(w.split(":", 1)[0].rpartition("/")[2] for w, _, _ in weights)
+        tensors = []
+        for wname, raw_shape, dtype in weights:
+            shape = _shape(raw_shape)
+            full = wname.split(":", 1)[0]
+            module, _, local = full.rpartition("/")
+            ex = explain_name(module, local, shape, locals_, sep="/")
+            name = full.removeprefix(f"{lname}/")
+            tensors.append(Tensor(name, shape, dtype, ex.role, True, f"{lname}/{wname}", ex.formula,
+                                  ex.why or "named in the file"))  # fmt: skip
+        cls = VARIABLE_NAMES.get(_COUNTER.sub("", lname), ("", {}))[0]
+        layers.append(Layer(lname, cls, lname, tuple(tensors), origin="keras.layers" if cls else ""))
+    return Anatomy(
+        name=path.name,
+        framework="keras",
+        layers=tuple(layers),
+        source=str(path),
+        metadata=MappingProxyType({"format": "keras legacy weights (.h5)", **reply["metadata"]}),
+        notes=("Legacy weight files name each weight but do not record whether it is trainable; roles come from the names.",),
+    )
