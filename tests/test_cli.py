@@ -103,3 +103,18 @@ def test_script_importing_keras_runs_without_keras_backend_set(tmp_path: Path) -
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["totals"]["params"] == 10  # 4 x 2 + 2
+
+
+def test_torch_seed_example_reconciles_batchnorm(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    code, out, err = run(capsys, "explain", str(ROOT / "examples" / "torch_seed.py") + ":model", "--layer", "2",
+                         "--width", "200")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "2 (BatchNorm1d): 1,024 params" in text and "buffers 1,025" in text
+    assert "2,048 parameters, 1,024 of them non-trainable" in text
+    from torch import nn  # the oracle: PyTorch's own counts of the same layer
+
+    bn = nn.BatchNorm1d(512)
+    assert sum(p.numel() for p in bn.parameters()) == 1024
+    assert sum(b.numel() for b in bn.buffers()) == 1025
