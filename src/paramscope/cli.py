@@ -37,11 +37,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=None, help="text width (default: the terminal's)")
     p.add_argument(
         "--input-size", metavar="D0,D1,...", default=None,
-        help="PyTorch: shape of one float32 input, e.g. 1,3,224,224",
+        help="PyTorch and ONNX: shape of one float32 input, e.g. 1,3,224,224",
     )
     p.add_argument(
         "--input", dest="inputs", action="append", metavar="[NAME=]DTYPE[DIMS]", default=None,
-        help="PyTorch: a typed input such as input_ids=int64[1,128]; repeat for several",
+        help="PyTorch and ONNX: a typed input such as input_ids=int64[1,128]; repeat for several",
     )
     p.add_argument("--debug", action="store_true", help="show the traceback on errors")
 
