@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError, TargetError, UnsafeFileError
+from paramscope.core.errors import CorruptFileError, TargetError
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
-from paramscope.rules.names import CHECKPOINT_NOTE, TOKEN_TABLES, anatomy_from_flat, natural_key
+from paramscope.readers._hf_folder import folder_facts, read_index, short
+from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat, natural_key
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -38,10 +39,6 @@ __all__ = [
 
 #: The reference implementation refuses headers over 100 MB (``MAX_HEADER_SIZE``); so do we.
 MAX_HEADER_BYTES = 100_000_000
-#: Largest config.json read beside the weights.
-MAX_CONFIG_BYTES = 16 * 1024 * 1024
-#: Largest index file read (a 400-shard index is a few MB).
-MAX_INDEX_BYTES = 64 * 1024 * 1024
 #: Element counts past 2**64 cannot be addressed by any reader (the reference uses usize).
 _MAX_ELEMENTS = 2**64
 
@@ -312,59 +309,6 @@ def can_read(source: Any) -> bool:
     return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"
 
 
-def _load_json(path: Path, limit: int) -> Any:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise CorruptFileError(f"{size:,} bytes, over the {limit:,}-byte limit for this file", where=str(path))
-            raw = f.read(size)
-    except OSError as e:
-        raise TargetError(f"cannot read file: {e.strerror or e}", where=str(path)) from None
-    return loads_strict(raw, where=str(path), max_bytes=limit)
-
-
-def _inside(base: str, target: str) -> bool:
-    return os.path.commonpath([base, target]) == base
-
-
-def _hub_blob(base: str, target: str) -> bool:
-    """Whether ``target`` is a blob of the same Hugging Face cache repository as ``base``.
-
-    The hub cache keeps ``models--org--name/snapshots/<revision>/model.safetensors`` as a
-    symlink to ``models--org--name/blobs/<sha256>``: leaving the snapshot folder, but only
-    for the repository's own blob store.
-    """
-    snap = Path(base)
-    repo = snap.parent.parent
-    if snap.parent.name != "snapshots" or not repo.name.startswith(("models--", "datasets--", "spaces--")):
-        return False
-    return _inside(str(repo / "blobs"), target)
-
-
-def _shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
-    """Resolve a shard named in an index, refusing anything that leaves the folder.
-
-    Nothing is opened here: only the path's text and the symlinks on the way are examined.
-    """
-    where = f"{index}, weight_map[{tensor!r}]"
-    if not isinstance(rel, str) or not rel:
-        raise CorruptFileError(f"shard file name must be a non-empty string, got {rel!r}", where=where)
-    parts = rel.replace("\\", "/").split("/")
-    if "\x00" in rel or rel.startswith(("/", "\\")) or os.path.isabs(rel) or ":" in parts[0] or ".." in parts:
-        raise UnsafeFileError(
-            f"shard path {rel!r} leaves the checkpoint folder; refusing to open it", where=where
-        )
-    base = os.path.realpath(folder)
-    target = os.path.realpath(os.path.join(base, rel))
-    if not _inside(base, target) and not _hub_blob(base, target):
-        raise UnsafeFileError(
-            f"shard path {rel!r} is a symlink out of the checkpoint folder (to {target}); "
-            "refusing to open it",
-            where=where,
-        )
-    return Path(target)
-
 
 @dataclass(frozen=True, slots=True)
 class _Found:
@@ -397,80 +341,13 @@ def _locate(source: str | os.PathLike[str]) -> _Found:
         index = p
     else:
         return _Found((p,), None, folder, None, {})
-    doc = _load_json(index, MAX_INDEX_BYTES)
-    wm = doc.get("weight_map") if isinstance(doc, dict) else None
-    if not isinstance(wm, dict):
-        raise CorruptFileError("index has no \"weight_map\" object", where=str(index))
-    meta_doc = doc.get("metadata")
-    index_meta = (
-        {str(k): str(v) for k, v in meta_doc.items() if isinstance(v, (str, int, float))}
-        if isinstance(meta_doc, dict)
-        else {}
-    )
-    # Every path is checked before any shard is opened.
-    weight_map = {name: _shard_path(folder, rel, index, name) for name, rel in wm.items()}
+    weight_map, index_meta = read_index(index, folder)
     files = tuple(sorted(set(weight_map.values()), key=lambda q: natural_key(q.name)))
     for f in files:
         if not f.is_file():
             raise CorruptFileError(f"shard {f.name} named in the index does not exist", where=str(index))
     return _Found(files, index, folder, weight_map, index_meta)
 
-
-#: Facts copied from a transformers config.json into the metadata.
-_CONFIG_KEYS = (
-    "model_type", "architectures", "torch_dtype", "dtype", "hidden_size", "num_hidden_layers",
-    "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size",
-    "max_position_embeddings", "tie_word_embeddings",
-)  # fmt: skip
-#: Facts copied from a PEFT adapter_config.json (prefixed ``adapter.``).
-_ADAPTER_KEYS = ("peft_type", "base_model_name_or_path", "r", "lora_alpha", "target_modules")
-
-
-def _facts(doc: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
-    """Scalar or list-of-scalar values of ``keys`` as display strings."""
-    out: dict[str, str] = {}
-    for key in keys:
-        value = doc.get(key)
-        if isinstance(value, bool):
-            out[key] = str(value).lower()
-        elif isinstance(value, (str, int, float)):
-            out[key] = _short(str(value))
-        elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
-            out[key] = _short(", ".join(map(str, value)))
-    return out
-
-
-def _config(folder: Path, name: str) -> dict[str, Any] | None:
-    cfg = folder / name
-    if not cfg.is_file():
-        return None
-    doc = _load_json(cfg, MAX_CONFIG_BYTES)
-    return doc if isinstance(doc, dict) else None
-
-
-_HEAD_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
-
-
-def _ties(config: Mapping[str, Any] | None, names: Sequence[str]) -> tuple[dict[str, str], str]:
-    """Weight ties a transformers config declares, as alias -> target, and how it says so."""
-    if config is None or "lm_head.weight" in names and config.get("tie_word_embeddings") is not True:
-        return {}, ""
-    tie = config.get("tie_word_embeddings")
-    archs = config.get("architectures")
-    has_head = isinstance(archs, list) and any(
-        isinstance(a, str) and a.endswith(_HEAD_ARCHITECTURES) for a in archs
-    )
-    if tie is not True and not (tie is None and has_head):
-        return {}, ""
-    tables = [n for n in names if n.endswith(".weight") and n.rsplit(".", 2)[-2] in TOKEN_TABLES]
-    if not tables:
-        return {}, ""
-    how = "config.json: tie_word_embeddings true" if tie is True else "config.json: tie_word_embeddings unset, which transformers ties by default"
-    return {"lm_head.weight": tables[0]}, how
-
-
-def _short(value: str, limit: int = 200) -> str:
-    return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
 def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
@@ -504,7 +381,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     unindexed = 0
     for h in headers:
         for k, v in h.metadata.items():
-            metadata.setdefault(k, _short(v))
+            metadata.setdefault(k, short(v))
         for e in h.entries:
             shard = Path(h.path)
             if found.weight_map is not None and found.weight_map.get(e.name) != shard:
@@ -532,23 +409,14 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
                 "left out (loaders read only indexed tensors)."
             )
         for k, v in found.index_meta.items():
-            metadata.setdefault(f"index.{k}", _short(v))
+            metadata.setdefault(f"index.{k}", short(v))
     if len(headers) > 1:
         metadata["shards"] = str(len(headers))
     in_folder = found.index is not None or Path(source).is_dir()
-    config = _config(found.folder, "config.json") if in_folder else None
     tied: dict[str, str] = {}
     how = ""
-    if config is not None:
-        metadata.update(_facts(config, _CONFIG_KEYS))
-        tied, how = _ties(config, [ft.name for ft in flat])
-    adapter = _config(found.folder, "adapter_config.json") if in_folder else None
-    if adapter is not None:
-        metadata.update({f"adapter.{k}": v for k, v in _facts(adapter, _ADAPTER_KEYS).items()})
-        notes.append(
-            "This is an adapter (PEFT): its tensors are added to the base model "
-            f"{adapter.get('base_model_name_or_path') or '(not named)'}, which is not counted here."
-        )
+    if in_folder:
+        tied, how = folder_facts(found.folder, [ft.name for ft in flat], metadata, notes)
     p = Path(source)
     name = p.name.removesuffix(".safetensors.index.json").removesuffix(".safetensors") or p.name
     if p.is_dir() or found.index is not None:
