@@ -19,7 +19,7 @@ from paramscope.readers._torch_modules import Declarations, module_layers
 from paramscope.readers._torch_pickle import ModuleRecord, StorageRef, TensorRef, brief
 from paramscope.rules.names import anatomy_from_flat
 
-__all__ = ["checkpoint_anatomy"]
+__all__ = ["checkpoint_anatomy", "shard_tensors"]
 
 _MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state")
 _MAX_DEPTH = 64
@@ -153,6 +153,26 @@ def _module_anatomy(
     meta["model_class"] = f"{model.cls.module}.{model.cls.name}"
     return Anatomy(name=path.name, framework="torch", layers=layers, source=where, extras=tuple(extras),
                    metadata=MappingProxyType(meta), notes=tuple(notes))  # fmt: skip
+
+
+def shard_tensors(value: Any, where: str) -> list[tuple[str, TensorRef]]:
+    """The named tensors of one shard of a sharded checkpoint (``pytorch_model-00001-of-00002.bin``).
+
+    Args:
+        value: what the shard's data pickle built; a state dict.
+        where: the shard, for messages.
+
+    Raises:
+        CorruptFileError: the shard is a whole pickled model, not a state dict.
+
+    Example:
+        >>> shard_tensors({}, "shard.bin")
+        []
+    """
+    model, _, _ = _split(value, where)
+    if isinstance(model, ModuleRecord) or not isinstance(model, dict):
+        raise CorruptFileError("a shard of a checkpoint folder must hold a state dict (tensor name -> tensor)", where=where)
+    return [(name, leaf) for name, leaf in _walk(model, "", 0, where) if isinstance(leaf, TensorRef)]
 
 
 def _plain(value: Any) -> bool:

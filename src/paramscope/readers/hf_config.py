@@ -44,7 +44,7 @@ MAX_CONFIG_BYTES = 4 * 1024 * 1024
 DEFAULT_SEQ_LEN = 128
 #: A folder holding any of these has weights: it belongs to the checkpoint readers.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
-_WEIGHT_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
+_WEIGHT_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
 #: Keys the reader decides itself: no remote code, and the attention and experts kernels that
 #: can run on the meta device (a config asking for flash attention would otherwise fail to build).
 _NOT_PASSED = frozenset(

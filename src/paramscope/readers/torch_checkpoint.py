@@ -13,6 +13,10 @@ plain data and refuses every callable outside a short allow-list, so a hostile c
 fails with :class:`~paramscope.core.errors.UnsafeFileError` and nothing in it runs. Storage
 sizes are checked against the bytes present; tensor data is never read.
 
+A Hugging Face folder (``pytorch_model.bin`` beside ``config.json``, or shards listed in
+``pytorch_model.bin.index.json``) is read shard by shard and merged
+(:mod:`paramscope.readers._torch_folder`).
+
 A training checkpoint (``{"model": ..., "optimizer": ..., "epoch": 3}``, Lightning's
 ``state_dict``/``optimizer_states``) yields the model's tensors as the anatomy, optimizer state
 as :attr:`Anatomy.extras` and scalars as metadata.
@@ -20,6 +24,7 @@ as :attr:`Anatomy.extras` and scalars as metadata.
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -30,6 +35,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers._pickle_scan import scan_pickle
 from paramscope.readers._torch_anatomy import checkpoint_anatomy
+from paramscope.readers._torch_folder import claims_folder, is_index, read_folder
 from paramscope.readers._torch_modules import script_declarations
 from paramscope.readers._torch_pickle import StorageRef, TorchPickleRules, brief
 
@@ -50,12 +56,19 @@ _SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 def can_read(source: Any) -> bool:
-    """Whether ``source`` is a PyTorch checkpoint file (zip with ``data.pkl``, legacy, or a pickle).
+    """Whether ``source`` is a PyTorch checkpoint file (zip with ``data.pkl``, legacy, or a pickle),
+    a ``*.bin.index.json`` shard index, or a folder of ``.bin`` weights without safetensors.
 
     Example:
         >>> can_read("missing.pt")
         False
     """
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            return claims_folder(p)
+        if is_index(p.name):
+            return p.is_file()
     path = sniff.file_path(source)
     if path is None:
         return False
@@ -83,7 +96,7 @@ def read(source: Any, **options: Any) -> Anatomy:
     """Read a checkpoint's tensors (names, shapes, dtypes, ties) without loading any data.
 
     Args:
-        source: path to the file.
+        source: path to the file, a shard index, or a folder of ``.bin`` weights.
         **options: ignored (readers share one signature).
 
     Returns:
@@ -91,7 +104,8 @@ def read(source: Any, **options: Any) -> Anatomy:
 
     Raises:
         UnsafeFileError: the pickle names a callable outside the allow-list (nothing runs).
-        CorruptFileError: the file is malformed or a declared size exceeds the bytes present.
+        CorruptFileError: the file is malformed or a declared size exceeds the bytes present;
+            an index lists a tensor its shard does not store, or a shard that does not exist.
 
     Example:
         >>> read("model.pt").framework  # doctest: +SKIP
@@ -99,6 +113,8 @@ def read(source: Any, **options: Any) -> Anatomy:
     """
     path = Path(source)
     try:
+        if path.is_dir() or is_index(path.name):
+            return read_folder(path, _load)
         return _read(path)
     except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, MemoryError) as e:
         # The readers above check what they rely on; this turns any check they missed into ours.
@@ -106,11 +122,20 @@ def read(source: Any, **options: Any) -> Anatomy:
 
 
 def _read(path: Path) -> Anatomy:
+    notes: list[str] = []
+    decls: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+    value, storages, meta = _load(path, notes, decls)
+    return checkpoint_anatomy(path, value, storages, meta, notes, decls)
+
+
+def _load(path: Path, notes: list[str] | None = None, decls: dict[str, Any] | None = None,
+          ) -> tuple[Any, dict[str, StorageRef], dict[str, str]]:  # fmt: skip
+    """(the data pickle's value, its storages, metadata) of one checkpoint file."""
+    notes = [] if notes is None else notes
+    decls = {} if decls is None else decls
     where = str(path)
     head = sniff.head(path, _HEAD_BYTES)
-    notes: list[str] = []
     meta: dict[str, str] = {}
-    decls: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     if head.startswith(_ZIP_MAGIC):
         value, storages = _read_zip(path, meta, notes, decls)
     elif head.startswith(_LEGACY_HEAD):
@@ -124,7 +149,7 @@ def _read(path: Path) -> Anatomy:
         meta["format"] = "pickle"
         if rules.storages:
             raise CorruptFileError("a bare pickle references storages it does not hold", where=where)
-    return checkpoint_anatomy(path, value, storages, meta, notes, decls)
+    return value, storages, meta
 
 
 def _read_capped(path: Path) -> bytes:
