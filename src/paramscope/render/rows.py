@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from paramscope.analysis.repeats import Run, collapse
 from paramscope.analysis.totals import Totals, layer_totals
@@ -46,23 +46,12 @@ def _times(c: Compute | None, n: int) -> Compute | None:
 
 
 def _times_totals(t: Totals, n: int) -> Totals:
+    # Every count and byte figure scales with the repeat; the dtype breakdown and the
+    # completeness flag describe one member and stay as they are.
     if n == 1:
         return t
-    return Totals(
-        params=t.params * n,
-        trainable=t.trainable * n,
-        non_trainable=t.non_trainable * n,
-        unknown_role=t.unknown_role * n,
-        buffers=t.buffers * n,
-        n_bytes=t.n_bytes * n,
-        param_bytes=t.param_bytes * n,
-        trainable_bytes=t.trainable_bytes * n,
-        non_trainable_bytes=t.non_trainable_bytes * n,
-        buffer_bytes=t.buffer_bytes * n,
-        by_dtype=t.by_dtype,
-        complete=t.complete,
-        n_tensors=t.n_tensors * n,
-    )
+    keep = {"by_dtype", "complete"}
+    return replace(t, **{f.name: getattr(t, f.name) * n for f in fields(t) if f.name not in keep})
 
 
 def rows(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paramscope.analysis.totals import Totals, shared_tensors, totals
+from paramscope.analysis.totals import Totals, shared_tensors, totals, unique_tensors
 from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
 from paramscope.render import fmt
 from paramscope.render.rows import Row, compute_total, rows
@@ -48,15 +48,8 @@ def _compute_cells(c: Compute | None) -> tuple[str, str]:
 
 def _non_trainable_breakdown(anatomy: Anatomy) -> str:
     by_role: dict[Role, int] = {}
-    seen: set[str] = set()
-    for layer in anatomy.walk():
-        for t in layer.tensors:
-            if t.counted_as != "non_trainable" or t.count is None:
-                continue
-            if t.key:
-                if t.key in seen:
-                    continue
-                seen.add(t.key)
+    for t in unique_tensors(t for layer in anatomy.walk() for t in layer.tensors):
+        if t.counted_as == "non_trainable" and t.count is not None:
             by_role[t.role] = by_role.get(t.role, 0) + t.count
     names = {
         Role.STATISTIC: "running statistics, updated from data not by gradient",
