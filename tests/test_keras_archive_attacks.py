@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _hdf5_child import CRASH, HANG, replace_child
 
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
@@ -20,7 +21,7 @@ layers = keras.layers
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError  # noqa: E402
 from paramscope.readers import keras_archive, read  # noqa: E402
-from paramscope.readers import _hdf5, _keras_h5_child  # noqa: E402
+from paramscope.readers import _keras_h5_child  # noqa: E402
 from paramscope.readers._keras_h5_child import archive_part  # noqa: E402
 
 
@@ -299,12 +300,7 @@ def test_a_looping_hdf5_library_is_stopped(tmp_path: Path, monkeypatch: pytest.M
         warnings.simplefilter("ignore")
         keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
     monkeypatch.setattr(keras_archive, "H5_TIMEOUT_S", 1)
-    real_run = _hdf5.subprocess.run
-
-    def hanging(argv: list[str], **kw: Any) -> Any:
-        return real_run([argv[0], "-c", "import time; time.sleep(30)"], **kw)
-
-    monkeypatch.setattr(_hdf5.subprocess, "run", hanging)
+    replace_child(monkeypatch, HANG)
     with pytest.raises(UnsafeFileError, match="did not finish") as e:
         read(seed)
     assert str(seed) in str(e.value)
@@ -315,12 +311,7 @@ def test_a_crashing_hdf5_library_is_an_error(tmp_path: Path, monkeypatch: pytest
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         keras.Sequential([keras.Input((3,)), layers.Dense(2)]).save(seed)
-    real_run = _hdf5.subprocess.run
-
-    def crashing(argv: list[str], **kw: Any) -> Any:
-        return real_run([argv[0], "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], **kw)
-
-    monkeypatch.setattr(_hdf5.subprocess, "run", crashing)
+    replace_child(monkeypatch, CRASH)
     with pytest.raises(CorruptFileError, match="stopped while reading") as e:
         read(seed)
     assert str(seed) in str(e.value)

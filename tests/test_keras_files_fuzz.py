@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _hdf5_child import CRASH, HANG, replace_child
 
 hypothesis = pytest.importorskip("hypothesis")
 keras = pytest.importorskip("keras")
@@ -30,7 +31,7 @@ from hypothesis import strategies as hs  # noqa: E402
 from paramscope import ParamscopeError  # noqa: E402
 from paramscope.analysis import totals  # noqa: E402
 from paramscope.core.errors import UnsafeFileError  # noqa: E402
-from paramscope.readers import _hdf5, keras_archive, keras_weights, read  # noqa: E402
+from paramscope.readers import keras_archive, keras_weights, read  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -164,12 +165,7 @@ def test_a_looping_hdf5_library_is_stopped_for_weights(files: dict[str, Any], mo
     # process under a time limit. Here the child is made to hang on purpose.
     path = files["folder"] / "m.weights.h5"
     monkeypatch.setattr(keras_weights, "H5_TIMEOUT_S", 1)
-    real_run = _hdf5.subprocess.run
-
-    def hanging(argv: list[str], **kw: Any) -> Any:
-        return real_run([argv[0], "-c", "import time; time.sleep(30)"], **kw)
-
-    monkeypatch.setattr(_hdf5.subprocess, "run", hanging)
+    replace_child(monkeypatch, HANG)
     with pytest.raises(UnsafeFileError, match="did not finish") as e:
         read(path)
     assert str(path) in str(e.value)
@@ -177,12 +173,7 @@ def test_a_looping_hdf5_library_is_stopped_for_weights(files: dict[str, Any], mo
 
 def test_a_crashing_hdf5_library_is_an_error_for_weights(files: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     path = files["folder"] / "m.weights.h5"
-    real_run = _hdf5.subprocess.run
-
-    def crashing(argv: list[str], **kw: Any) -> Any:
-        return real_run([argv[0], "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], **kw)
-
-    monkeypatch.setattr(_hdf5.subprocess, "run", crashing)
+    replace_child(monkeypatch, CRASH)
     with pytest.raises(ParamscopeError, match="stopped while reading") as e:
         read(path)
     assert str(path) in str(e.value)
