@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from paramscope.readers import _hdf5
+from paramscope.parsers import hdf5 as _hdf5
 
 HANG = "import time; time.sleep(30)"
 CRASH = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"

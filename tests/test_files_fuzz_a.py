@@ -25,7 +25,8 @@ from hypothesis import strategies as hs  # noqa: E402
 
 from paramscope.analysis import totals  # noqa: E402
 from paramscope.core.errors import ParamscopeError  # noqa: E402
-from paramscope.readers import gguf_file, safetensors_file  # noqa: E402
+from paramscope.readers import gguf as gguf_file
+from paramscope.readers import safetensors as safetensors_file
 
 FUZZ = settings(
     max_examples=250,

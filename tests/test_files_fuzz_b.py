@@ -27,7 +27,8 @@ from hypothesis import strategies as hs  # noqa: E402
 
 from paramscope.analysis import totals  # noqa: E402
 from paramscope.core.errors import ParamscopeError  # noqa: E402
-from paramscope.readers import onnx_file, torch_checkpoint  # noqa: E402
+from paramscope.readers.onnx import model as onnx_file
+from paramscope.readers.torch import checkpoint as torch_checkpoint
 
 FUZZ = settings(
     max_examples=200,

@@ -13,7 +13,7 @@ from paramscope.analysis import totals
 from paramscope.core import Role
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.readers import read, reader_for
-from paramscope.readers import gguf_file as g
+from paramscope.readers import gguf as g
 
 gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")

@@ -25,7 +25,9 @@ from paramscope.core.errors import (
     UnsafeFileError,
     UnsupportedFormatError,
 )
-from paramscope.readers import gguf_file, read, safetensors_file
+from paramscope.readers import read
+from paramscope.readers import gguf as gguf_file
+from paramscope.readers import safetensors as safetensors_file
 
 # --- helpers ---------------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ import pytest
 
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsafeFileError
 from paramscope.readers import read
-from paramscope.readers import torch_checkpoint
-from paramscope.readers._pickle_scan import PickleLimits, scan_pickle
-from paramscope.readers._torch_pickle import TorchPickleRules
+from paramscope.readers.torch import checkpoint as torch_checkpoint
+from paramscope.parsers.pickle import PickleLimits, scan_pickle
+from paramscope.readers.torch.tensor_pickle import TorchPickleRules
 
 
 def _system_payload(marker: Path, protocol: int) -> bytes:
@@ -267,7 +267,7 @@ def _nested_if(depth: int) -> bytes:
     ],
 )  # fmt: skip
 def test_onnx_malformed_refused(tmp_path: Path, blob: bytes, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paramscope.readers import onnx_file
+    from paramscope.readers.onnx import model as onnx_file
 
     path = tmp_path / "bad.onnx"
     path.write_bytes(blob)

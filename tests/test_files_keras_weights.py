@@ -14,7 +14,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 from paramscope.analysis import totals
 from paramscope.core import Anatomy
 from paramscope.core.errors import MissingDependencyError
-from paramscope.readers import keras_weights, read, reader_for
+from paramscope.readers import read, reader_for
+from paramscope.readers.keras import weights as keras_weights
 
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")

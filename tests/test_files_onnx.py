@@ -12,7 +12,8 @@ import pytest
 from paramscope.analysis import totals
 from paramscope.core import Anatomy
 from paramscope.core.errors import ModelError, UnsafeFileError
-from paramscope.readers import onnx_file, read, reader_for
+from paramscope.readers import read, reader_for
+from paramscope.readers.onnx import model as onnx_file
 
 onnx = pytest.importorskip("onnx")
 np = pytest.importorskip("numpy")

@@ -16,7 +16,7 @@ from paramscope.analysis import shared_tensors, totals
 from paramscope.core import Role
 from paramscope.core.dtypes import n_bytes
 from paramscope.readers import read, reader_for
-from paramscope.readers import safetensors_file as st
+from paramscope.readers import safetensors as st
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -274,7 +274,7 @@ def test_reading_imports_no_framework(tmp_path: Path) -> None:
 def test_same_model_as_safetensors_and_pt_checkpoint(tmp_path: Path) -> None:
     # The same network saved by both formats reads as the same totals (the .pt reader is
     # paramscope's pickle-free torch checkpoint reader).
-    pytest.importorskip("paramscope.readers.torch_checkpoint")
+    pytest.importorskip("paramscope.readers.torch.checkpoint")
     net = Net()
     safetensors_torch.save_model(net, str(tmp_path / "net.safetensors"))
     torch.save(net.state_dict(), str(tmp_path / "net.pt"))

@@ -12,7 +12,7 @@ import pytest
 from paramscope.analysis import totals
 from paramscope.core import Anatomy, Role
 from paramscope.readers import read, reader_for
-from paramscope.readers import torch_checkpoint
+from paramscope.readers.torch import checkpoint as torch_checkpoint
 
 torch = pytest.importorskip("torch")
 

@@ -76,7 +76,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_single_bin_folder(saved: tuple[Any, Path, Path]) -> None:
     model, single, _ = saved
-    assert reader_for(single).__name__.endswith("torch_checkpoint")
+    assert reader_for(single).__name__.endswith("readers.torch.checkpoint")
     a = read(single)
     t = totals(a)
     assert (t.params, t.buffers) == _expected(model)
@@ -90,7 +90,7 @@ def test_sharded_folder_and_its_index(saved: tuple[Any, Path, Path]) -> None:
     shards = sorted(sharded.glob("pytorch_model-*-of-*.bin"))
     assert len(shards) > 2
     for source in (sharded, sharded / INDEX):
-        assert reader_for(source).__name__.endswith("torch_checkpoint")
+        assert reader_for(source).__name__.endswith("readers.torch.checkpoint")
         a = read(source)
         assert (totals(a).params, totals(a).buffers) == _expected(model)
         assert a.metadata["shards"] == str(len(shards))
@@ -128,10 +128,10 @@ def test_safetensors_and_config_only_folders_stay_with_their_readers(tmp_path: P
     model, single, _ = saved
     model.save_pretrained(tmp_path / "st")
     (tmp_path / "st" / "pytorch_model.bin").write_bytes((single / "pytorch_model.bin").read_bytes())
-    assert reader_for(tmp_path / "st").__name__.endswith("safetensors_file")
+    assert reader_for(tmp_path / "st").__name__.endswith("readers.safetensors")
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.json").write_bytes((single / "config.json").read_bytes())
-    assert reader_for(tmp_path / "cfg").__name__.endswith("hf_config")
+    assert reader_for(tmp_path / "cfg").__name__.endswith("readers.hf.config")
 
 
 def _hostile(folder: Path, outside: Path, kind: str) -> tuple[type[Exception], str]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from paramscope.core.errors import CorruptFileError, ModelError
-from paramscope.readers import hf_config
+from paramscope.readers.hf import config as hf_config
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -130,7 +130,7 @@ def test_recognising_a_config_imports_no_framework(tmp_path: Path) -> None:
     done = _run(
         "import sys\n"
         "from paramscope.readers import reader_for\n"
-        f"assert reader_for({str(path)!r}).__name__.endswith('hf_config')\n"
+        f"assert reader_for({str(path)!r}).__name__.endswith('readers.hf.config')\n"
         "heavy = [m for m in ('torch', 'transformers', 'keras', 'tensorflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

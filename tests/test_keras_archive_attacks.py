@@ -20,9 +20,10 @@ h5py = pytest.importorskip("h5py")
 layers = keras.layers
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError  # noqa: E402
-from paramscope.readers import keras_archive, read  # noqa: E402
-from paramscope.readers import _keras_h5_child  # noqa: E402
-from paramscope.readers._keras_h5_child import archive_part  # noqa: E402
+from paramscope.readers import read  # noqa: E402
+from paramscope.readers.keras import archive as keras_archive
+from paramscope.readers.keras import h5_child as _keras_h5_child
+from paramscope.readers.keras.h5_child import archive_part  # noqa: E402
 
 
 def _save(model: Any, path: Path) -> Path:

@@ -17,7 +17,7 @@ layers = keras.layers
 
 from paramscope.cli import main  # noqa: E402
 from paramscope.core.errors import CorruptFileError  # noqa: E402
-from paramscope.readers import keras_archive  # noqa: E402
+from paramscope.readers.keras import archive as keras_archive
 
 SEED = (2_140_752, 2_139_728, 1_024)
 

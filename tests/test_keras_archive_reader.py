@@ -21,7 +21,8 @@ layers = keras.layers
 
 from paramscope.analysis.totals import layer_totals, totals  # noqa: E402
 from paramscope.core.anatomy import Role  # noqa: E402
-from paramscope.readers import keras_archive, read  # noqa: E402
+from paramscope.readers import read  # noqa: E402
+from paramscope.readers.keras import archive as keras_archive
 
 
 def _seed() -> Any:

@@ -11,8 +11,9 @@ import pytest
 
 from paramscope.analysis.totals import totals
 from paramscope.core.errors import CorruptFileError, ModelError, UnsupportedFormatError
-from paramscope.readers import keras_config, read
-from paramscope.rules.keras.graph import StoredWeight, anatomy_from_config
+from paramscope.readers import read
+from paramscope.readers.keras import config as keras_config
+from paramscope.readers.keras.engine.graph import StoredWeight, anatomy_from_config
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

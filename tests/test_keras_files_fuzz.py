@@ -31,7 +31,9 @@ from hypothesis import strategies as hs  # noqa: E402
 from paramscope import ParamscopeError  # noqa: E402
 from paramscope.analysis import totals  # noqa: E402
 from paramscope.core.errors import UnsafeFileError  # noqa: E402
-from paramscope.readers import keras_archive, keras_weights, read  # noqa: E402
+from paramscope.readers import read  # noqa: E402
+from paramscope.readers.keras import archive as keras_archive
+from paramscope.readers.keras import weights as keras_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

@@ -17,7 +17,7 @@ layers = keras.layers
 from paramscope.analysis.totals import layer_totals, totals  # noqa: E402
 from paramscope.core.anatomy import Anatomy, Layer, Role  # noqa: E402
 from paramscope.core.errors import ModelError  # noqa: E402
-from paramscope.readers import keras_model  # noqa: E402
+from paramscope.readers.keras import live as keras_model
 
 
 def _n(shape: Any) -> int:
@@ -217,7 +217,7 @@ def test_single_layer() -> None:
 def test_can_read_never_imports_keras() -> None:
     code = (
         "import sys\n"
-        "from paramscope.readers import keras_model\n"
+        "from paramscope.readers.keras import live as keras_model\n"
         "assert not keras_model.can_read(object())\n"
         "assert not keras_model.can_read('model.keras')\n"
         "bad = [m for m in ('keras', 'torch', 'tensorflow') if m in sys.modules]\n"
@@ -257,7 +257,7 @@ def test_registry_reads_a_keras_model_as_keras() -> None:
     from paramscope.readers import read, reader_for
 
     model = keras.Sequential([keras.Input((4,)), layers.Dense(2)])
-    assert reader_for(model).__name__ == "paramscope.readers.keras_model"
+    assert reader_for(model).__name__ == "paramscope.readers.keras.live"
     anatomy = read(model)
     assert anatomy.framework == "keras" and totals(anatomy).params == model.count_params()
 

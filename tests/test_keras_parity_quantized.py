@@ -15,7 +15,7 @@ from keras import layers  # noqa: E402
 
 from paramscope.analysis.totals import layer_totals, totals  # noqa: E402
 from paramscope.core.dtypes import canonical_dtype  # noqa: E402
-from paramscope.rules.keras.graph import anatomy_from_config  # noqa: E402
+from paramscope.readers.keras.engine.graph import anatomy_from_config  # noqa: E402
 
 
 def _model() -> Any:

@@ -23,8 +23,9 @@ layers = keras.layers
 
 from paramscope.analysis.totals import layer_totals, totals  # noqa: E402
 from paramscope.core.anatomy import Anatomy  # noqa: E402
-from paramscope.readers import keras_archive, keras_model  # noqa: E402
-from paramscope.rules.keras.graph import anatomy_from_config  # noqa: E402
+from paramscope.readers.keras import archive as keras_archive
+from paramscope.readers.keras import live as keras_model
+from paramscope.readers.keras.engine.graph import anatomy_from_config  # noqa: E402
 
 RULE_TYPES = {
     "SimpleRNN", "LSTM", "GRU", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Bidirectional",

@@ -14,7 +14,7 @@ from keras import layers  # noqa: E402
 
 from paramscope.analysis.totals import layer_totals, totals  # noqa: E402
 from paramscope.core.anatomy import Role  # noqa: E402
-from paramscope.rules.keras.graph import StoredWeight, anatomy_from_config  # noqa: E402
+from paramscope.readers.keras.engine.graph import StoredWeight, anatomy_from_config  # noqa: E402
 
 
 def _config(model: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from keras import layers  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from paramscope.rules.keras.flops import layer_compute  # noqa: E402
-from paramscope.rules.keras.graph import anatomy_from_config  # noqa: E402
+from paramscope.readers.keras.engine.graph import anatomy_from_config  # noqa: E402
 
 
 def _torch_flops(model: Any) -> int:

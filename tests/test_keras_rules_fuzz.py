@@ -16,8 +16,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from paramscope.core.anatomy import Anatomy  # noqa: E402
 from paramscope.core.errors import CorruptFileError, ParamscopeError  # noqa: E402
-from paramscope.readers import keras_config  # noqa: E402
-from paramscope.rules.keras.graph import anatomy_from_config  # noqa: E402
+from paramscope.readers.keras import config as keras_config
+from paramscope.readers.keras.engine.graph import anatomy_from_config  # noqa: E402
 
 
 def _t(name: str, shape: list[Any], node: int = 0) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paramscope.core.anatomy import Role
-from paramscope.rules.keras.graph import explain_layer
+from paramscope.readers.keras.engine.graph import explain_layer
 from paramscope.rules.keras.policy import parse_policy
 from paramscope.rules.keras.registry import RuleOutput, registered_keras_rules
 

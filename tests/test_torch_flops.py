@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from paramscope.analysis.torch_flops import ELEMENTWISE_COST, attention_cost  # noqa: E402
+from paramscope.trace.flops import ELEMENTWISE_COST, attention_cost  # noqa: E402
 from paramscope.core import Anatomy, Compute  # noqa: E402
 from paramscope.readers import read  # noqa: E402
 

@@ -15,7 +15,7 @@ from paramscope.analysis import layer_totals, shared_tensors, totals  # noqa: E4
 from paramscope.analysis.repeats import collapse  # noqa: E402
 from paramscope.core import Formula, Role  # noqa: E402
 from paramscope.readers import read  # noqa: E402
-from paramscope.readers import torch_module  # noqa: E402
+from paramscope.readers.torch import module as torch_module
 from paramscope.rules.torch import ModuleNote, TensorNote, register_torch_rule  # noqa: E402
 
 
@@ -245,9 +245,9 @@ def test_can_read_does_not_import_torch() -> None:
         """
         import sys
         import paramscope
-        from paramscope.readers import torch_module
+        from paramscope.readers.torch import module as torch_module
         assert not torch_module.can_read(object()) and not torch_module.can_read("x.pt")
-        from paramscope.analysis.torch_inputs import input_specs
+        from paramscope.trace.inputs import input_specs
         assert input_specs((1, 3), ["ids=int64[1,8]"])[1].shape == (1, 8)
         assert "torch" not in sys.modules, "torch imported"
         """

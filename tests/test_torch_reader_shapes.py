@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from paramscope.analysis import totals  # noqa: E402
-from paramscope.analysis.torch_inputs import parse_input_spec  # noqa: E402
+from paramscope.trace.inputs import parse_input_spec  # noqa: E402
 from paramscope.core import ModelError, TargetError  # noqa: E402
 from paramscope.readers import read  # noqa: E402
 
@@ -313,7 +313,7 @@ def test_module_shared_between_branches_is_attributed_to_its_caller() -> None:
 def test_input_spec_round_trip() -> None:
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
-    from paramscope.analysis.torch_inputs import InputSpec
+    from paramscope.trace.inputs import InputSpec
 
     @hypothesis.settings(max_examples=60, deadline=None, derandomize=True)
     @hypothesis.given(

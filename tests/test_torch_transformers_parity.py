@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 from paramscope.analysis.totals import layer_totals, shared_tensors, totals  # noqa: E402
 from paramscope.core.anatomy import Anatomy  # noqa: E402
 from paramscope.readers import read  # noqa: E402
-from paramscope.readers.hf_config import default_inputs  # noqa: E402
+from paramscope.readers.hf.config import default_inputs  # noqa: E402
 
 T = transformers
 V = dict(vocab_size=96)

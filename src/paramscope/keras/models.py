@@ -63,7 +63,7 @@ class _ModelBase(Layer):
         return keras.models.model_from_json(self.to_json())
 
     def __paramscope_anatomy__(self, **_: Any) -> Anatomy:
-        from paramscope.rules.keras.graph import anatomy_from_config
+        from paramscope.readers.keras.engine.graph import anatomy_from_config
 
         return anatomy_from_config(self.serialize(), source="paramscope.keras builder")
 

@@ -22,16 +22,16 @@ __all__ = ["READERS", "reader_for", "read"]
 #: Reader modules in the order they are asked; specific formats before general ones.
 READERS: tuple[str, ...] = (
     # A Keras 3 layer on the torch backend is also a torch.nn.Module: Keras is asked first.
-    "keras_model",
-    "torch_module",
-    "safetensors_file",
-    "gguf_file",
-    "onnx_file",
-    "torch_checkpoint",
-    "keras_archive",
-    "keras_weights",
-    "hf_config",
-    "keras_config",
+    "keras.live",
+    "torch.module",
+    "safetensors",
+    "gguf",
+    "onnx.model",
+    "torch.checkpoint",
+    "keras.archive",
+    "keras.weights",
+    "hf.config",
+    "keras.config",
 )
 
 

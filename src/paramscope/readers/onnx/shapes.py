@@ -1,7 +1,7 @@
 """Per-value shapes of an ONNX graph from ONNX's own shape inference (optional ``onnx`` package).
 
 Inference runs on a copy of the model without the data of large tensors
-(:func:`~paramscope.readers._onnx_proto.strip_tensor_data`), up to :data:`MAX_INFER_BYTES`. Symbolic input dimensions
+(:func:`~paramscope.readers.onnx.proto.strip_tensor_data`), up to :data:`MAX_INFER_BYTES`. Symbolic input dimensions
 (``batch``, ``sequence``) can be fixed by the ``inputs``/``input_size`` options, so that every
 node's FLOPs become known.
 """

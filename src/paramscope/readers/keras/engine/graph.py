@@ -22,7 +22,7 @@ from typing import Any
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, ModelError
 from paramscope.rules.keras.configs import entry_name, is_model_entry
-from paramscope.rules.keras.entries import (
+from paramscope.readers.keras.engine.entries import (
     FROZEN_PARENT_WHY,
     Built,
     Context,
@@ -32,7 +32,7 @@ from paramscope.rules.keras.entries import (
     explain_layer,
 )
 from paramscope.rules.keras.flops import sum_compute
-from paramscope.rules.keras.models import functional_layers, sequential_layers
+from paramscope.readers.keras.engine.models import functional_layers, sequential_layers
 from paramscope.rules.keras.policy import Policy, parse_policy
 
 __all__ = ["StoredWeight", "StoredWeights", "Policy", "anatomy_from_config", "explain_layer"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype, lookup_dtype
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
-from paramscope.readers._pickle_scan import Global
+from paramscope.parsers.pickle import Global
 
 __all__ = ["StorageRef", "TensorRef", "ModuleRecord", "TorchPickleRules", "STORAGE_DTYPES", "brief"]
 

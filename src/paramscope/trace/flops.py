@@ -12,7 +12,7 @@ docs/flops.md; in short:
   query, key and value (so the math path on ``meta`` and the fused kernels on CPU/GPU count the
   same), attention in ``attention_flops``, scale, mask and softmax in ``elementwise_flops``;
 - elementwise, normalisation, reduction and pooling work uses :data:`ELEMENTWISE_COST`
-  (the tables and per-operator formulas are in :mod:`paramscope.analysis.torch_op_costs`);
+  (the tables and per-operator formulas are in :mod:`paramscope.trace.op_costs`);
   views, copies, creation and indexing cost 0 (:data:`FREE_OPS`);
 - an operator covered by none of these is listed in :attr:`Compute.unknown_ops` and makes the
   figure it might belong to unknown (``None``), never 0.
@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from paramscope.analysis.torch_op_costs import (
+from paramscope.trace.op_costs import (
     ELEMENTWISE_COST as ELEMENTWISE_COST,
     FREE,
     FREE_OPS as FREE_OPS,

@@ -54,7 +54,7 @@ class H5Walker:
         return group[key]
 
     def stored(self, obj: Any, name: str) -> Any:
-        from paramscope.rules.keras.graph import StoredWeight
+        from paramscope.readers.keras.engine.graph import StoredWeight
 
         if not isinstance(obj, self.h5py.Dataset):
             raise CorruptFileError(f"HDF5 entry {obj.name} should be a weight array", where=self.where)

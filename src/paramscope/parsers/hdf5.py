@@ -6,7 +6,7 @@ actually read, so that reading other formats never pays for it or needs it.
 libhdf5 parses a file in C while holding Python's lock: on some damaged files (a corrupt global
 heap under a variable-length string) it loops forever, beyond the reach of Ctrl-C or a timer,
 and on others it may crash. So the Keras readers walk HDF5 files in a child process
-(:mod:`paramscope.readers._keras_h5_child`) through :func:`run_h5_child`, under a time limit.
+(:mod:`paramscope.readers.keras.h5_child`) through :func:`run_h5_child`, under a time limit.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def import_h5py(purpose: str) -> Any:
 
 
 def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s: float = H5_TIMEOUT_S) -> dict[str, Any]:
-    """Answer ``request`` in a child process running :mod:`paramscope.readers._keras_h5_child`.
+    """Answer ``request`` in a child process running :mod:`paramscope.readers.keras.h5_child`.
 
     Args:
         request: the JSON request (``{"kind": ..., "path": ...}``).
@@ -89,7 +89,7 @@ def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "paramscope.readers._keras_h5_child"],
+            [sys.executable, "-m", "paramscope.readers.keras.h5_child"],
             input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s, env=env,
         )
     except subprocess.TimeoutExpired:

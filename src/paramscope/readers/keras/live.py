@@ -18,7 +18,7 @@ from typing import Any
 from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Role, Shape, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import ModelError, TargetError
-from paramscope.readers._keras_live_graph import call_info, graph_nodes, inbound_refs, public_name, shape_of
+from paramscope.readers.keras.live_graph import call_info, graph_nodes, inbound_refs, public_name, shape_of
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
 
 __all__ = ["can_read", "read"]

@@ -1,7 +1,7 @@
 """The HDF5 half of reading a Keras weights file, run in a child process.
 
-:mod:`paramscope.readers.keras_weights` sends ``{"kind": "weights", "path": ...}`` to
-:mod:`paramscope.readers._keras_h5_child`, which answers with :func:`weights_part`: the file's
+:mod:`paramscope.readers.keras.weights` sends ``{"kind": "weights", "path": ...}`` to
+:mod:`paramscope.readers.keras.h5_child`, which answers with :func:`weights_part`: the file's
 groups walked into plain data (names, shapes, dtypes), so that a damaged file that sends
 libhdf5 into an endless loop stops the child, not the caller. Naming variables and building
 the anatomy happen in the parent.
@@ -29,7 +29,7 @@ from typing import Any
 
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsafeFileError
-from paramscope.readers._hdf5 import import_h5py
+from paramscope.parsers.hdf5 import import_h5py
 from paramscope.rules.names import natural_key
 
 __all__ = ["weights_part", "MAX_DEPTH", "MAX_OBJECTS"]

@@ -8,14 +8,14 @@ Two layouts exist (``torch/serialization.py``):
   protocol version, system info, the data), then a pickled list of storage keys, then for each
   key an 8-byte element count and the raw elements.
 
-The data pickle is interpreted by :mod:`paramscope.readers._pickle_scan`, which rebuilds only
+The data pickle is interpreted by :mod:`paramscope.parsers.pickle`, which rebuilds only
 plain data and refuses every callable outside a short allow-list, so a hostile checkpoint
 fails with :class:`~paramscope.core.errors.UnsafeFileError` and nothing in it runs. Storage
 sizes are checked against the bytes present; tensor data is never read.
 
 A Hugging Face folder (``pytorch_model.bin`` beside ``config.json``, or shards listed in
 ``pytorch_model.bin.index.json``) is read shard by shard and merged
-(:mod:`paramscope.readers._torch_folder`).
+(:mod:`paramscope.readers.torch.folder`).
 
 A training checkpoint (``{"model": ..., "optimizer": ..., "epoch": 3}``, Lightning's
 ``state_dict``/``optimizer_states``) yields the model's tensors as the anatomy, optimizer state
@@ -33,11 +33,11 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.readers._pickle_scan import scan_pickle
-from paramscope.readers._torch_anatomy import checkpoint_anatomy
-from paramscope.readers._torch_folder import claims_folder, is_index, read_folder
-from paramscope.readers._torch_modules import script_declarations
-from paramscope.readers._torch_pickle import StorageRef, TorchPickleRules, brief
+from paramscope.parsers.pickle import scan_pickle
+from paramscope.readers.torch.checkpoint_anatomy import checkpoint_anatomy
+from paramscope.readers.torch.folder import claims_folder, is_index, read_folder
+from paramscope.readers.torch.module_records import script_declarations
+from paramscope.readers.torch.tensor_pickle import StorageRef, TorchPickleRules, brief
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
 

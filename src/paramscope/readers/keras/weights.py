@@ -12,7 +12,7 @@ Two layouts (``keras/src/saving/saving_lib.py`` and ``keras/src/legacy/saving/le
 
 A full-model ``.h5`` (with ``model_config``) belongs to the Keras archive reader. Only
 dataset shapes and dtypes are read (``h5py``, imported lazily), in a child process under a time
-limit (:mod:`paramscope.readers._keras_weights_h5`); the anatomy is built here from its reply.
+limit (:mod:`paramscope.readers.keras.weights_h5`); the anatomy is built here from its reply.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import MissingDependencyError
-from paramscope.readers._hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
+from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
 from paramscope.rules.names import explain_name
 
 __all__ = ["can_read", "read", "VARIABLE_NAMES", "H5_TIMEOUT_S"]

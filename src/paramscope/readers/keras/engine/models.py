@@ -21,7 +21,7 @@ from paramscope.rules.keras.configs import (
     ref_list,
     tensor_refs,
 )
-from paramscope.rules.keras.entries import Built, Context, call_compute, explain_entry
+from paramscope.readers.keras.engine.entries import Built, Context, call_compute, explain_entry
 from paramscope.rules.keras.flops import sum_compute
 from paramscope.rules.keras.policy import Policy
 

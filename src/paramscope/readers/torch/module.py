@@ -5,7 +5,7 @@ same dotted paths ``state_dict`` uses). Each module lists its *own* parameters a
 A tensor reachable under several names (a tied embedding and output head) is one storage and
 gets one :attr:`Tensor.key`, so totals count it once, as ``sum(p.numel() for p in
 model.parameters())`` does. Shapes and FLOPs come from one forward pass without memory, see
-:mod:`paramscope.analysis.torch_trace`; without an example input only the parameter anatomy is
+:mod:`paramscope.trace.meta_pass`; without an example input only the parameter anatomy is
 built. Importing this module does not import torch.
 """
 
@@ -229,7 +229,7 @@ def read(
     """Read a live ``torch.nn.Module`` into an anatomy.
 
     Args:
-        module: the model; it is not changed (see :mod:`paramscope.analysis.torch_trace`).
+        module: the model; it is not changed (see :mod:`paramscope.trace.meta_pass`).
         input_size: shape(s) of positional float inputs for a forward pass, e.g. ``(1, 3, 224, 224)``.
         inputs: spec strings such as ``["input_ids=int64[1,128]"]``.
         example_inputs: positional example tensors (only shapes and dtypes are used).
@@ -248,7 +248,7 @@ def read(
         >>> import torch  # doctest: +SKIP
         >>> read(torch.nn.Linear(4, 2), input_size=(1, 4)).layers  # doctest: +SKIP
     """
-    from paramscope.analysis.torch_inputs import input_specs
+    from paramscope.trace.inputs import input_specs
 
     specs = input_specs(input_size, inputs)
     paths: dict[int, list[str]] = {}
@@ -261,7 +261,7 @@ def read(
     if wants_forward and lazy:
         notes.append("Shapes and FLOPs are not computed: lazy modules must first be initialised by a real forward pass.")
     elif wants_forward:
-        from paramscope.analysis.torch_trace import trace as run_trace
+        from paramscope.trace.meta_pass import trace as run_trace
 
         trace = run_trace(module, paths, specs, example_inputs=example_inputs, example_kwargs=example_kwargs, device=device)
         if trace.failure:

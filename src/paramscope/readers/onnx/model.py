@@ -21,10 +21,10 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError
-from paramscope.readers._onnx_layers import GraphBuilder, exporter_notes, sum_computes, walk
-from paramscope.readers._onnx_proto import OGraph, parse_model, strip_tensor_data
-from paramscope.readers._onnx_shapes import infer_shapes
-from paramscope.readers._protobuf import Buffer, FileBytes
+from paramscope.readers.onnx.layers import GraphBuilder, exporter_notes, sum_computes, walk
+from paramscope.readers.onnx.proto import OGraph, parse_model, strip_tensor_data
+from paramscope.readers.onnx.shapes import infer_shapes
+from paramscope.parsers.protobuf import Buffer, FileBytes
 
 __all__ = ["can_read", "read"]
 

@@ -23,7 +23,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
-from paramscope.readers._hf_folder import folder_facts, read_index, short
+from paramscope.readers.hf.folder import folder_facts, read_index, short
 from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat, natural_key
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paramscope.core.errors import CorruptFileError
-from paramscope.readers._protobuf import LEN, Buffer, Field, encode_len
+from paramscope.parsers.protobuf import LEN, Buffer, Field, encode_len
 
 __all__ = ["OTensor", "OSparse", "OValue", "OAttr", "ONode", "OGraph", "OFunction", "OModel",
            "parse_model", "strip_tensor_data", "ONNX_DTYPES", "MAX_GRAPH_DEPTH"]  # fmt: skip

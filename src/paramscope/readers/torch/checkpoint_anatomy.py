@@ -15,8 +15,8 @@ from typing import Any
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError
 from paramscope.core.tree import FlatTensor
-from paramscope.readers._torch_modules import Declarations, module_layers
-from paramscope.readers._torch_pickle import ModuleRecord, StorageRef, TensorRef, brief
+from paramscope.readers.torch.module_records import Declarations, module_layers
+from paramscope.readers.torch.tensor_pickle import ModuleRecord, StorageRef, TensorRef, brief
 from paramscope.rules.names import anatomy_from_flat
 
 __all__ = ["checkpoint_anatomy", "shard_tensors"]

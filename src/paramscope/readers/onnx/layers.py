@@ -16,8 +16,8 @@ from typing import Any
 from paramscope.core.anatomy import Compute, Formula, Layer, Role, Tensor
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.readers._onnx_flops import node_compute
-from paramscope.readers._onnx_proto import OGraph, ONode, OSparse, OTensor
+from paramscope.readers.onnx.flops import node_compute
+from paramscope.readers.onnx.proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
 
 __all__ = ["GraphBuilder", "exporter_notes", "walk", "sum_computes"]

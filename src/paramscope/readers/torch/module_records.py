@@ -1,7 +1,7 @@
 """Layers from a whole pickled model (``torch.save(model)``) made only of ``torch.nn`` modules.
 
 Such a pickle creates each module with ``NEWOBJ`` and fills its ``__dict__`` with ``BUILD``.
-:mod:`paramscope.readers._torch_pickle` records these as :class:`ModuleRecord` objects
+:mod:`paramscope.readers.torch.tensor_pickle` records these as :class:`ModuleRecord` objects
 (nothing is imported or called); this module reads their ``_parameters``, ``_buffers`` and
 ``_modules`` dicts, which is exactly what ``nn.Module.state_dict`` walks. A model containing
 any class outside ``torch.nn.modules`` (a user's ``__main__.Net``) is refused earlier, when
@@ -21,7 +21,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Layer, Role, Tensor
 from paramscope.core.errors import CorruptFileError
-from paramscope.readers._torch_pickle import ModuleRecord, TensorRef
+from paramscope.readers.torch.tensor_pickle import ModuleRecord, TensorRef
 from paramscope.rules.names import explain_name
 
 __all__ = ["module_layers", "script_declarations", "Declarations"]

@@ -14,7 +14,7 @@ How the pass runs without memory, and without changing the user's module:
 The pass runs in eval mode under ``torch.no_grad()``; training flags, and tensor attributes a
 forward may reassign, are restored afterwards. Forward hooks (removed afterwards) record each
 module's input and output shapes and keep the stack of running modules, to which
-:class:`~paramscope.analysis.torch_flops.FlopCounter` attributes every operator.
+:class:`~paramscope.trace.flops.FlopCounter` attributes every operator.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from paramscope.analysis.torch_flops import FlopCounter, Tally
-from paramscope.analysis.torch_inputs import InputSpec, build_inputs, float_dtype, model_device
+from paramscope.trace.flops import FlopCounter, Tally
+from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.core.anatomy import Compute, Shape
 from paramscope.core.errors import ModelError, TargetError
 
@@ -160,7 +160,7 @@ def trace(
     Args:
         module: the model (left as it was found).
         paths: for each module object (by ``id``), the paths it is reachable at.
-        specs: inputs to build, see :mod:`paramscope.analysis.torch_inputs`.
+        specs: inputs to build, see :mod:`paramscope.trace.inputs`.
         example_inputs: positional example tensors (only their shapes and dtypes are used).
         example_kwargs: keyword example tensors.
         device: ``"meta"`` for a pass without memory, else a device for a real pass.

@@ -2,17 +2,17 @@
 
 libhdf5 parses the file in C while holding Python's lock: on some damaged files (a corrupt
 global heap under a variable-length string) it loops forever, and neither Ctrl-C nor a timer
-can stop it; on others it may crash. So :mod:`paramscope.readers.keras_archive` and
-:mod:`paramscope.readers.keras_weights` run this module as
-``python -m paramscope.readers._keras_h5_child`` (through
-:func:`paramscope.readers._hdf5.run_h5_child`), send a JSON request on stdin and read a JSON
+can stop it; on others it may crash. So :mod:`paramscope.readers.keras.archive` and
+:mod:`paramscope.readers.keras.weights` run this module as
+``python -m paramscope.readers.keras.h5_child`` (through
+:func:`paramscope.parsers.hdf5.run_h5_child`), send a JSON request on stdin and read a JSON
 reply on stdout, under a time limit. The functions here are plain and can also be called
 in-process (the tests do).
 
 Request: ``{"kind": "archive", "path": ..., "config": {...}}`` (a ``.keras`` file, whose config
 the parent has read), ``{"kind": "legacy", "path": ...}`` (a full-model ``.h5``) or
 ``{"kind": "weights", "path": ...}`` (a weights-only ``.h5``, answered by
-:func:`paramscope.readers._keras_weights_h5.weights_part`).
+:func:`paramscope.readers.keras.weights_h5.weights_part`).
 Reply: ``{"stored": {layer path: [[name, shape, dtype], ...]} | null, "optimizer": [...],
 "optimizer_names": [...] | null, "config": {...}, "metadata": {...}}`` (or, for weights, the
 file's groups as plain data), or
@@ -33,8 +33,8 @@ from typing import IO, Any, cast
 
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsupportedFormatError
 from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
-from paramscope.readers._keras_h5_layout import MAX_NAMES_BYTES, H5Walker, legacy_weights, read_attr, strings
-from paramscope.readers._keras_weights_h5 import weights_part
+from paramscope.readers.keras.h5_layout import MAX_NAMES_BYTES, H5Walker, legacy_weights, read_attr, strings
+from paramscope.readers.keras.weights_h5 import weights_part
 from paramscope.rules.keras.configs import entry_name, is_model_entry
 
 __all__ = ["archive_part", "legacy_part", "open_member", "main"]

@@ -4,9 +4,9 @@ Nothing is loaded or run. A ``.keras`` file is a zip holding ``config.json`` (th
 config), ``metadata.json`` and ``model.weights.h5``; the config is read with a bound on its
 inflated size and parsed as strict JSON, and the weights file is opened in place with h5py to
 read each weight's shape and dtype, never its data; that HDF5 half runs in a child process under
-a time limit (:mod:`paramscope.readers._keras_h5_child`). A legacy ``.h5`` file keeps the config in
+a time limit (:mod:`paramscope.readers.keras.h5_child`). A legacy ``.h5`` file keeps the config in
 the root attribute ``model_config`` and the weights under ``model_weights/<layer>/``. Either
-way the config engine (:mod:`paramscope.rules.keras.graph`) builds the anatomy and checks every
+way the config engine (:mod:`paramscope.readers.keras.engine.graph`) builds the anatomy and checks every
 rule-derived shape against the stored one; layers with no rule take their tensors from the file.
 Keras, TensorFlow and PyTorch are never imported; Lambda code and custom classes are reported,
 never decoded or imported.
@@ -24,7 +24,7 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
-from paramscope.readers._hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
+from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
@@ -162,7 +162,7 @@ def _isolated(request: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _stored(reply: Mapping[str, Any]) -> dict[str, list[Any]] | None:
-    from paramscope.rules.keras.graph import StoredWeight
+    from paramscope.readers.keras.engine.graph import StoredWeight
 
     raw = reply.get("stored")
     if raw is None:
@@ -171,7 +171,7 @@ def _stored(reply: Mapping[str, Any]) -> dict[str, list[Any]] | None:
 
 
 def _optimizer_from(reply: Mapping[str, Any]) -> tuple[TensorGroup, ...]:
-    from paramscope.rules.keras.graph import StoredWeight
+    from paramscope.readers.keras.engine.graph import StoredWeight
 
     weights = [StoredWeight(n, tuple(shape), dtype) for n, shape, dtype in reply.get("optimizer") or []]
     return _optimizer_group(weights, reply.get("optimizer_names"))
@@ -203,7 +203,7 @@ def _build(
     metadata: dict[str, str],
     notes: list[str],
 ) -> Anatomy:
-    from paramscope.rules.keras.graph import anatomy_from_config
+    from paramscope.readers.keras.engine.graph import anatomy_from_config
 
     anatomy = anatomy_from_config(config, source=path, stored_weights=stored)
     if stored is not None:

@@ -1,6 +1,6 @@
 """Reader for Keras model configs: a JSON file (``model.to_json()``) or the parsed dict.
 
-The config is read as data by :mod:`paramscope.rules.keras.graph`; Keras is never imported,
+The config is read as data by :mod:`paramscope.readers.keras.engine.graph`; Keras is never imported,
 and nothing in the file (Lambda bytecode, custom classes) is run.
 """
 
@@ -64,7 +64,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         >>> a.layers[0].tensors[0].shape
         (4, 3)
     """
-    from paramscope.rules.keras.graph import anatomy_from_config
+    from paramscope.readers.keras.engine.graph import anatomy_from_config
 
     if isinstance(source, Mapping):
         if not _is_config(source):

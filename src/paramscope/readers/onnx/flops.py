@@ -14,7 +14,7 @@ from collections.abc import Callable
 from math import prod
 
 from paramscope.core.anatomy import Compute
-from paramscope.readers._onnx_proto import ONode
+from paramscope.readers.onnx.proto import ONode
 
 __all__ = ["node_compute", "ELEMENTWISE_PER_OUTPUT", "DATA_MOVEMENT"]
 
@@ -79,7 +79,7 @@ def node_compute(node: ONode, shape_of: ShapeOf) -> Compute:
         The node's compute; unknown parts are ``None``.
 
     Example:
-        >>> from paramscope.readers._onnx_proto import ONode
+        >>> from paramscope.readers.onnx.proto import ONode
         >>> n = ONode(op_type="MatMul", inputs=["a", "b"], outputs=["y"])
         >>> node_compute(n, {"a": (2, 8), "b": (8, 4), "y": (2, 4)}.get).flops
         128

@@ -25,7 +25,7 @@ from paramscope.rules.keras.flops import layer_compute, op_compute, sum_compute
 from paramscope.rules.keras.ops import LAYER_NAMED_OPS, is_ops_module, op_output_shape
 from paramscope.rules.keras.policy import Policy, parse_policy
 from paramscope.rules.keras.registry import RuleInput, RuleOutput, Weight, keras_rule
-from paramscope.rules.keras.stored import StoredWeight, StoredWeights, check_stored, stored_tensors
+from paramscope.readers.keras.engine.stored import StoredWeight, StoredWeights, check_stored, stored_tensors
 
 __all__ = [
     "StoredWeight",
@@ -287,7 +287,7 @@ def _submodel(
     ctx: Context,
 ) -> tuple[Layer, tuple[Shape | None, ...]]:
     # models.py walks sub-models and calls back into this module, hence the late import.
-    from paramscope.rules.keras.models import model_layers
+    from paramscope.readers.keras.engine.models import model_layers
 
     inner_frozen = FROZEN_PARENT_WHY if frozen else ""
     built = model_layers(entry, f"{path}/", inner_frozen, policy, ctx, in_shapes)

@@ -5,7 +5,7 @@
 ``pytorch_model.bin.index.json`` (``{"metadata": {...}, "weight_map": {tensor: shard}}``).
 Each shard is read like any checkpoint file (its pickle interpreted, never unpickled; no tensor
 data read) and the shards are merged into one anatomy. The index's paths are checked before
-any shard is opened (:func:`paramscope.readers._hf_folder.read_index`).
+any shard is opened (:func:`paramscope.readers.hf.folder.read_index`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 from paramscope.core.anatomy import Anatomy, Role
 from paramscope.core.errors import CorruptFileError, TargetError
 from paramscope.core.tree import FlatTensor
-from paramscope.readers._hf_folder import folder_facts, read_index, short
-from paramscope.readers._torch_anatomy import shard_tensors
-from paramscope.readers._torch_pickle import StorageRef
+from paramscope.readers.hf.folder import folder_facts, read_index, short
+from paramscope.readers.torch.checkpoint_anatomy import shard_tensors
+from paramscope.readers.torch.tensor_pickle import StorageRef
 from paramscope.rules.names import anatomy_from_flat, natural_key
 
 __all__ = ["is_index", "claims_folder", "read_folder", "Loader"]

@@ -1,0 +1,1 @@
+"""PyTorch readers: live modules, and checkpoint files and folders read by the data-only pickle interpreter."""
