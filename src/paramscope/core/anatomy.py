@@ -85,6 +85,8 @@ class Tensor:
             counted once in totals and shown as shared.
         formula: how its element count follows from the layer's config.
         why: one sentence explaining its role when that is not obvious.
+        persistent: whether the model saves it (``False`` for PyTorch's non-persistent buffers,
+            which live on the module but not in its ``state_dict``).
     """
 
     name: str
@@ -95,6 +97,7 @@ class Tensor:
     key: str = ""
     formula: Formula | None = None
     why: str = ""
+    persistent: bool = True
 
     @property
     def count(self) -> int | None:

@@ -143,6 +143,7 @@ def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
                     key=keys.key(t, full),
                     formula=tn.formula if tn is not None else None,
                     why=why if not lazy else f"{why} Not initialised yet (lazy module): its size is unknown.".strip(),
+                    persistent=is_param or name not in non_persistent,
                 )
             )
     return tuple(out)
