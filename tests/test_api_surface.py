@@ -15,7 +15,7 @@ def test_all_is_pinned() -> None:
         [
             "Anatomy", "Compute", "CorruptFileError", "Formula", "Layer", "MissingDependencyError",
             "ModelError", "ParamscopeError", "Report", "Role", "TargetError", "Tensor", "TensorGroup",
-            "Totals", "UnsafeFileError", "UnsupportedFormatError", "__version__", "explain",
+            "Totals", "UnsafeFileError", "UnsupportedFormatError", "__version__", "check", "diff", "explain",
             "read", "summary", "totals",
         ]
     )

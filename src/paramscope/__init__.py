@@ -13,7 +13,7 @@ from typing import Any
 
 from paramscope.analysis.totals import Totals
 from paramscope.analysis.totals import totals as _totals
-from paramscope.api import Report, explain, read, summary
+from paramscope.api import Report, check, diff, explain, read, summary
 from paramscope.core import (
     Anatomy,
     Compute,
@@ -51,6 +51,8 @@ __all__ = [
     "UnsafeFileError",
     "UnsupportedFormatError",
     "__version__",
+    "check",
+    "diff",
     "explain",
     "read",
     "summary",

@@ -9,7 +9,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import ParamscopeError
 from paramscope.readers import read as _read_source
 
-__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain"]
+__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain", "diff", "check"]
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
@@ -177,3 +177,58 @@ def _render(body: Any, format: str, width: int, title: str) -> str:
     from paramscope.render.text import render_text
 
     return render_text(body, width=width)
+
+
+def diff(a: Any, b: Any, **options: Any) -> Any:
+    """Compare two sources tensor by tensor (see :mod:`paramscope.analysis.diff`).
+
+    Args:
+        a: the first source: anything :func:`read` reads, or an anatomy.
+        b: the second source.
+        **options: reader options for both (e.g. ``input_size``).
+
+    Returns:
+        A :class:`~paramscope.analysis.diff.Diff`: ``added``, ``removed``, ``changed``,
+        ``renamed``, ``tied``, totals of each side, and ``same``.
+
+    Example:
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(8,))
+        >>> m1 = keras.Model(x, keras.layers.Dense(4, name="d")(x))
+        >>> y = keras.Input(shape=(8,))
+        >>> m2 = keras.Model(y, keras.layers.Dense(5, name="d")(y))
+        >>> d = diff(m1, m2)
+        >>> d.same, [c.a.name for c in d.changed]
+        (False, ['d.kernel', 'd.bias'])
+    """
+    from paramscope.analysis.diff import diff as _diff
+
+    return _diff(read(a, **options), read(b, **options))
+
+
+def check(source: Any, budgets: Any, **options: Any) -> Any:
+    """Check a source against budgets (see :mod:`paramscope.analysis.budget`).
+
+    Args:
+        source: anything :func:`read` reads, or an anatomy.
+        budgets: :class:`~paramscope.analysis.budget.Budget` objects, or a mapping such as
+            ``{"max-params": "150M", "max-bytes": "600MiB"}``.
+        **options: reader options (e.g. ``input_size`` for FLOPs of a PyTorch module).
+
+    Returns:
+        One :class:`~paramscope.analysis.budget.Verdict` per budget; ``.ok`` says if it holds.
+
+    Example:
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(8,))
+        >>> m = keras.Model(x, keras.layers.Dense(4)(x))
+        >>> [(v.budget.key, v.value, v.ok) for v in check(m, {"max-params": "30"})]
+        [('params', 36, False)]
+    """
+    from collections.abc import Mapping
+
+    from paramscope.analysis.budget import budgets_from_mapping, check_budgets
+
+    if isinstance(budgets, Mapping):
+        budgets = budgets_from_mapping(budgets, "budgets")
+    return check_budgets(read(source, **options), tuple(budgets))

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paramscope import __version__
 
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,diff,check}")
     s = sub.add_parser("summary", help="one row per layer with counts, totals, memory and FLOPs")
     _add_common(s)
     s.add_argument(
@@ -70,7 +70,59 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="every tensor of a layer: shape, count, formula, role, why")
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
+    _add_diff(sub)
+    _add_check(sub)
     return parser
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-size", metavar="D0,D1,...", default=None,
+                   help="PyTorch and ONNX: shape of one float32 input, e.g. 1,3,224,224")
+    p.add_argument("--input", dest="inputs", action="append", metavar="[NAME=]DTYPE[DIMS]", default=None,
+                   help="PyTorch and ONNX: a typed input such as input_ids=int64[1,128]; repeat for several")
+    p.add_argument("--debug", action="store_true", help="show the traceback on errors")
+
+
+def _add_diff(sub: Any) -> None:
+    d = sub.add_parser(
+        "diff", help="compare two models or checkpoints tensor by tensor (exit 0 same, 1 different)",
+        description="Compare two sources of any kind paramscope reads, from their headers: tensors "
+        "added, removed, changed (shape, dtype, role, bytes), renamed and tied, and totals side by side. "
+        "Exit status: 0 the same, 1 different, 2 bad input.",
+        epilog="examples:\n  paramscope diff model.safetensors model.Q4_K_M.gguf\n"
+        "  paramscope diff base/ finetuned/ --format json\n"
+        "  paramscope diff pytorch_model.bin train.py:model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("a", help="the first source (file, folder, script.py:NAME, package.module:NAME)")
+    d.add_argument("b", help="the second source")
+    d.add_argument("--format", "-f", choices=("text", "markdown", "json"), default="text",
+                   help="output format (default: text)")
+    _add_inputs(d)
+
+
+def _add_check(sub: Any) -> None:
+    c = sub.add_parser(
+        "check", help="check a model against parameter, byte and FLOP budgets (for CI; exit 1 if over)",
+        description="Check a model against budgets. Counts take k/M/G(B)/T suffixes, sizes "
+        "KiB/MiB/GiB (binary) or kB/MB/GB (decimal). Without --max-* flags the budgets are read from "
+        "[tool.paramscope] in the nearest pyproject.toml (keys max-params, max-bytes, max-flops). "
+        "Exit status: 0 within every budget, 1 over a budget or a figure unknown, 2 bad input.",
+        epilog="examples:\n  paramscope check model.safetensors --max-params 7.5G --max-bytes 15GiB\n"
+        "  paramscope check train.py:model --input-size 1,3,224,224 --max-flops 5G\n"
+        "  paramscope check model.keras          # budgets from pyproject.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("target", help="a file or folder, or script.py:NAME / package.module:NAME")
+    c.add_argument("--max-params", metavar="N", default=None, help="most parameters allowed, e.g. 150M")
+    c.add_argument("--max-bytes", metavar="B", default=None,
+                   help="most bytes of parameters and buffers allowed, e.g. 600MiB")
+    c.add_argument("--max-flops", metavar="F", default=None,
+                   help="most forward FLOPs allowed (matmul and convolution, batch as given), e.g. 2T")
+    c.add_argument("--config", metavar="PYPROJECT", default=None,
+                   help="read budgets from this pyproject.toml instead of the nearest one")
+    c.add_argument("--format", "-f", choices=("text", "json"), default="text", help="output format")
+    _add_inputs(c)
 
 
 def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +137,47 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.inputs:
         options["inputs"] = list(args.inputs)
     return options
+
+
+def _run_diff(args: argparse.Namespace) -> tuple[str, int]:
+    from paramscope.api import diff
+    from paramscope.render import diff as render
+    from paramscope.targets import resolve_target
+
+    options = _reader_options(args)
+    result = diff(resolve_target(args.a), resolve_target(args.b), **options)
+    text = {"json": render.render_diff_json, "markdown": render.render_diff_markdown}.get(
+        args.format, render.render_diff_text
+    )(result)
+    return text, 0 if result.same else 1
+
+
+def _run_check(args: argparse.Namespace) -> tuple[str, int]:
+    from paramscope.analysis.budget import BUDGET_KEYS, Budget, budgets_from_pyproject, parse_quantity
+    from paramscope.api import check
+    from paramscope.render.budget import render_budget_json, render_budget_text
+    from paramscope.targets import resolve_target
+
+    budgets = tuple(
+        Budget(key, parse_quantity(value, is_bytes=BUDGET_KEYS[key][1]))
+        for key, value in (("params", args.max_params), ("bytes", args.max_bytes), ("flops", args.max_flops))
+        if value is not None
+    )
+    if not budgets:
+        import os
+
+        folder = os.path.dirname(os.path.abspath(args.config)) if args.config else "."
+        if args.config and not os.path.isfile(args.config):
+            raise ParamscopeError(f"no such file: {args.config}")
+        budgets, _ = budgets_from_pyproject(folder)
+        if not budgets:
+            raise ParamscopeError(
+                "no budget given: pass --max-params, --max-bytes or --max-flops, or add "
+                "[tool.paramscope] max-params = \"150M\" (and max-bytes, max-flops) to pyproject.toml"
+            )
+    verdicts = check(resolve_target(args.target), budgets, **_reader_options(args))
+    render = render_budget_json if args.format == "json" else render_budget_text
+    return render(args.target, verdicts), 0 if all(v.ok for v in verdicts) else 1
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -115,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("diff", "check"):
+            text, status = (_run_diff if args.command == "diff" else _run_check)(args)
+            sys.stdout.write(_safe_output(text))
+            return status
         report = _run(args)
     except ParamscopeError as e:
         if args.debug:
@@ -140,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(report.text)
     return 0
+
+
+def _safe_output(text: str) -> str:
+    # Lone surrogates from a file's names would make the write fail; JSON already escapes them.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _one_line(text: str) -> str:
