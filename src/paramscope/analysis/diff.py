@@ -318,7 +318,7 @@ def diff(a: Anatomy, b: Anatomy) -> Diff:
     elif rest_a and rest_b:
         sig_a = [(_kind(e), _torch_layout(e)) for e in rest_a]
         sig_b = [(_kind(e), _torch_layout(e)) for e in rest_b]
-        matcher = difflib.SequenceMatcher(a=sig_a, b=sig_b, autojunk=False)  # type: ignore[arg-type]
+        matcher = difflib.SequenceMatcher(a=sig_a, b=sig_b, autojunk=False)
         for block in matcher.get_matching_blocks():
             for i in range(block.size):
                 record(rest_a[block.a + i], rest_b[block.b + i], "matched by position and shape", True)
