@@ -72,14 +72,16 @@ def paramscope_totals(path: str | Path) -> dict[str, int]:
     return totals
 
 
-def _run_once(label: str, argv: Sequence[str], env: dict[str, str], capture: bool) -> tuple[float, int, str]:
+def _run_once(
+    label: str, argv: Sequence[str], env: dict[str, str], capture: bool, ok_codes: Sequence[int] = (0,)
+) -> tuple[float, int, str]:
     done = subprocess.run(
         [sys.executable, "-c", _WRAPPER, "1" if capture else "0", *argv],
         capture_output=True, encoding="utf-8", errors="replace", env=env, cwd=ROOT, check=True,
     )  # fmt: skip
     first, _, stdout = done.stdout.partition("\n")
     d = json.loads(first)
-    if d["rc"] != 0:
+    if d["rc"] not in ok_codes:
         raise RuntimeError(f"{label} failed (exit {d['rc']}): {d['err']}")
     return d["wall_s"], d["peak_bytes"], stdout
 
@@ -90,17 +92,19 @@ def measure_all(
     repeat: int = 3,
     env: Mapping[str, str] | None = None,
     capture: bool = False,
+    ok_codes: Sequence[int] = (0,),
 ) -> list[Result]:
     """Run each ``(label, argv)`` ``repeat`` times in fresh processes; medians of wall time and peak RSS.
 
     The runs are interleaved (every job once, then every job again), so a change of load on the
-    machine hits every tool alike. ``capture`` keeps the last run's stdout in ``Result.stdout``.
+    machine hits every tool alike. ``capture`` keeps the last run's stdout in ``Result.stdout``;
+    ``ok_codes`` are the exit statuses that count as success (``diff`` exits 1 on a difference).
     """
     full_env = child_env(env)
     samples: list[list[tuple[float, int, str]]] = [[] for _ in jobs]
     for _ in range(max(1, repeat)):
         for (label, argv), got in zip(jobs, samples):
-            got.append(_run_once(label, argv, full_env, capture))
+            got.append(_run_once(label, argv, full_env, capture, ok_codes))
     return [
         Result(label, statistics.median(w for w, _, _ in got), int(statistics.median(p for _, p, _ in got)),
                len(got), got[-1][2])
