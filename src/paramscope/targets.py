@@ -41,7 +41,10 @@ def _load_script(path: str) -> Any:
 
 
 def resolve_target(target: str) -> Any:
-    """The thing to inspect: a path (returned as is) or the object named by ``where:NAME``.
+    """The thing to inspect: a path (returned as is), a cached hub id, or the object named by ``where:NAME``.
+
+    A Hugging Face hub id (``meta-llama/Llama-2-7b-hf``, ``gpt2@main``) that is no local path
+    is looked up in the local Hugging Face cache, offline (:mod:`paramscope.readers.hf.hub_cache`).
 
     ``NAME`` may be a model or a zero-argument callable returning one. Loading a script or
     module runs its code: that is the user's own code, named on purpose. Files to inspect are
@@ -57,6 +60,10 @@ def resolve_target(target: str) -> Any:
     """
     if os.path.exists(target):
         return target
+    if ":" not in target:
+        hub = _hub_snapshot(target)
+        if hub is not None:
+            return hub
     where, sep, name = target.rpartition(":")
     if not sep or not name.isidentifier():
         raise TargetError(
@@ -87,6 +94,26 @@ def resolve_target(target: str) -> Any:
                 f"{where}:{name} must be a model or a function that takes no arguments ({e})"
             ) from None
     return obj
+
+
+def _hub_snapshot(target: str) -> str | None:
+    """A hub id's cached snapshot folder; a TargetError when it looks like one but is not cached."""
+    from paramscope.readers.hf.hub_cache import hub_cache_dir, looks_like_hub_id, snapshot_folder, snapshot_source
+
+    if not looks_like_hub_id(target):
+        return None
+    repo = target.split("@", 1)[0]
+    folder = snapshot_folder(target)
+    if folder is not None:
+        source = snapshot_source(folder)
+        if source is None:
+            raise TargetError(f"the cached snapshot of {repo} holds neither weights nor config.json", where=str(folder))
+        return str(source)
+    raise TargetError(
+        f"{target} is no file or folder here, and not in the Hugging Face cache ({hub_cache_dir()}); "
+        f"paramscope never downloads: fetch the config (and the shard index) first, e.g. "
+        f"huggingface-cli download {repo} config.json model.safetensors.index.json, or pass a local path"
+    )
 
 
 def _is_plain_callable(obj: Any) -> bool:
