@@ -87,11 +87,13 @@ def totals_lines(view: ReportView) -> list[str]:
             f"{group.name.capitalize()} state (not part of the model's counts): "
             f"{fmt.count(group.count)} ({fmt.n_bytes(group.n_bytes)}) in {len(group.tensors)} tensors"
         )
-    if not tot.complete:
+    if not tot.complete and view.incomplete:
         shown = ", ".join(view.incomplete[:5]) + (" ..." if len(view.incomplete) > 5 else "")
         lines.append(
             f"INCOMPLETE: counts unknown for {len(view.incomplete)} layer(s) ({shown}); totals are lower bounds"
         )
+    elif not tot.complete:
+        lines.append("INCOMPLETE: the size of some dtype is unknown; byte totals are lower bounds")
     lines.extend(view.notes)
     lines.extend(_facts(view))
     return lines
@@ -116,13 +118,16 @@ def summary_table(view: ReportView) -> Table:
         >>> from paramscope.core import Anatomy, Layer, Tensor
         >>> t = summary_table(build_view(Anatomy("m", "torch", (Layer("fc", "Linear", "fc", (Tensor("w", (2, 3)),)),))))
         >>> t.rows[0][:3]
-        ('fc (Linear)', '', '6')
+        ('fc (Linear)', '6', '6')
     """
     has_buffers = view.totals.buffers > 0
     has_compute = any(r.compute is not None for r in view.rows)
-    cols = [
-        Column("Layer (type)", wrap=True, min_width=24),
-        Column("Output Shape", drop=5, wrap=True, min_width=14),
+    # A column no row fills says nothing (a file read without an input has no shapes).
+    has_shapes = any(r.layer.output_shapes is not None for r in view.rows)
+    cols = [Column("Layer (type)", wrap=True, min_width=24)]
+    if has_shapes:
+        cols.append(Column("Output Shape", drop=5, wrap=True, min_width=14))
+    cols += [
         Column("Param #", "right"),
         Column("Trainable", "right", drop=4),
         Column("Non-trainable", "right", drop=3),
@@ -135,9 +140,10 @@ def summary_table(view: ReportView) -> Table:
     out = []
     for r in view.rows:
         t = r.totals
-        cells = [
-            row_label(r),
-            fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "",
+        cells = [row_label(r)]
+        if has_shapes:
+            cells.append(fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "")
+        cells += [
             fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
             fmt.count(t.trainable),
             fmt.count(t.non_trainable),
