@@ -9,6 +9,7 @@ import pytest
 import paramscope
 from paramscope.core import Anatomy, Layer, Role, Tensor
 from paramscope.render import fmt
+from paramscope.analysis.view import build_view
 from paramscope.render.keras_styles import render_keras2
 
 from _seed import seed_anatomy
@@ -27,7 +28,7 @@ def test_units_are_binary_and_named_so() -> None:
 def test_keras2_layout_matches_the_seed_table() -> None:
     # Expected text checked by hand against the seed's Keras summary (columns at 33/55/67/100,
     # names truncated the way Keras 1/2 did, "Param #" without separators, totals with them).
-    text = render_keras2(seed_anatomy())
+    text = render_keras2(build_view(seed_anatomy(), depth=0, expand=True))
     lines = text.splitlines()
     assert lines[0] == "_" * 100
     assert lines[1] == "Layer (type)                     Output Shape          Param #     Connected to"
@@ -87,7 +88,7 @@ def test_json_schema_fields() -> None:
 def test_markdown_and_html_escape_untrusted_names() -> None:
     evil = Anatomy("m|<b>", "safetensors", (Layer("a|b<script>", "", "a|b<script>", (Tensor("w\x1b[31m", (2,)),)),))
     md = paramscope.summary(evil, format="markdown").text
-    assert "a\\|b<script>" in md and "\x1b" not in md
+    assert "a\\|b&lt;script&gt;" in md and "<script>" not in md and "\x1b" not in md
     html = paramscope.summary(evil, format="html").text
     assert "<script>" not in html and "&lt;script&gt;" in html
     text = paramscope.explain(evil).text
@@ -129,7 +130,7 @@ def test_model_facts_are_listed_and_bounded() -> None:
 
 def test_flops_total_is_unknown_when_a_layer_was_not_measured() -> None:
     from paramscope.core import Compute
-    from paramscope.render.rows import compute_total
+    from paramscope.analysis.compute import compute_total
 
     measured = Layer("a", "Linear", "a", compute=Compute(flops=100, attention_flops=0, elementwise_flops=4))
     both = Anatomy("m", "torch", (measured, measured.with_(name="b", path="b")))
@@ -145,7 +146,7 @@ def test_flops_total_is_unknown_when_a_layer_was_not_measured() -> None:
 
 def test_formula_column_explains_parameters_not_buffers() -> None:
     from paramscope.core import Formula
-    from paramscope.render.summary import layer_formula
+    from paramscope.analysis.view import layer_formula
 
     rotary = Layer("rotary_emb", "RotaryEmbedding", "rotary_emb",
                    (Tensor("inv_freq", (64,), role=Role.BUFFER, is_param=False, formula=Formula("head_dim / 2", "128 / 2")),))
@@ -163,6 +164,7 @@ def test_narrow_terminals_drop_optional_columns_and_say_so() -> None:
     assert "Formula" in wide and "left out" not in wide
     narrow = paramscope.summary(seed_anatomy(), width=70).text
     header = next(line for line in narrow.splitlines() if line.startswith("Layer"))
-    assert "Formula" not in header and "Non-trainable" in header and "Param #" in header
-    assert "(columns left out for this width: Formula" in " ".join(narrow.split())
+    # Formulas are worth more than the output shape, which goes first.
+    assert "Formula" in header and "Param #" in header and "Output Shape" not in header
+    assert "(columns left out for this width: Output Shape" in " ".join(narrow.split())
     assert max(len(line) for line in narrow.splitlines()) <= 70

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy
+from paramscope.core.anatomy import Anatomy, set_html_display
 from paramscope.core.errors import ParamscopeError
 from paramscope.readers import read as _read_source
 
-__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain", "diff", "check"]
+__all__ = ["FORMATS", "STYLES", "Report", "default_width", "read", "summary", "explain", "diff", "check"]
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
@@ -26,12 +27,15 @@ class Report:
         format: the format it is in.
         anatomy: what it was rendered from.
         view: the table or document behind a text report, for printing with colours.
+        html: the report as an HTML fragment with scoped style (HTML reports; others are
+            shown in a notebook as their text in an escaped ``<pre>``).
     """
 
     text: str
     format: str
     anatomy: Anatomy
     view: Any = None
+    html: str = ""
 
     def __str__(self) -> str:
         return self.text
@@ -39,10 +43,26 @@ class Report:
     def __repr__(self) -> str:
         return self.text
 
-    def _repr_html_(self) -> str | None:
-        if self.format == "html":
-            return self.text
-        return None
+    def _repr_html_(self) -> str:
+        """What a notebook shows: one element whose style rules reach nothing outside it."""
+        if self.html:
+            return self.html
+        from paramscope.render.html import pre_fragment
+
+        return pre_fragment(self.text)
+
+
+def default_width() -> int:
+    """The text width when none is given: the terminal's when standard output is one, else
+    :data:`paramscope.render.text.DEFAULT_WIDTH` (120), so that pipes, files and tests get
+    the same text everywhere."""
+    import shutil
+
+    from paramscope.render.text import DEFAULT_WIDTH
+
+    if sys.stdout is not None and sys.stdout.isatty():
+        return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    return DEFAULT_WIDTH
 
 
 def read(source: Any, **options: Any) -> Anatomy:
@@ -81,7 +101,7 @@ def summary(
     style: str = "paramscope",
     depth: int | None = None,
     expand: bool = False,
-    width: int = 120,
+    width: int | None = None,
     **options: Any,
 ) -> Report:
     """One row per layer with its counts, then totals, memory by dtype and notes.
@@ -93,7 +113,8 @@ def summary(
             layout with ``Connected to``) or ``"keras3"``.
         depth: deepest nesting level shown (``None``: all for paramscope style, 0 for Keras styles).
         expand: one row per repeated block instead of ``x32``.
-        width: text width.
+        width: text width (default: the terminal's when printing to one, else 120; see
+            :func:`default_width`).
         **options: reader options (see :func:`read`).
 
     Example:
@@ -105,26 +126,31 @@ def summary(
     """
     _check(format, style)
     anatomy = read(source, **options)
+    from paramscope.analysis.view import build_view
     from paramscope.render import keras_styles, summary as summary_view
 
+    if style == "paramscope":
+        view = build_view(anatomy, depth=depth, expand=expand)
+    else:
+        view = build_view(anatomy, depth=0 if depth is None else depth, expand=True)
     if format == "json":
         from paramscope.render.json import render_json
 
-        return Report(render_json(anatomy), format, anatomy)
+        return Report(render_json(view), format, anatomy)
     if style == "keras2":
-        body: Any = keras_styles.render_keras2(anatomy, depth=0 if depth is None else depth)
+        text = keras_styles.render_keras2(view)
         if format == "markdown":
-            body = f"```\n{body}```\n"
-            return Report(body, format, anatomy)
+            return Report(f"```\n{text}```\n", format, anatomy)
+        body: Any = text
     elif style == "keras3":
-        body = keras_styles.keras3_table(anatomy, depth=0 if depth is None else depth)
+        body = keras_styles.keras3_table(view)
     else:
-        body = summary_view.summary_table(anatomy, depth=depth, expand=expand)
-    return Report(_render(body, format, width, anatomy.name), format, anatomy, body)
+        body = summary_view.summary_table(view)
+    return _report(body, format, width, view.name, anatomy)
 
 
 def explain(
-    source: Any, *, layer: str | None = None, format: str = "text", width: int = 120, **options: Any
+    source: Any, *, layer: str | None = None, format: str = "text", width: int | None = None, **options: Any
 ) -> Report:
     """Every tensor of one layer or all layers: shape, count, formula, role and why.
 
@@ -132,7 +158,7 @@ def explain(
         source: anything :func:`read` reads, or an anatomy.
         layer: a layer's path or name; ``None`` explains every layer.
         format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
-        width: text width.
+        width: text width (see :func:`summary`).
         **options: reader options (see :func:`read`).
 
     Example:
@@ -144,39 +170,41 @@ def explain(
     """
     _check(format, "paramscope")
     anatomy = read(source, **options)
+    from paramscope.analysis.view import build_view
+
+    view = build_view(anatomy)
     if format == "json":
-        from paramscope.render.json import render_json, to_dict
+        from paramscope.render.json import render_json
 
-        if layer is None:
-            return Report(render_json(anatomy), format, anatomy)
-        import json
-
-        from paramscope.render.explain import find_layer
-
-        keep = {x.path for x in find_layer(anatomy, layer).walk()}
-        doc = to_dict(anatomy)
-        doc["layers"] = [x for x in doc["layers"] if x["path"] in keep]
-        return Report(json.dumps(doc, indent=2), format, anatomy)
+        chosen = None if layer is None else view.subtree(view.find(layer))
+        return Report(render_json(view, layers=chosen), format, anatomy)
     from paramscope.render.explain import explain_document
 
-    view = explain_document(anatomy, layer=layer)
-    return Report(_render(view, format, width, anatomy.name), format, anatomy, view)
+    doc = explain_document(view, layer=layer)
+    return _report(doc, format, width, view.name, anatomy)
 
 
-def _render(body: Any, format: str, width: int, title: str) -> str:
+def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anatomy) -> Report:
     if format == "markdown":
         from paramscope.render.markdown import render_markdown
 
-        return render_markdown(body)
+        return Report(render_markdown(body), format, anatomy, body)
     if format == "html":
-        from paramscope.render.html import render_html
+        from paramscope.render.html import render_html, render_html_fragment
 
-        return render_html(body, title=title)
+        return Report(render_html(body, title=title), format, anatomy, body, render_html_fragment(body))
     if isinstance(body, str):
-        return body
+        return Report(body, format, anatomy, body)
     from paramscope.render.text import render_text
 
-    return render_text(body, width=width)
+    return Report(render_text(body, width=width or default_width()), format, anatomy, body)
+
+
+def _anatomy_html(anatomy: Anatomy) -> str:
+    return summary(anatomy, format="html").html
+
+
+set_html_display(_anatomy_html)
 
 
 def diff(a: Any, b: Any, **options: Any) -> Any:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from paramscope.core.anatomy import Anatomy, Layer, Tensor
 
-__all__ = ["DTypeTotal", "Totals", "totals", "layer_totals", "unique_tensors", "shared_tensors"]
+__all__ = [
+    "DTypeTotal",
+    "Totals",
+    "totals",
+    "layer_totals",
+    "sum_tensors",
+    "unique_tensors",
+    "shared_tensors",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +75,8 @@ def unique_tensors(tensors: Iterable[Tensor]) -> Iterator[Tensor]:
         yield t
 
 
-def _sum(tensors: Iterable[Tensor], known: bool) -> Totals:
+def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
+    """Totals of some tensors (each storage once); ``known=False`` marks them incomplete."""
     counts = {"trainable": 0, "non_trainable": 0, "unknown": 0, "buffer": 0}
     byte_counts = {"trainable": 0, "non_trainable": 0, "unknown": 0, "buffer": 0}
     dtype_count: dict[str, int] = {}
@@ -122,15 +131,15 @@ def totals(anatomy: Anatomy) -> Totals:
         (6, 24)
     """
     tensors = (t for layer in anatomy.layers for t in layer.all_tensors())
-    return _sum(tensors, anatomy.complete)
+    return sum_tensors(tensors, anatomy.complete)
 
 
 def layer_totals(layer: Layer, *, recursive: bool = True) -> Totals:
     """Totals of one layer (with its descendants unless ``recursive=False``)."""
     if recursive:
         known = all(x.known for x in layer.walk())
-        return _sum(layer.all_tensors(), known)
-    return _sum(layer.tensors, layer.known)
+        return sum_tensors(layer.all_tensors(), known)
+    return sum_tensors(layer.tensors, layer.known)
 
 
 def shared_tensors(anatomy: Anatomy) -> dict[str, list[str]]:

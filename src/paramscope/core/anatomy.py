@@ -7,7 +7,7 @@ the tensors by :mod:`paramscope.analysis.totals`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from math import prod
@@ -25,6 +25,7 @@ __all__ = [
     "Layer",
     "TensorGroup",
     "Anatomy",
+    "set_html_display",
 ]
 
 #: A tensor or activation shape; ``None`` marks a dimension that is not fixed (the batch).
@@ -274,3 +275,17 @@ class Anatomy:
     def with_(self, **changes: object) -> Anatomy:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def _repr_html_(self) -> str | None:
+        """A notebook shows an anatomy as its summary (see :func:`set_html_display`)."""
+        return _HTML_DISPLAY[0](self) if _HTML_DISPLAY else None
+
+
+# How an anatomy shows itself in a notebook. The renderers live above core and core imports
+# none of them, so the API registers the function when paramscope is imported.
+_HTML_DISPLAY: list[Callable[[Anatomy], str]] = []
+
+
+def set_html_display(show: Callable[[Anatomy], str]) -> None:
+    """Register how an :class:`Anatomy` renders itself as HTML in a notebook."""
+    _HTML_DISPLAY[:] = [show]

@@ -1,125 +1,99 @@
-"""The explain view: for each layer, every tensor with shape, count, role, formula and why."""
+"""The explain view: for each layer, every tensor with shape, count, role, formula and why.
+
+Formats a finished :class:`~paramscope.analysis.view.ReportView`; computes nothing.
+"""
 
 from __future__ import annotations
 
-from paramscope.analysis.totals import layer_totals, shared_tensors
-from paramscope.core.anatomy import ROLE_MEANING, Anatomy, Layer, Role, Tensor
-from paramscope.core.errors import TargetError
+from paramscope.analysis.view import LayerView, ReportView, TensorView
+from paramscope.core.anatomy import Role
 from paramscope.render import fmt
-from paramscope.render.summary import layer_formula, tensor_role_text, totals_lines
+from paramscope.render.summary import totals_lines
 from paramscope.render.table import Column, Document, Table
 
-__all__ = ["explain_document", "layer_headline", "find_layer"]
+__all__ = ["explain_document", "layer_headline", "tensor_role_text"]
 
+# Only "Why" wraps; a narrow terminal leaves out DType, then Shape, then the formula (the
+# headline above the table already gives the layer's), then Role.
 _COLUMNS = (
     Column("Tensor"),
-    Column("Shape"),
-    Column("DType"),
+    Column("Shape", drop=4),
+    Column("DType", drop=5),
     Column("Count", "right"),
-    Column("= Formula"),
-    Column("Role"),
-    Column("Why"),
+    Column("= Formula", drop=3),
+    Column("Role", drop=2),
+    Column("Why", wrap=True, min_width=24),
 )
 
 
-def layer_headline(layer: Layer) -> str:
+def tensor_role_text(t: TensorView) -> str:
+    """``trainable``, ``non-trainable, statistic``, ``buffer``... as shown in explain views."""
+    counted = {
+        "trainable": "trainable",
+        "non_trainable": "non-trainable",
+        "buffer": "buffer",
+        "unknown": "param, role unknown",
+    }[t.counted_as]
+    if t.counted_as == "unknown":
+        return counted
+    if t.role is Role.TRAINABLE or (t.role is Role.BUFFER and t.counted_as == "buffer"):
+        return counted
+    return f"{counted}, {t.role.value}"
+
+
+def layer_headline(lv: LayerView) -> str:
     """``batch_normalization (BatchNormalization): 2,048 params = 4 x 512`` and the split."""
-    t = layer_totals(layer)
-    name = fmt.safe(layer.path or layer.name)
-    typ = f" ({fmt.safe(layer.type)})" if layer.type else ""
-    formula = layer_formula(layer) if not layer.children else ""
-    head = f"{name}{typ}: {fmt.count(t.params)} params"
+    t = lv.totals
+    typ = f" ({lv.type})" if lv.type else ""
+    formula = lv.formula if not lv.n_children else ""
+    head = f"{lv.path or lv.name}{typ}: {fmt.count(t.params)} params"
     if formula and formula != fmt.count(t.params).replace(",", ""):
         head += f" = {formula}"
-    if layer.formula is not None and layer.formula.symbolic:
-        head += f"  [{layer.formula.symbolic}]"
+    if lv.symbolic:
+        head += f"  [{lv.symbolic}]"
     split = f"trainable {fmt.count(t.trainable)}, non-trainable {fmt.count(t.non_trainable)}"
     if t.buffers:
         split += f", buffers {fmt.count(t.buffers)}"
-    if layer.output_shapes is not None:
-        split += f"; output {fmt.shapes(layer.output_shapes)}"
-    if layer.calls > 1:
-        split += f"; called {layer.calls} times, weights stored once"
+    if lv.output_shapes is not None:
+        split += f"; output {fmt.shapes(lv.output_shapes)}"
+    if lv.calls > 1:
+        split += f"; called {lv.calls} times, weights stored once"
     return f"{head}\n  {split}"
 
 
-def _why(t: Tensor, shared: dict[str, list[str]]) -> str:
-    parts = []
-    if t.why:
-        parts.append(t.why)
-    elif t.role not in (Role.TRAINABLE, Role.UNKNOWN):
-        parts.append(ROLE_MEANING[t.role])
-    if t.key in shared:
-        parts.append("shared: " + " = ".join(shared[t.key]))
-    return fmt.safe(" ".join(parts))
-
-
-def _tensor_row(t: Tensor, shared: dict[str, list[str]]) -> tuple[str, ...]:
+def _tensor_row(t: TensorView) -> tuple[str, ...]:
     f = t.formula
     formula = "" if f is None else (f.numeric if f.symbolic in ("", f.numeric) else f"{f.numeric}  ({f.symbolic})")
-    return (
-        fmt.safe(t.name),
-        fmt.shape(t.shape),
-        t.dtype,
-        fmt.count(t.count),
-        formula,
-        tensor_role_text(t),
-        _why(t, shared),
-    )
+    why = t.why
+    if t.shared_with:
+        why = f"{why} shared: {' = '.join(t.shared_with)}".strip()
+    return (t.name, fmt.shape(t.shape), t.dtype, fmt.count(t.count), formula, tensor_role_text(t), why)
 
 
-def _layer_blocks(layer: Layer, shared: dict[str, list[str]]) -> list[Table | str]:
-    blocks: list[Table | str] = []
-    head = layer_headline(layer)
-    if layer.tensors:
-        blocks.append(
-            Table(
-                title=head,
-                columns=_COLUMNS,
-                rows=tuple(_tensor_row(t, shared) for t in layer.tensors),
-                footer=tuple(fmt.safe(n) for n in (layer.note,) if n),
-            )
+def _layer_block(lv: LayerView) -> Table | str:
+    head = layer_headline(lv)
+    if lv.tensors:
+        return Table(
+            title=head,
+            columns=_COLUMNS,
+            rows=tuple(_tensor_row(t) for t in lv.tensors),
+            footer=(lv.note,) if lv.note else (),
         )
-    elif not layer.children:
-        what = "no weights" if layer.known else "no rule explains this layer type; its tensors are unknown"
-        note = f"\n  {fmt.safe(layer.note)}" if layer.note else ""
-        blocks.append(f"{head}\n  {what}{note}")
-    else:
-        note = f"\n  {fmt.safe(layer.note)}" if layer.note else ""
-        blocks.append(f"{head}\n  made of {len(layer.children)} sub-layers{note}")
-    for child in layer.children:
-        blocks.extend(_layer_blocks(child, shared))
-    return blocks
+    note = f"\n  {lv.note}" if lv.note else ""
+    if lv.n_children:
+        return f"{head}\n  made of {lv.n_children} sub-layers{note}"
+    what = "no weights" if lv.known else "no rule explains this layer type; its tensors are unknown"
+    return f"{head}\n  {what}{note}"
 
 
-def find_layer(anatomy: Anatomy, layer: str) -> Layer:
-    """The layer with this path or name.
-
-    Raises:
-        TargetError: no layer has it; the message lists some that exist.
-    """
-    found = anatomy.find(layer)
-    if found is None:
-        names = [fmt.safe(x.path or x.name) for x in anatomy.walk()][:12]
-        raise TargetError(
-            f"no layer named {fmt.safe(layer)!r} in {fmt.safe(anatomy.name)}; "
-            f"layers include: {', '.join(names)}"
-        )
-    return found
-
-
-def explain_document(anatomy: Anatomy, *, layer: str | None = None) -> Document:
-    """The explain view of a whole model, or of one layer (by path or name).
+def explain_document(view: ReportView, *, layer: str | None = None) -> Document:
+    """The explain view of a whole model, or of one layer (by path or name) and its sub-layers.
 
     Raises:
         TargetError: ``layer`` names no layer of the model.
     """
-    shared = shared_tensors(anatomy)
     if layer is not None:
-        found = find_layer(anatomy, layer)
-        return Document("", tuple(_layer_blocks(found, shared)))
-    blocks: list[Table | str] = []
-    for top in anatomy.layers:
-        blocks.extend(_layer_blocks(top, shared))
-    blocks.append("\n".join(totals_lines(anatomy)))
-    return Document(f"Model: {fmt.safe(anatomy.name)} ({anatomy.framework})", tuple(blocks))
+        return Document("", tuple(_layer_block(x) for x in view.subtree(view.find(layer))))
+    blocks: list[Table | str] = [_layer_block(x) for x in view.layers]
+    blocks.append("\n".join(totals_lines(view)))
+    return Document(f"Model: {view.name} ({view.framework})", tuple(blocks))

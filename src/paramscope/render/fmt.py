@@ -1,26 +1,50 @@
-"""Number, size and name formatting shared by all renderers."""
+"""Number, size and text formatting shared by all renderers (and by the CLI's messages).
+
+One rule for every count: three significant digits, rolling over to the next unit when the
+rounded figure reaches 1,000 (``999.5 K`` -> ``1.00 M``), so that no figure reads
+``1e+03 K`` or ``1024.00 KiB``.
+"""
 
 from __future__ import annotations
 
-import re
-
 from paramscope.core.anatomy import Shape
+from paramscope.core.text import clean
 
-__all__ = ["count", "n_bytes", "shape", "shapes", "safe", "si", "si_unit"]
+__all__ = ["clean", "count", "n_bytes", "shape", "shapes", "safe", "si", "si_unit", "three_digits"]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: The name the CLI's messages use; the same function.
+safe = clean
+
+_SI = ("", "K", "M", "G", "T", "P", "E", "Z", "Y", "R", "Q")
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
-def safe(text: str) -> str:
-    r"""Untrusted text (names from files) with control characters shown as escapes.
+def three_digits(value: float) -> str:
+    """A figure in ``[0.1, 1000)`` with three significant digits: ``4.19``, ``41.0``, ``819``.
 
     Example:
-        >>> safe("w\x1b[31m\x00")
-        'w\\x1b[31m\\x00'
+        >>> three_digits(4.194), three_digits(41), three_digits(0.9766)
+        ('4.19', '41.0', '0.977')
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).replace("\n", "\\n").replace(
-        "\t", "\\t"
-    )
+    if value >= 99.95:
+        return f"{value:.0f}"
+    if value >= 9.995:
+        return f"{value:.1f}"
+    if value >= 0.9995:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _scaled(value: float, base: int, units: tuple[str, ...]) -> tuple[str, str]:
+    # Divide until the figure, rounded to three significant digits, stays below 1,000; the last
+    # unit keeps whatever is left (shown with thousands separators, never in e-notation).
+    for i, unit in enumerate(units):
+        if i == len(units) - 1:
+            return (three_digits(value) if value < 999.5 else f"{value:,.0f}", unit)
+        if value < 999.5:
+            return three_digits(value), unit
+        value /= base
+    raise AssertionError("unreachable")
 
 
 def count(n: int | None) -> str:
@@ -28,38 +52,36 @@ def count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
 def n_bytes(n: int | None) -> str:
-    """A byte size in binary units: ``8.17 MiB`` (1 MiB = 1,048,576 bytes); ``?`` when unknown.
+    """A byte size in binary units with three significant digits: ``8.17 MiB`` (1 MiB =
+    1,048,576 bytes); exact below 1 KiB (``1023 B``); ``?`` when unknown.
 
     Example:
-        >>> n_bytes(8563008)
-        '8.17 MiB'
-        >>> n_bytes(4096)
-        '4.00 KiB'
+        >>> n_bytes(8563008), n_bytes(4096), n_bytes(1023), n_bytes(1024 * 1023 + 1000)
+        ('8.17 MiB', '4.00 KiB', '1023 B', '1.00 MiB')
     """
     if n is None:
         return "?"
-    if n < 1024:
+    if abs(n) < 1024:
         return f"{n} B"
-    value = float(n)
-    for unit in _UNITS[1:]:
-        value /= 1024
-        if value < 1024 or unit == _UNITS[-1]:
-            return f"{value:.2f} {unit}"
-    raise AssertionError("unreachable")
+    text, unit = _scaled(abs(n) / 1024, 1024, _BINARY[1:])
+    return f"{'-' if n < 0 else ''}{text} {unit}"
 
 
 def si(n: int | None) -> str:
-    """A large count in SI prefixes with three significant digits: ``4.52 G``; ``?`` if unknown."""
+    """A count in SI prefixes with three significant digits: ``4.52 G``, ``41.0 K``, ``999``;
+    ``?`` if unknown.
+
+    Example:
+        >>> si(4_280_000), si(41_040), si(999_499), si(999_500), si(999)
+        ('4.28 M', '41.0 K', '999 K', '1.00 M', '999')
+    """
     if n is None:
         return "?"
-    for div, p in ((10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.3g} {p}"
-    return str(n)
+    if abs(n) < 1000:
+        return str(n)
+    text, unit = _scaled(float(abs(n)), 1000, _SI)
+    return f"{'-' if n < 0 else ''}{text} {unit}"
 
 
 def shape(s: Shape | None) -> str:
@@ -83,8 +105,8 @@ def si_unit(n: int | None, unit: str) -> str:
     """``4.28 MFLOPs``, ``0 FLOPs``, ``unknown FLOPs``: a count with its unit, prefixed.
 
     Example:
-        >>> si_unit(4_280_000, "FLOPs"), si_unit(0, "MACs")
-        ('4.28 MFLOPs', '0 MACs')
+        >>> si_unit(4_280_000, "FLOPs"), si_unit(0, "MACs"), si_unit(999_999, "FLOPs")
+        ('4.28 MFLOPs', '0 MACs', '1.00 MFLOPs')
     """
     if n is None:
         return f"unknown {unit}"

@@ -1,4 +1,8 @@
-"""A standalone HTML page: the summary table, then each layer's tensors in collapsible details."""
+"""HTML: a standalone page, or a fragment for notebooks, every rule scoped to the report.
+
+Every CSS selector starts with the report's root class, so a report shown inside a notebook
+(or any page) restyles nothing around it. All text is escaped.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,23 @@ from html import escape
 
 from paramscope.render.table import Document, Table
 
-__all__ = ["render_html"]
+__all__ = ["ROOT_CLASS", "render_html", "render_html_fragment", "pre_fragment"]
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em}
-th,td{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
-caption{text-align:left;font-weight:bold;white-space:pre-wrap;padding:.3em 0}
-ul.footer{list-style:none;padding:0} pre{white-space:pre-wrap}
-"""
+#: The class of the element that holds a report; every style rule is scoped to it.
+ROOT_CLASS = "paramscope-report"
+
+_RULES = (
+    ("", "font-family:system-ui,sans-serif;color:#222;background:#fff;line-height:1.4"),
+    (" table", "border-collapse:collapse;margin:.5em 0 1em"),
+    (" th, {root} td", "padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"),
+    (" td.r, {root} th.r", "text-align:right;font-variant-numeric:tabular-nums"),
+    (" caption", "text-align:left;font-weight:bold;white-space:pre-wrap;padding:.3em 0"),
+    (" ul.footer", "list-style:none;padding:0"),
+    (" pre", "white-space:pre-wrap;font-family:ui-monospace,monospace"),
+)
+_STYLE = "".join(
+    f".{ROOT_CLASS}{sel.format(root='.' + ROOT_CLASS)}{{{body}}}" for sel, body in _RULES
+)
 
 
 def _table(t: Table) -> str:
@@ -48,11 +59,26 @@ def _block(item: Table | Document | str) -> str:
     return f"<h2>{escape(item.title)}</h2>" + "".join(_block(b) for b in item.blocks)
 
 
+def render_html_fragment(*items: Table | Document | str) -> str:
+    """The report as one element with its own scoped style: what a notebook cell shows.
+
+    Example:
+        >>> render_html_fragment("a<b").startswith('<div class="paramscope-report"><style>.paramscope-report{')
+        True
+    """
+    body = "".join(_block(i) for i in items)
+    return f'<div class="{ROOT_CLASS}"><style>{_STYLE}</style>{body}</div>'
+
+
+def pre_fragment(text: str) -> str:
+    """Already rendered text (a text, Markdown or JSON report) as an escaped ``<pre>`` block."""
+    return render_html_fragment(text)
+
+
 def render_html(*items: Table | Document | str, title: str = "paramscope") -> str:
     """A complete HTML page holding the given tables and documents, all text escaped."""
-    body = "".join(_block(i) for i in items)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>\n"
-        f"<body>{body}</body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title></head>\n"
+        f'<body style="margin:2em">{render_html_fragment(*items)}</body></html>\n'
     )

@@ -7,11 +7,12 @@ be rebuilt; counts of a layer include its descendants. Unknown numbers are ``nul
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paramscope.analysis.totals import Totals, layer_totals, shared_tensors, totals
-from paramscope.core.anatomy import Anatomy, Compute, Formula, Layer, Shape, Tensor
-from paramscope.render.rows import compute_total
+from paramscope.analysis.totals import Totals
+from paramscope.analysis.view import LayerView, ReportView, TensorView
+from paramscope.core.anatomy import Compute, Formula, Shape
 
 __all__ = ["SCHEMA", "to_dict", "render_json"]
 
@@ -51,68 +52,77 @@ def _counts(tot: Totals) -> dict[str, Any]:
     }
 
 
-def _tensor(t: Tensor, shared: dict[str, list[str]]) -> dict[str, Any]:
+# Strings come from the raw objects, not the display-safe copies: JSON is exact, and the
+# encoder (ensure_ascii) writes every control character, BiDi override and lone surrogate as
+# a \uXXXX escape.
+def _tensor(tv: TensorView, shared: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    t = tv.raw
     d: dict[str, Any] = {
         "name": t.name,
-        "shape": _shape(t.shape),
+        "shape": _shape(tv.shape),
         "dtype": t.dtype,
-        "role": t.role.value,
-        "counted_as": t.counted_as,
-        "count": t.count,
-        "bytes": t.n_bytes,
+        "role": tv.role.value,
+        "counted_as": tv.counted_as,
+        "count": tv.count,
+        "bytes": tv.n_bytes,
         "formula": _formula(t.formula),
         "why": t.why or None,
     }
     if t.key in shared:
-        d["shared_with"] = shared[t.key]
+        d["shared_with"] = list(shared[t.key])
     return d
 
 
-def _layer(layer: Layer, parent: str | None, depth: int, shared: dict[str, list[str]]) -> dict[str, Any]:
-    tot = layer_totals(layer)
-    out = layer.output_shapes
+def _layer(lv: LayerView, parent: str | None, shared: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    layer = lv.raw
+    out = lv.output_shapes
     d: dict[str, Any] = {
         "name": layer.name,
         "type": layer.type,
         "path": layer.path,
         "parent": parent,
-        "depth": depth,
+        "depth": lv.depth,
         "origin": layer.origin or None,
-        "input_shapes": None if layer.input_shapes is None else [_shape(s) for s in layer.input_shapes],
+        "input_shapes": None if lv.input_shapes is None else [_shape(s) for s in lv.input_shapes],
         "output_shape": _shape(out[0]) if out else None,
         "output_shapes": None if out is None else [_shape(s) for s in out],
         "inbound": list(layer.inbound),
-        "calls": layer.calls,
-        "known": layer.known,
-        "complete": tot.complete,
-        **_counts(tot),
+        "calls": lv.calls,
+        "known": lv.known,
+        "complete": lv.totals.complete,
+        **_counts(lv.totals),
         "formula": _formula(layer.formula),
         "note": layer.note or None,
-        "tensors": [_tensor(t, shared) for t in layer.tensors],
+        "tensors": [_tensor(t, shared) for t in lv.tensors],
     }
-    d.update(_compute(layer.compute))
+    d.update(_compute(lv.compute))
     return d
 
 
-def to_dict(anatomy: Anatomy) -> dict[str, Any]:
-    """The anatomy as a JSON-ready dict following schema ``paramscope/1``.
+def to_dict(view: ReportView, *, layers: Sequence[LayerView] | None = None) -> dict[str, Any]:
+    """The view as a JSON-ready dict following schema ``paramscope/1``.
+
+    Args:
+        view: the finished view.
+        layers: the layers to list (default: all of them).
 
     Example:
+        >>> from paramscope.analysis.view import build_view
         >>> from paramscope.core import Anatomy
-        >>> to_dict(Anatomy("m", "keras"))["totals"]["params"]
+        >>> to_dict(build_view(Anatomy("m", "keras")))["totals"]["params"]
         0
     """
-    tot = totals(anatomy)
-    shared = shared_tensors(anatomy)
-    layers: list[dict[str, Any]] = []
-
-    def visit(layer: Layer, parent: str | None, depth: int) -> None:
-        layers.append(_layer(layer, parent, depth, shared))
-        for child in layer.children:
-            visit(child, layer.path, depth + 1)
-
-    for layer in anatomy.layers:
-        visit(layer, None, 0)
+    anatomy = view.raw
+    tot = view.totals
+    shared = view.shared_raw
+    parents: list[str] = []
+    entries: list[dict[str, Any]] = []
+    keep = None if layers is None else {id(x) for x in layers}
+    for lv in view.layers:
+        del parents[lv.depth :]
+        if keep is None or id(lv) in keep:
+            entries.append(_layer(lv, parents[-1] if parents else None, shared))
+        parents.append(lv.raw.path)
     totals_d: dict[str, Any] = {
         **_counts(tot),
         "param_bytes": tot.param_bytes,
@@ -120,7 +130,7 @@ def to_dict(anatomy: Anatomy) -> dict[str, Any]:
         "tensors": tot.n_tensors,
         "by_dtype": [{"dtype": d.dtype, "count": d.count, "bytes": d.n_bytes} for d in tot.by_dtype],
     }
-    totals_d.update(_compute(compute_total(anatomy)))
+    totals_d.update(_compute(view.compute))
     return {
         "schema": SCHEMA,
         "name": anatomy.name,
@@ -130,23 +140,24 @@ def to_dict(anatomy: Anatomy) -> dict[str, Any]:
         "inputs": [_shape(s) for s in anatomy.inputs],
         "outputs": [_shape(s) for s in anatomy.outputs],
         "totals": totals_d,
-        "layers": layers,
-        "shared": shared,
+        "layers": entries,
+        "shared": {k: list(v) for k, v in shared.items()},
         "extras": [
             {
-                "name": g.name,
-                "note": g.note or None,
-                "count": sum(t.count or 0 for t in g.tensors),
-                "bytes": sum(t.n_bytes or 0 for t in g.tensors),
+                "name": g.raw.name,
+                "note": g.raw.note or None,
+                "count": g.count,
+                "bytes": g.n_bytes,
                 "tensors": [_tensor(t, {}) for t in g.tensors],
             }
-            for g in anatomy.extras
+            for g in view.extras
         ],
         "metadata": dict(anatomy.metadata),
         "notes": list(anatomy.notes),
     }
 
 
-def render_json(anatomy: Anatomy, *, indent: int | None = 2) -> str:
-    """The anatomy as a JSON string (schema ``paramscope/1``)."""
-    return json.dumps(to_dict(anatomy), indent=indent, ensure_ascii=True)
+def render_json(view: ReportView, *, layers: Sequence[LayerView] | None = None, indent: int | None = 2) -> str:
+    """The view as a JSON string (schema ``paramscope/1``), ASCII only: every other code point,
+    lone surrogates included, is written as a ``\\uXXXX`` escape."""
+    return json.dumps(to_dict(view, layers=layers), indent=indent, ensure_ascii=True)

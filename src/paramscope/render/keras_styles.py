@@ -8,25 +8,11 @@ Both show the same numbers as the default view; byte sizes use binary units name
 
 from __future__ import annotations
 
-from paramscope.analysis.totals import layer_totals, totals
-from paramscope.core.anatomy import Anatomy, Layer
+from paramscope.analysis.view import ReportView
 from paramscope.render import fmt
-from paramscope.render.rows import rows
 from paramscope.render.table import Column, Table
 
-__all__ = ["render_keras2", "keras3_table", "sequential_like"]
-
-
-def sequential_like(anatomy: Anatomy) -> bool:
-    """Whether each layer is called once, on the output of the layer before it (Keras's test)."""
-    prev: Layer | None = None
-    for layer in anatomy.layers:
-        if layer.calls > 1 or len(layer.inbound) > 1:
-            return False
-        if prev is not None and layer.inbound and not layer.inbound[0].startswith(f"{prev.name}["):
-            return False
-        prev = layer
-    return True
+__all__ = ["render_keras2", "keras3_table"]
 
 
 def _print_row(fields: list[str], positions: list[int]) -> str:
@@ -42,17 +28,20 @@ def _print_row(fields: list[str], positions: list[int]) -> str:
     return line.rstrip()
 
 
-def render_keras2(anatomy: Anatomy, *, depth: int | None = 0) -> str:
+def render_keras2(view: ReportView) -> str:
     """The classic Keras 1/2 summary: 100 columns with ``Connected to`` for functional models,
     65 columns for sequential ones; parameter counts without separators, totals with them.
 
+    The view's rows should be built with ``expand=True`` (Keras lists every layer).
+
     Example:
+        >>> from paramscope.analysis.view import build_view
         >>> from paramscope.core import Anatomy, Layer, Tensor
         >>> a = Anatomy("m", "keras", (Layer("d", "Dense", "d", (Tensor("kernel", (2, 3)),), output_shapes=((None, 3),)),))
-        >>> print(render_keras2(a).splitlines()[3])
+        >>> print(render_keras2(build_view(a, depth=0, expand=True)).splitlines()[3])
         d (Dense)                    (None, 3)                 6
     """
-    functional = any(x.inbound for x in anatomy.layers) or not sequential_like(anatomy)
+    functional = view.has_inbound or not view.sequential_like
     if functional:
         line_length, positions = 100, [33, 55, 67, 100]
         header = ["Layer (type)", "Output Shape", "Param #", "Connected to"]
@@ -60,23 +49,22 @@ def render_keras2(anatomy: Anatomy, *, depth: int | None = 0) -> str:
         line_length, positions = 65, [29, 55, 65]
         header = ["Layer (type)", "Output Shape", "Param #"]
     out = ["_" * line_length, _print_row(header, positions), "=" * line_length]
-    shown = list(rows(anatomy, depth=depth, expand=True))
+    shown = view.rows
     for i, r in enumerate(shown):
         layer = r.layer
-        name = "  " * r.depth + f"{fmt.safe(layer.name)} ({fmt.safe(layer.type)})"
-        t = layer_totals(layer)
+        name = "  " * r.depth + f"{layer.name} ({layer.type})"
+        t = layer.totals
         params = str(t.params) if t.complete else f"{t.params}+?"
         out_shape = fmt.shapes(layer.output_shapes) if layer.output_shapes is not None else "?"
         fields = [name, out_shape, params]
         if functional:
-            refs = [fmt.safe(x) for x in layer.inbound]
-            fields.append(refs[0] if refs else "")
+            fields.append(layer.inbound[0] if layer.inbound else "")
         out.append(_print_row(fields, positions))
         if functional:
             for ref in layer.inbound[1:]:
-                out.append(_print_row(["", "", "", fmt.safe(ref)], positions))
+                out.append(_print_row(["", "", "", ref], positions))
         out.append(("=" if i == len(shown) - 1 else "_") * line_length)
-    tot = totals(anatomy)
+    tot = view.totals
     out.append(f"Total params: {fmt.count(tot.params)}")
     out.append(f"Trainable params: {fmt.count(tot.trainable)}")
     out.append(f"Non-trainable params: {fmt.count(tot.non_trainable)}")
@@ -90,36 +78,42 @@ def render_keras2(anatomy: Anatomy, *, depth: int | None = 0) -> str:
     return "\n".join(out) + "\n"
 
 
-def keras3_table(anatomy: Anatomy, *, depth: int | None = 0) -> Table:
-    """Keras 3's summary table: ``Connected to`` only for models that are not sequential-like."""
-    connected = not sequential_like(anatomy)
-    cols = [Column("Layer (type)"), Column("Output Shape"), Column("Param #", "right")]
+def keras3_table(view: ReportView) -> Table:
+    """Keras 3's summary table: ``Connected to`` only for models that are not sequential-like.
+
+    The view's rows should be built with ``expand=True`` (Keras lists every layer).
+    """
+    connected = not view.sequential_like
+    cols = [
+        Column("Layer (type)", wrap=True, min_width=24),
+        Column("Output Shape", wrap=True, min_width=14),
+        Column("Param #", "right"),
+    ]
     if connected:
-        cols.append(Column("Connected to"))
+        cols.append(Column("Connected to", drop=1, wrap=True, min_width=16))
     out = []
-    shown = list(rows(anatomy, depth=depth, expand=True))
+    shown = view.rows
     for r in shown:
         layer = r.layer
-        t = layer_totals(layer)
+        t = layer.totals
         cells = [
-            f"{fmt.safe(layer.name)} ({fmt.safe(layer.type)})",
+            f"{layer.name} ({layer.type})",
             fmt.shapes(layer.output_shapes) if layer.output_shapes is not None else "?",
             fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
         ]
         if connected:
-            cells.append(", ".join(fmt.safe(x) for x in layer.inbound) or "-")
+            cells.append(", ".join(layer.inbound) or "-")
         out.append(tuple(cells))
-    tot = totals(anatomy)
+    tot = view.totals
     footer = [
         f" Total params: {fmt.count(tot.params)} ({fmt.n_bytes(tot.param_bytes)})",
         f" Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes(tot.trainable_bytes)})",
         f" Non-trainable params: {fmt.count(tot.non_trainable)} ({fmt.n_bytes(tot.non_trainable_bytes)})",
     ]
-    for group in anatomy.extras:
-        n = sum(t.count or 0 for t in group.tensors)
-        footer.append(f" {group.name.capitalize()} params (not counted above): {fmt.count(n)}")
+    for group in view.extras:
+        footer.append(f" {group.name.capitalize()} params (not counted above): {fmt.count(group.count)}")
     return Table(
-        title=f'Model: "{fmt.safe(anatomy.name)}"',
+        title=f'Model: "{view.name}"',
         columns=tuple(cols),
         rows=tuple(out),
         depths=tuple(r.depth for r in shown),

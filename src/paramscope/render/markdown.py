@@ -1,14 +1,37 @@
-"""Markdown output: GitHub-flavoured tables, cells escaped."""
+"""Markdown output: GitHub-flavoured tables, every cell escaped for Markdown and HTML.
+
+Text in the cells has already been made display-safe by the view (no control characters);
+here it is escaped so that a name such as ``<img src=x onerror=...>`` or ``**bold**`` stays
+text once the Markdown is rendered (GitHub, python-markdown, MkDocs).
+"""
 
 from __future__ import annotations
 
 from paramscope.render.table import Document, Table
 
-__all__ = ["render_markdown"]
+__all__ = ["render_markdown", "escape"]
+
+# Backslash first, so that the escapes added after it are not escaped again. HTML's three
+# become entities (a backslash does not stop a raw HTML tag in every renderer); the rest are
+# Markdown's inline syntax: code, emphasis, links and images, table cells, strikethrough (a
+# heading needs "#" at the start of a line, where no escaped text ever stands).
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_SYNTAX = "`*_[]|~"
+_TABLE = str.maketrans({**_ENTITIES, **{ch: "\\" + ch for ch in _SYNTAX}, "\\": "\\\\"})
+
+
+def escape(text: str) -> str:
+    r"""Text shown literally by any Markdown renderer.
+
+    Example:
+        >>> escape("<img src=x> | **b** _i_ [l](u)")
+        '&lt;img src=x&gt; \\| \\*\\*b\\*\\* \\_i\\_ \\[l\\](u)'
+    """
+    return text.translate(_TABLE)
 
 
 def _cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    return escape(text).replace("\n", "<br>")
 
 
 def _table(t: Table) -> str:

@@ -1,74 +1,63 @@
-"""The summary view: one row per layer with its counts, then totals, memory and notes."""
+"""The summary view: one row per layer with its counts, then totals, memory and notes.
+
+Formats a finished :class:`~paramscope.analysis.view.ReportView`; computes nothing.
+"""
 
 from __future__ import annotations
 
-from paramscope.analysis.totals import Totals, shared_tensors, totals, unique_tensors
-from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
+from paramscope.analysis.view import ReportView, Row
+from paramscope.core.anatomy import Compute, Role
 from paramscope.render import fmt
-from paramscope.render.rows import Row, compute_total, rows
 from paramscope.render.table import Column, Table
 
-__all__ = ["summary_table", "layer_formula", "totals_lines"]
+__all__ = ["summary_table", "totals_lines", "row_label", "MAX_FACTS"]
+
+#: How many metadata entries a summary shows; JSON output has them all.
+MAX_FACTS = 16
+
+_NON_TRAINABLE = {
+    Role.STATISTIC: "running statistics, updated from data not by gradient",
+    Role.FROZEN: "frozen weights",
+    Role.BUFFER: "state",
+    Role.TRAINABLE: "trainable",
+    Role.UNKNOWN: "of unknown role",
+}
 
 
-def layer_formula(layer: Layer) -> str:
-    """The numeric derivation of a layer's own parameter count: its rule's, else the sum of its
-    parameters' (buffers are not part of the count this explains)."""
-    params = [t for t in layer.tensors if t.is_param]
-    if not params:
-        return ""
-    if layer.formula is not None:
-        return layer.formula.numeric
-    parts = [t.formula.numeric for t in params if t.formula is not None]
-    if not parts or len(parts) != len(params):
-        return ""
-    if len(parts) == 1:
-        return parts[0]
-    return " + ".join(f"({p})" if "+" in p else p for p in parts)
-
-
-def _label(row: Row) -> str:
-    name = fmt.safe(row.label)
-    typ = fmt.safe(row.layer.type)
-    text = f"{name} ({typ})" if typ else name
+def row_label(row: Row) -> str:
+    """``h.0-11 (GPT2Block) x12``, with markers: ``[called 2x]``, ``[no rule]``, ``[each]`` (a
+    row inside a repeated block: its figures are per block) and ``[tied to ...]`` (storage
+    counted at the layer named)."""
+    lv = row.layer
+    text = f"{row.label} ({lv.type})" if lv.type else row.label
     if row.repeat > 1:
         text += f" x{row.repeat}"
-    if row.layer.calls > 1:
-        text += f" [called {row.layer.calls}x]"
-    if not row.layer.known:
+    if lv.calls > 1:
+        text += f" [called {lv.calls}x]"
+    if not lv.known:
         text += " [no rule]"
+    if row.each:
+        text += " [each]"
+    if row.tied:
+        text += f" [tied to {', '.join(owner for _, owner in row.tied)}]"
     return text
 
 
 def _compute_cells(c: Compute | None) -> tuple[str, str]:
     if c is None:
-        return ("", "")
+        return ("?", "?")
     return (fmt.si(c.flops), fmt.si(c.macs))
 
 
-def _non_trainable_breakdown(anatomy: Anatomy) -> str:
-    by_role: dict[Role, int] = {}
-    for t in unique_tensors(t for layer in anatomy.walk() for t in layer.tensors):
-        if t.counted_as == "non_trainable" and t.count is not None:
-            by_role[t.role] = by_role.get(t.role, 0) + t.count
-    names = {
-        Role.STATISTIC: "running statistics, updated from data not by gradient",
-        Role.FROZEN: "frozen weights",
-        Role.BUFFER: "state",
-        Role.TRAINABLE: "trainable",
-    }
-    return "; ".join(f"{fmt.count(n)} {names[r]}" for r, n in by_role.items())
-
-
-def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
+def totals_lines(view: ReportView) -> list[str]:
     """The lines under a summary: totals, trainable split, buffers, memory, FLOPs, notes."""
-    tot = tot or totals(anatomy)
+    tot = view.totals
     lines = [
         f"Total params: {fmt.count(tot.params)} ({fmt.n_bytes(tot.param_bytes)})",
         f"Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes(tot.trainable_bytes)})",
     ]
     nt = f"Non-trainable params: {fmt.count(tot.non_trainable)} ({fmt.n_bytes(tot.non_trainable_bytes)})"
-    breakdown = _non_trainable_breakdown(anatomy)
+    breakdown = "; ".join(f"{fmt.count(n)} {_NON_TRAINABLE[r]}" for r, n in view.non_trainable_by_role)
     if tot.non_trainable and breakdown:
         nt += f": {breakdown}"
     lines.append(nt)
@@ -78,13 +67,11 @@ def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
             "whether they are trained; they are in the total, in neither split)"
         )
     if tot.buffers:
-        lines.append(
-            f"Buffers (not parameters): {fmt.count(tot.buffers)} ({fmt.n_bytes(tot.buffer_bytes)})"
-        )
+        lines.append(f"Buffers (not parameters): {fmt.count(tot.buffers)} ({fmt.n_bytes(tot.buffer_bytes)})")
     if tot.by_dtype:
         parts = [f"{d.dtype} {fmt.count(d.count)} = {fmt.n_bytes(d.n_bytes)}" for d in tot.by_dtype]
-        lines.append(f"Memory: {fmt.n_bytes(tot.n_bytes)} ({'; '.join(parts)})")
-    c = compute_total(anatomy)
+        lines.append(f"Memory: {fmt.n_bytes(tot.n_bytes)} ({'; '.join(fmt.clean(p) for p in parts)})")
+    c = view.compute
     if c is not None:
         lines.append(
             f"Forward pass: {fmt.si_unit(c.flops, 'FLOPs')} = {fmt.si_unit(c.macs, 'MACs')} "
@@ -92,76 +79,72 @@ def totals_lines(anatomy: Anatomy, tot: Totals | None = None) -> list[str]:
             f"elementwise {fmt.si_unit(c.elementwise_flops, 'FLOPs')}"
         )
         if c.unknown_ops:
-            lines.append(f"FLOPs unknown for: {', '.join(c.unknown_ops)}")
-    for key, owners in shared_tensors(anatomy).items():
-        lines.append(f"Shared: {' = '.join(fmt.safe(o) for o in owners)} (one tensor, counted once)")
-    for group in anatomy.extras:
-        n = sum(t.count or 0 for t in group.tensors)
-        b = sum(t.n_bytes or 0 for t in group.tensors)
+            lines.append(f"FLOPs unknown for: {', '.join(fmt.clean(op) for op in c.unknown_ops)}")
+    for owners in view.shared:
+        lines.append(f"Shared: {' = '.join(owners)} (one tensor, counted once)")
+    for group in view.extras:
         lines.append(
             f"{group.name.capitalize()} state (not part of the model's counts): "
-            f"{fmt.count(n)} ({fmt.n_bytes(b)}) in {len(group.tensors)} tensors"
+            f"{fmt.count(group.count)} ({fmt.n_bytes(group.n_bytes)}) in {len(group.tensors)} tensors"
         )
-    if not tot.complete:
-        unknown = [x.path or x.name for x in anatomy.walk() if not x.known or any(t.count is None for t in x.tensors)]
-        shown = ", ".join(fmt.safe(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        lines.append(f"INCOMPLETE: counts unknown for {len(unknown)} layer(s) ({shown}); totals are lower bounds")
-    lines.extend(fmt.safe(n) for n in anatomy.notes)
-    lines.extend(_facts(anatomy))
+    if not tot.complete and view.incomplete:
+        shown = ", ".join(view.incomplete[:5]) + (" ..." if len(view.incomplete) > 5 else "")
+        lines.append(
+            f"INCOMPLETE: counts unknown for {len(view.incomplete)} layer(s) ({shown}); totals are lower bounds"
+        )
+    elif not tot.complete:
+        lines.append("INCOMPLETE: the size of some dtype is unknown; byte totals are lower bounds")
+    lines.extend(view.notes)
+    lines.extend(_facts(view))
     return lines
 
 
-#: How many metadata entries a summary shows; JSON output has them all.
-MAX_FACTS = 16
-
-
-def _facts(anatomy: Anatomy) -> list[str]:
-    items = list(anatomy.metadata.items())
-    if not items:
+def _facts(view: ReportView) -> list[str]:
+    if not view.facts:
         return []
     out = ["Model facts:"]
-    for key, value in items[:MAX_FACTS]:
-        text = fmt.safe(str(value))
-        out.append(f"  {fmt.safe(key)}: {text if len(text) <= 100 else text[:97] + '...'}")
-    if len(items) > MAX_FACTS:
-        out.append(f"  ... and {len(items) - MAX_FACTS} more (all of them in --format json)")
+    for key, text in view.facts[:MAX_FACTS]:
+        out.append(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}")
+    if len(view.facts) > MAX_FACTS:
+        out.append(f"  ... and {len(view.facts) - MAX_FACTS} more (all of them in --format json)")
     return out
 
 
-def summary_table(
-    anatomy: Anatomy, *, depth: int | None = None, expand: bool = False
-) -> Table:
-    """The summary of an anatomy as a :class:`Table`.
+def summary_table(view: ReportView) -> Table:
+    """The summary as a :class:`Table`: one row per row of the view.
 
-    Args:
-        anatomy: the model.
-        depth: deepest nesting level shown (``None``: all).
-        expand: one row per repeated block instead of one row with ``xN``.
+    Example:
+        >>> from paramscope.analysis.view import build_view
+        >>> from paramscope.core import Anatomy, Layer, Tensor
+        >>> t = summary_table(build_view(Anatomy("m", "torch", (Layer("fc", "Linear", "fc", (Tensor("w", (2, 3)),)),))))
+        >>> t.rows[0][:3]
+        ('fc (Linear)', '6', '6')
     """
-    all_rows = list(rows(anatomy, depth=depth, expand=expand))
-    tot = totals(anatomy)
-    has_buffers = tot.buffers > 0
-    has_compute = any(r.compute is not None for r in all_rows)
-    cols = [
-        Column("Layer (type)"),
-        Column("Output Shape"),
+    has_buffers = view.totals.buffers > 0
+    has_compute = any(r.compute is not None for r in view.rows)
+    # A column no row fills says nothing (a file read without an input has no shapes).
+    has_shapes = any(r.layer.output_shapes is not None for r in view.rows)
+    cols = [Column("Layer (type)", wrap=True, min_width=24)]
+    if has_shapes:
+        cols.append(Column("Output Shape", drop=5, wrap=True, min_width=14))
+    cols += [
         Column("Param #", "right"),
-        Column("Trainable", "right"),
-        Column("Non-trainable", "right"),
+        Column("Trainable", "right", drop=4),
+        Column("Non-trainable", "right", drop=3),
     ]
     if has_buffers:
-        cols.append(Column("Buffers", "right", drop=1))
+        cols.append(Column("Buffers", "right", drop=6))
     if has_compute:
-        cols += [Column("FLOPs", "right", drop=2), Column("MACs", "right", drop=4)]
-    cols.append(Column("Formula", drop=3))
+        cols += [Column("FLOPs", "right", drop=1), Column("MACs", "right", drop=7)]
+    cols.append(Column("Formula", drop=2, wrap=True, min_width=12))
     out = []
-    for r in all_rows:
+    for r in view.rows:
         t = r.totals
-        known = t.complete
-        cells = [
-            _label(r),
-            fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "",
-            fmt.count(t.params) if known else f"{fmt.count(t.params)}+?",
+        cells = [row_label(r)]
+        if has_shapes:
+            cells.append(fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "")
+        cells += [
+            fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
             fmt.count(t.trainable),
             fmt.count(t.non_trainable),
         ]
@@ -169,29 +152,12 @@ def summary_table(
             cells.append(fmt.count(t.buffers))
         if has_compute:
             cells.extend(_compute_cells(r.compute))
-        formula = layer_formula(r.layer) if not r.layer.children else ""
-        cells.append(formula)
+        cells.append(r.layer.formula if not r.layer.n_children else "")
         out.append(tuple(cells))
-    title = f"Model: {fmt.safe(anatomy.name)} ({anatomy.framework})"
     return Table(
-        title=title,
+        title=f"Model: {view.name} ({view.framework})",
         columns=tuple(cols),
         rows=tuple(out),
-        depths=tuple(r.depth for r in all_rows),
-        footer=tuple(totals_lines(anatomy, tot)),
+        depths=tuple(r.depth for r in view.rows),
+        footer=tuple(totals_lines(view)),
     )
-
-
-def tensor_role_text(t: Tensor) -> str:
-    """``trainable``, ``non-trainable (statistic)``, ``buffer``... as shown in explain views."""
-    counted = {
-        "trainable": "trainable",
-        "non_trainable": "non-trainable",
-        "buffer": "buffer",
-        "unknown": "param, role unknown",
-    }[t.counted_as]
-    if t.counted_as == "unknown":
-        return counted
-    if t.role in (Role.TRAINABLE,) or (t.role is Role.BUFFER and t.counted_as == "buffer"):
-        return counted
-    return f"{counted}, {t.role.value}"

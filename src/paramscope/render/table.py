@@ -9,12 +9,22 @@ __all__ = ["Column", "Table", "Document"]
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A column header, how its cells align (``"left"`` or ``"right"``), and whether a narrow
-    terminal may leave it out (``drop``: 0 never; higher numbers go first)."""
+    """A column header and how the text renderer may treat it.
+
+    Attributes:
+        header: the header.
+        justify: ``"left"`` or ``"right"`` (numbers).
+        drop: 0 never left out; otherwise a narrow terminal leaves out columns with higher
+            numbers first (a column whose every cell is ``0`` or empty goes before any of them).
+        wrap: cells may wrap between words (never inside one); otherwise they stay on one line.
+        min_width: for a wrapping column, the width it keeps when there is room for it.
+    """
 
     header: str
     justify: str = "left"
     drop: int = 0
+    wrap: bool = False
+    min_width: int = 0
 
 
 @dataclass(frozen=True, slots=True)

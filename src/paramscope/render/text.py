@@ -1,9 +1,14 @@
-"""Terminal output with rich: tables and documents rendered to a string or a console."""
+"""Terminal output with rich: tables and documents rendered to a string or a console.
+
+Column widths are chosen here, not by rich, so that no name is ever cut inside a word: a
+column that wraps breaks only between words, every other column keeps its cells on one line,
+and when the width cannot hold every column the least important ones are left out (a column
+of zeros first) and a footer line names them.
+"""
 
 from __future__ import annotations
 
 import io
-
 from dataclasses import replace
 
 from rich import box
@@ -13,59 +18,95 @@ from rich.text import Text
 
 from paramscope.render.table import Document, Table
 
-__all__ = ["fit", "to_rich", "render_text", "print_rich"]
+__all__ = ["DEFAULT_WIDTH", "fit", "to_rich", "render_text", "print_rich"]
+
+#: The width of text written anywhere but a terminal (a pipe, a file, a test).
+DEFAULT_WIDTH = 120
 
 
-def _needed(table: Table) -> int:
-    # A table's narrowest comfortable width: numbers and headers whole, names and shapes at a
-    # readable width, two spaces of padding per column.
+def _cells(table: Table, i: int) -> list[str]:
     depths = table.depths or (0,) * len(table.rows)
-    total = 0
-    for i, col in enumerate(table.columns):
-        cells = [len(r[i]) + (2 * d if i == 0 else 0) for r, d in zip(table.rows, depths)]
-        widest = max([len(col.header.split()[0]) if col.header else 0] + cells)
-        total += 2 + (widest if col.justify == "right" else min(widest, 24 if i == 0 else 14))
-    return total
+    if i == 0:
+        return ["  " * d + r[0] for r, d in zip(table.rows, depths)]
+    return [r[i] for r in table.rows]
 
 
-def fit(table: Table, width: int) -> Table:
-    """The table without the optional columns a terminal of ``width`` has no room for.
+def _natural(table: Table, i: int) -> int:
+    return max([len(table.columns[i].header), *(len(c) for c in _cells(table, i))])
 
-    Columns go in the order their ``drop`` says; a footer line names them.
+
+def _minimum(table: Table, i: int) -> int:
+    col = table.columns[i]
+    if not col.wrap:
+        return _natural(table, i)
+    # The longest word (with the first word's indentation) must fit on one line.
+    words = [len(w) for w in col.header.split()]
+    for cell in _cells(table, i):
+        stripped = cell.lstrip(" ")
+        indent = len(cell) - len(stripped)
+        parts = stripped.split()
+        words.extend(len(w) for w in parts)
+        if parts:
+            words.append(indent + len(parts[0]))
+    return max(max(words, default=1), min(_natural(table, i), col.min_width))
+
+
+def _overhead(table: Table) -> int:
+    # Between two columns: one space of padding each side and the (blank or ruled) separator;
+    # a boxed frame adds its two edges with their padding.
+    n = len(table.columns)
+    return 3 * (n - 1) + (4 if table.frame == "boxed" else 0)
+
+
+def _all_zero(table: Table, i: int) -> bool:
+    return all(c in ("0", "") for c in _cells(table, i))
+
+
+def _without(table: Table, i: int) -> Table:
+    return replace(
+        table,
+        columns=table.columns[:i] + table.columns[i + 1 :],
+        rows=tuple(r[:i] + r[i + 1 :] for r in table.rows),
+    )
+
+
+def fit(table: Table, width: int) -> tuple[Table, tuple[int, ...]]:
+    """The table without the columns a text of ``width`` has no room for, and each column's width.
+
+    Columns are left out while the narrowest layout (every wrapping column at its longest
+    word, the others whole) is wider than ``width``: first a column whose cells are all zero,
+    then by :attr:`Column.drop`, highest first. A footer line names what was left out. The
+    room that remains goes to the wrapping columns, the one that needs least first, up to
+    their natural width.
     """
     dropped: list[str] = []
-    while _needed(table) > width:
-        optional = [(c.drop, i) for i, c in enumerate(table.columns) if c.drop]
+    while sum(_minimum(table, i) for i in range(len(table.columns))) + _overhead(table) > width:
+        optional = [(_all_zero(table, i), c.drop, i) for i, c in enumerate(table.columns) if c.drop]
         if not optional:
             break
-        _, i = max(optional)
-        dropped.append(table.columns[i].header)
-        table = replace(
-            table,
-            columns=table.columns[:i] + table.columns[i + 1 :],
-            rows=tuple(r[:i] + r[i + 1 :] for r in table.rows),
-        )
+        zero, _, i = max(optional)
+        dropped.append(table.columns[i].header + (" (all 0)" if zero else ""))
+        table = _without(table, i)
+    widths = [_minimum(table, i) for i in range(len(table.columns))]
+    room = width - sum(widths) - _overhead(table)
+    # The smallest shortfall first: as many columns as possible end up on one line each.
+    wanting = sorted((_natural(table, i) - widths[i], i) for i, c in enumerate(table.columns) if c.wrap)
+    for need, i in wanting:
+        grow = min(room, need)
+        if grow > 0:
+            widths[i] += grow
+            room -= grow
     if dropped:
         note = f"(columns left out for this width: {', '.join(dropped)}; see --width or --format json)"
         table = replace(table, footer=(*table.footer, note))
-    return table
+    return table, tuple(widths)
 
 
-def to_rich(item: Table | Document | str, width: int | None = None) -> RenderableType:
-    """A rich renderable for a table, a document or a paragraph (names never parsed as markup).
-
-    With a ``width``, optional columns that do not fit are left out (see :func:`fit`).
-    """
-    if isinstance(item, str):
-        return Text(item)
-    if isinstance(item, Document):
-        parts: list[RenderableType] = [Text(item.title, style="bold")] if item.title else []
-        for block in item.blocks:
-            parts.append(to_rich(block, width))
-            parts.append(Text(""))
-        return Group(*parts)
+def _rich_table(item: Table, width: int | None) -> RenderableType:
+    widths: tuple[int | None, ...] = (None,) * len(item.columns)
     if width is not None:
-        item = fit(item, width)
+        item, fitted = fit(item, width)
+        widths = fitted
     boxed = item.frame == "boxed"
     table = RichTable(
         title=Text(item.title, style="bold"),
@@ -75,15 +116,13 @@ def to_rich(item: Table | Document | str, width: int | None = None) -> Renderabl
         show_lines=boxed,
         pad_edge=boxed,
     )
-    for col in item.columns:
-        numeric = col.justify == "right"
-        # Numbers never wrap; headers keep their width; long text (formulas, reasons) folds.
+    for col, w in zip(item.columns, widths):
         table.add_column(
             col.header,
-            justify="right" if numeric else "left",
+            justify="right" if col.justify == "right" else "left",
             overflow="fold",
-            no_wrap=numeric,
-            min_width=len(col.header) if numeric else None,
+            no_wrap=not col.wrap,
+            width=w,
         )
     depths = item.depths or (0,) * len(item.rows)
     for cells, depth in zip(item.rows, depths):
@@ -94,7 +133,24 @@ def to_rich(item: Table | Document | str, width: int | None = None) -> Renderabl
     return Group(table, *(Text(line) for line in item.footer))
 
 
-def render_text(item: Table | Document | str, *, width: int = 120) -> str:
+
+def to_rich(item: Table | Document | str, width: int | None = None) -> RenderableType:
+    """A rich renderable for a table, a document or a paragraph (names never parsed as markup).
+
+    With a ``width``, columns are sized and left out to fit it (see :func:`fit`).
+    """
+    if isinstance(item, str):
+        return Text(item)
+    if isinstance(item, Document):
+        parts: list[RenderableType] = [Text(item.title, style="bold")] if item.title else []
+        for block in item.blocks:
+            parts.append(to_rich(block, width))
+            parts.append(Text(""))
+        return Group(*parts)
+    return _rich_table(item, width)
+
+
+def render_text(item: Table | Document | str, *, width: int = DEFAULT_WIDTH) -> str:
     """Plain text (no colours) at a fixed width: what tests and pipes get."""
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)

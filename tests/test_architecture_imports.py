@@ -1,0 +1,73 @@
+"""The house's import direction (docs/architecture.md), read from the source with ``ast``.
+
+Every import of a paramscope module is checked, lazy ones inside functions included: a room
+may import only the rooms below it, so the pipeline stays one way (source -> reader ->
+anatomy -> analyses once -> view -> renderer).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parent.parent / "src" / "paramscope"
+
+#: room -> the rooms it may import ("" is the package root, ``import paramscope``).
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    # Only to find the package's own folder for the HDF5 child process, never to use it.
+    "parsers": {"core", ""},
+    "rules": {"core"},
+    "trace": {"core"},
+    "readers": {"core", "parsers", "rules", "trace"},
+    "analysis": {"core"},
+    "render": {"core", "analysis"},
+    "targets": {"core"},
+    "api": {"core", "readers", "analysis", "render"},
+    "keras": {"core", "readers", "rules", "analysis", "api"},
+    "cli": {"", "core", "api", "render", "targets"},
+    "__main__": {"cli"},
+    "__init__": {"core", "analysis", "api"},
+}
+
+#: What a renderer may take from analysis: the frozen result's types, never a function.
+RENDER_MAY_USE = {"ReportView", "Row", "LayerView", "TensorView", "ExtraView", "Totals"}
+
+
+def _imports(path: Path) -> list[tuple[str, tuple[str, ...], int]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.extend((a.name, (), node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, tuple(a.name for a in node.names), node.lineno))
+    return out
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _files() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py"))
+
+
+def test_every_room_is_in_the_table() -> None:
+    assert {_room(p) for p in _files()} <= set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_go_one_way(path: Path) -> None:
+    room = _room(path)
+    for module, names, line in _imports(path):
+        if module != "paramscope" and not module.startswith("paramscope."):
+            continue
+        target = module.split(".")[1] if "." in module else ""
+        if target == room:
+            continue
+        assert target in ALLOWED[room], f"{path.relative_to(SRC)}:{line}: {room} imports {module}"
+        if room == "render" and target == "analysis":
+            assert set(names) <= RENDER_MAY_USE, f"{path.relative_to(SRC)}:{line}: a renderer imports {names}"
