@@ -137,6 +137,12 @@ def summary(
         from paramscope.render.json import render_json
 
         return Report(render_json(view), format, anatomy)
+    if format == "html" and style == "paramscope":
+        from paramscope.analysis.treemap import build_treemap
+        from paramscope.render.html_report import render_report_fragment, render_report_page
+
+        treemap = build_treemap(view)
+        return Report(render_report_page(view, treemap), format, anatomy, None, render_report_fragment(view, treemap))
     if style == "keras2":
         text = keras_styles.render_keras2(view)
         if format == "markdown":
