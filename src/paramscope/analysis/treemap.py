@@ -138,18 +138,18 @@ def build_treemap(view: ReportView) -> TreemapView:
         while j < lv.end:
             children.append(j)
             j = layers[j].end
-        leaves, shares = own[i]
+        node_leaves, node_shares = own[i]
         flops: int | None = None
         if has_flops:
             inner = sum(flops_of(c) or 0 for c in children)
             total = flops_of(i)
             own_flops = max(0, (total or 0) - inner)
             if own_flops:
-                leaves = (*leaves, Leaf("", 0, 0, own_flops, None, ""))
+                node_leaves = (*node_leaves, Leaf("", 0, 0, own_flops, None, ""))
             flops = total
         params: int | None = 0
         n_bytes: int | None = 0
-        for leaf in leaves:
+        for leaf in node_leaves:
             params = _add(params, leaf.params)
             n_bytes = _add(n_bytes, leaf.n_bytes)
         for c in children:
@@ -158,8 +158,8 @@ def build_treemap(view: ReportView) -> TreemapView:
             params = _add(params, child.params)
             n_bytes = _add(n_bytes, child.n_bytes)
         nodes[i] = Node(
-            index=i, path=lv.path, label=lv.name, type=lv.type, depth=lv.depth, leaves=leaves,
-            children=tuple(children), params=params, n_bytes=n_bytes, flops=flops, shares=shares,
+            index=i, path=lv.path, label=lv.name, type=lv.type, depth=lv.depth, leaves=node_leaves,
+            children=tuple(children), params=params, n_bytes=n_bytes, flops=flops, shares=node_shares,
             called=lv.calls != 0,
         )  # fmt: skip
     done = tuple(n for n in nodes if n is not None)

@@ -121,8 +121,8 @@ def treemap_svg(tm: TreemapView, metric: str, *, width: int = 960, height: int =
     if top:
         entries.append((None, float(top)))
         entries.sort(key=lambda e: -e[1])
-    for (node, _), rect in zip(entries, squarify([v for _, v in entries], Rect(0, 0, width, height))):
-        items.append((node, rect))
+    for (root, _), rect in zip(entries, squarify([v for _, v in entries], Rect(0, 0, width, height))):
+        items.append((root, rect))
     stack = list(reversed(items))
     while stack:
         index, box = stack.pop()
@@ -151,12 +151,12 @@ def treemap_svg(tm: TreemapView, metric: str, *, width: int = 960, height: int =
         content.sort(key=lambda e: -e[1])
         rects = squarify([v for _, v in content], inner)
         children: list[tuple[int | None, Rect]] = []
-        for (item, v), rect in zip(content, rects):
+        for (item, area), rect in zip(content, rects):
             if isinstance(item, Leaf):
                 role = item.role.value if item.role is not None else "compute"
                 name = item.name or "own FLOPs"
-                parts.append(_rect("leaf", rect, node.path, item.name, int(v), role, f"{node.path}/{name}" if node.path else name,
-                                   item.dtype, node.index))
+                title = f"{node.path}/{name}" if node.path else name
+                parts.append(_rect("leaf", rect, node.path, item.name, int(area), role, title, item.dtype, node.index))
             else:
                 assert isinstance(item, int)
                 children.append((item, rect))
