@@ -141,8 +141,8 @@ def summary(
         from paramscope.analysis.treemap import build_treemap
         from paramscope.render.html_report import render_report_fragment, render_report_page
 
-        treemap = build_treemap(view)
-        return Report(render_report_page(view, treemap), format, anatomy, None, render_report_fragment(view, treemap))
+        fragment = render_report_fragment(view, build_treemap(view))
+        return Report(render_report_page(fragment, view.name), format, anatomy, None, fragment)
     if style == "keras2":
         text = keras_styles.render_keras2(view)
         if format == "markdown":

@@ -241,11 +241,11 @@ def render_report_fragment(view: ReportView, tm: TreemapView) -> str:
     )
 
 
-def render_report_page(view: ReportView, tm: TreemapView) -> str:
-    """A complete, standalone HTML page holding the report."""
+def render_report_page(fragment: str, title: str) -> str:
+    """A complete, standalone HTML page holding a report made by :func:`render_report_fragment`."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(view.name)} - paramscope</title></head>\n"
-        f'<body style="margin:1.5em">{render_report_fragment(view, tm)}</body></html>\n'
+        f"<title>{escape(title)} - paramscope</title></head>\n"
+        f'<body style="margin:1.5em">{fragment}</body></html>\n'
     )
