@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, set_html_display
+from paramscope.core.anatomy import Anatomy, set_html_display, set_table_export
 from paramscope.core.errors import ParamscopeError
 from paramscope.readers import read as _read_source
 
@@ -14,6 +14,8 @@ __all__ = ["FORMATS", "STYLES", "Report", "default_width", "read", "summary", "e
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
+#: The summary also writes CSV, one line per row.
+SUMMARY_FORMATS = (*FORMATS, "csv")
 #: Layouts of the summary view.
 STYLES = ("paramscope", "keras2", "keras3")
 
@@ -87,9 +89,9 @@ def read(source: Any, **options: Any) -> Anatomy:
     return _read_source(source, **options)
 
 
-def _check(fmt_: str, style: str) -> None:
-    if fmt_ not in FORMATS:
-        raise ParamscopeError(f"unknown format {fmt_!r}; choose one of {', '.join(FORMATS)}")
+def _check(fmt_: str, style: str, formats: tuple[str, ...] = FORMATS) -> None:
+    if fmt_ not in formats:
+        raise ParamscopeError(f"unknown format {fmt_!r}; choose one of {', '.join(formats)}")
     if style not in STYLES:
         raise ParamscopeError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
 
@@ -108,7 +110,8 @@ def summary(
 
     Args:
         source: anything :func:`read` reads, or an anatomy.
-        format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
+        format: ``"text"``, ``"markdown"``, ``"json"``, ``"html"`` (the report with a treemap)
+            or ``"csv"`` (one line per row).
         style: ``"paramscope"`` (counts split by role, formulas), ``"keras2"`` (the classic
             layout with ``Connected to``) or ``"keras3"``.
         depth: deepest nesting level shown (``None``: all for paramscope style, 0 for Keras styles).
@@ -124,7 +127,7 @@ def summary(
         >>> print(summary(m, style="keras2").text.splitlines()[-3])
         Trainable params: 36
     """
-    _check(format, style)
+    _check(format, style, SUMMARY_FORMATS)
     anatomy = read(source, **options)
     from paramscope.analysis.view import build_view
     from paramscope.render import keras_styles, summary as summary_view
@@ -137,6 +140,10 @@ def summary(
         from paramscope.render.json import render_json
 
         return Report(render_json(view), format, anatomy)
+    if format == "csv":
+        from paramscope.render.records import render_csv
+
+        return Report(render_csv(view), format, anatomy)
     if format == "html" and style == "paramscope":
         from paramscope.analysis.treemap import build_treemap
         from paramscope.render.html_report import render_report_fragment, render_report_page
@@ -210,7 +217,15 @@ def _anatomy_html(anatomy: Anatomy) -> str:
     return summary(anatomy, format="html").html
 
 
+def _anatomy_frame(anatomy: Anatomy) -> Any:
+    from paramscope.analysis.view import build_view
+    from paramscope.render.records import to_pandas
+
+    return to_pandas(build_view(anatomy))
+
+
 set_html_display(_anatomy_html)
+set_table_export(_anatomy_frame)
 
 
 def diff(a: Any, b: Any, **options: Any) -> Any:

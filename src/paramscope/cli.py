@@ -31,8 +31,13 @@ examples:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a file or folder, or script.py:NAME / package.module:NAME")
     p.add_argument(
-        "--format", "-f", choices=("text", "markdown", "json", "html"), default="text",
-        help="output format (default: text)",
+        "--format", "-f", choices=("text", "markdown", "json", "html", "csv"), default=None,
+        help="output format (default: text, or the one -o's suffix names); csv: summary only",
+    )
+    p.add_argument(
+        "--output", "-o", metavar="FILE", default=None,
+        help="write the report to FILE instead of the terminal; the suffix picks the format "
+        "(.txt, .md, .json, .html, .csv)",
     )
     p.add_argument("--width", type=int, default=None, help="text width (default: the terminal's)")
     p.add_argument(
@@ -180,10 +185,43 @@ def _run_check(args: argparse.Namespace) -> tuple[str, int]:
     return render(args.target, verdicts), 0 if all(v.ok for v in verdicts) else 1
 
 
+#: Output file suffixes and the format each means.
+_SUFFIX_FORMATS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".json": "json",
+                   ".html": "html", ".htm": "html", ".csv": "csv"}
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    """``--format`` if given, else the format ``-o FILE``'s suffix names, else text."""
+    if args.output is not None:
+        import os
+
+        suffix = os.path.splitext(args.output)[1].lower()
+        if args.format is None:
+            if suffix not in _SUFFIX_FORMATS:
+                raise ParamscopeError(
+                    f"cannot tell the format of {args.output!r} from its suffix; use one of "
+                    f"{', '.join(_SUFFIX_FORMATS)} or give --format"
+                )
+            return _SUFFIX_FORMATS[suffix]
+    if args.format == "csv" and args.command != "summary":
+        raise ParamscopeError("--format csv is for summary (one line per layer); explain writes text, "
+                              "markdown, json or html")
+    return args.format or "text"
+
+
+def _write_output(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+    except OSError as e:
+        raise ParamscopeError(f"cannot write {path}: {e.strerror}") from None
+
+
 def _run(args: argparse.Namespace) -> Any:
     from paramscope.api import explain, summary
     from paramscope.targets import resolve_target
 
+    args.format = _output_format(args)
     source = resolve_target(args.target)
     width = args.width or _terminal_width()
     options = _reader_options(args)
@@ -229,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.output is not None:
+        try:
+            _write_output(args.output, report.text)
+        except ParamscopeError as e:
+            print(f"paramscope: error: {_one_line(str(e))}", file=sys.stderr)
+            return 2
+        return 0
     if report.format == "text" and report.view is not None and sys.stdout.isatty() and not args.width:
         # A terminal gets rich's colours and its real width; pipes and files get plain text.
         from paramscope.render.text import print_rich

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from math import prod
 from types import MappingProxyType
+from typing import Any
 
 from paramscope.core.dtypes import n_bytes as _n_bytes
 
@@ -26,6 +27,7 @@ __all__ = [
     "TensorGroup",
     "Anatomy",
     "set_html_display",
+    "set_table_export",
 ]
 
 #: A tensor or activation shape; ``None`` marks a dimension that is not fixed (the batch).
@@ -280,6 +282,17 @@ class Anatomy:
         """A notebook shows an anatomy as its summary (see :func:`set_html_display`)."""
         return _HTML_DISPLAY[0](self) if _HTML_DISPLAY else None
 
+    def to_pandas(self) -> Any:
+        """The summary's rows as a ``pandas.DataFrame`` (needs pandas), one row per layer.
+
+        Columns: path, name, type, depth, repeat, output_shape, params, trainable,
+        non_trainable, buffers, bytes, dtypes, flops, macs, formula, tied_to, ... (see
+        :data:`paramscope.render.records.COLUMNS`); unknown counts are missing values.
+        """
+        if not _TABLE_EXPORT:
+            raise RuntimeError("import paramscope to register the table export")
+        return _TABLE_EXPORT[0](self)
+
 
 # How an anatomy shows itself in a notebook. The renderers live above core and core imports
 # none of them, so the API registers the function when paramscope is imported.
@@ -289,3 +302,12 @@ _HTML_DISPLAY: list[Callable[[Anatomy], str]] = []
 def set_html_display(show: Callable[[Anatomy], str]) -> None:
     """Register how an :class:`Anatomy` renders itself as HTML in a notebook."""
     _HTML_DISPLAY[:] = [show]
+
+
+# Likewise for Anatomy.to_pandas: the records are made above core.
+_TABLE_EXPORT: list[Callable[[Anatomy], Any]] = []
+
+
+def set_table_export(export: Callable[[Anatomy], Any]) -> None:
+    """Register how an :class:`Anatomy` turns into a table (a pandas DataFrame)."""
+    _TABLE_EXPORT[:] = [export]
