@@ -20,3 +20,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which must run every test: {reason}"
+
+
+def _validate_paramscope_json() -> None:
+    """Every paramscope JSON document a test parses is checked against the shipped JSON Schema.
+
+    Tests read the CLI's and the API's JSON with ``json.loads``; wrapping it here checks each
+    document that names a paramscope schema, wherever in the suite it is produced.
+    """
+    import json
+
+    try:
+        import jsonschema
+    except ModuleNotFoundError:  # a user's machine without the test extra: nothing to check with
+        return
+    from paramscope.schemas import SCHEMA_FILES, schema_for
+
+    loads = json.loads
+    validators: dict[str, object] = {}
+
+    def checked_loads(*args: object, **kwargs: object) -> object:
+        doc = loads(*args, **kwargs)  # type: ignore[arg-type]
+        if isinstance(doc, dict) and doc.get("schema") in SCHEMA_FILES:
+            name = doc["schema"]
+            if name not in validators:
+                validators[name] = jsonschema.Draft202012Validator(schema_for(name))
+            validators[name].validate(doc)  # type: ignore[attr-defined]
+        return doc
+
+    json.loads = checked_loads  # type: ignore[assignment]
+
+
+_validate_paramscope_json()

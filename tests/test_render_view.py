@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_tied_rows_are_marked_and_top_level_rows_add_up() -> None:
     assert head.totals.params == 0 and head.tied == (("lm_head/weight", "wte/weight"),)
     text = paramscope.summary(a).text
     assert "lm_head (Linear) [tied to wte/weight]" in text
-    assert "[tied to wte/weight]" in paramscope.summary(a, format="html").text
+    assert ">tied to wte/weight</span>" in paramscope.summary(a, format="html").text
     # JSON keeps each layer's own counts (the layer does hold the tensor) and names the sharing.
     doc = json.loads(paramscope.summary(a, format="json").text)
     assert next(x for x in doc["layers"] if x["path"] == "lm_head")["params"] == 12
@@ -82,7 +83,7 @@ def test_children_of_repeated_blocks_say_each() -> None:
     assert any("0-1 (Block) x2" in line and " 16 " in f" {line} " for line in lines)
     assert any("a (Linear) [each]" in line for line in lines)
     html = paramscope.summary(a, format="html").text
-    assert "a (Linear) [each]" in html
+    assert '<span class="mark">each</span>' in html and '<span class="mark">x2</span>' in html
     # Expanded, each block is its own row and nothing is "each".
     assert "[each]" not in paramscope.summary(a, expand=True).text
 
@@ -109,13 +110,18 @@ def test_unmeasured_rows_show_unknown_flops() -> None:
 def test_every_report_shows_itself_in_a_notebook_with_scoped_style() -> None:
     for fmt in FORMATS:
         html = paramscope.summary(seed_anatomy(), format=fmt)._repr_html_()
-        assert html.startswith('<div class="paramscope-report"><style>')
+        assert html.startswith('<div class="paramscope-report')
+        # The report's root: its unique id when it has one (the HTML report), else its class.
+        root = re.match(r'<div class="paramscope-report[^"]*"(?: id="([\w-]+)")?', html)
+        assert root is not None
+        scope = f"#{root.group(1)}" if root.group(1) else ".paramscope-report"
         style = html[html.index("<style>") + 7 : html.index("</style>")]
-        rules = [r for r in style.split("}") if r]
         # Every selector of every rule starts at the report's root: nothing outside it changes.
-        for rule in rules:
-            for selector in rule.split("{")[0].split(","):
-                assert selector.strip().startswith(".paramscope-report"), selector
+        for prelude in re.findall(r"([^{}]+)\{", style):
+            if prelude.strip().startswith("@"):
+                continue  # an at-rule (@media) only wraps rules, checked themselves
+            for selector in prelude.split(","):
+                assert selector.strip().startswith(scope), selector
     text_report = paramscope.summary(Anatomy("<b>m</b>", "keras"))._repr_html_()
     assert "<pre>" in text_report and "<b>m</b>" not in text_report and "&lt;b&gt;m&lt;/b&gt;" in text_report
     page = paramscope.summary(seed_anatomy(), format="html").text
