@@ -52,11 +52,16 @@ def _compute_cells(c: Compute | None) -> tuple[str, str]:
 def totals_lines(view: ReportView) -> list[str]:
     """The lines under a summary: totals, trainable split, buffers, memory, FLOPs, notes."""
     tot = view.totals
+
+    def size(n: int, elements: int | None = None) -> str:
+        # No elements, no bytes, known or not; otherwise a figure may be a lower bound.
+        return fmt.n_bytes(0) if elements == 0 else fmt.n_bytes_bound(n, tot.bytes_complete)
+
     lines = [
-        f"Total params: {fmt.count(tot.params)} ({fmt.n_bytes(tot.param_bytes)})",
-        f"Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes(tot.trainable_bytes)})",
+        f"Total params: {fmt.count(tot.params)} ({size(tot.param_bytes, tot.params)})",
+        f"Trainable params: {fmt.count(tot.trainable)} ({size(tot.trainable_bytes, tot.trainable)})",
     ]
-    nt = f"Non-trainable params: {fmt.count(tot.non_trainable)} ({fmt.n_bytes(tot.non_trainable_bytes)})"
+    nt = f"Non-trainable params: {fmt.count(tot.non_trainable)} ({size(tot.non_trainable_bytes, tot.non_trainable)})"
     breakdown = "; ".join(f"{fmt.count(n)} {_NON_TRAINABLE[r]}" for r, n in view.non_trainable_by_role)
     if tot.non_trainable and breakdown:
         nt += f": {breakdown}"
@@ -67,10 +72,10 @@ def totals_lines(view: ReportView) -> list[str]:
             "whether they are trained; they are in the total, in neither split)"
         )
     if tot.buffers:
-        lines.append(f"Buffers (not parameters): {fmt.count(tot.buffers)} ({fmt.n_bytes(tot.buffer_bytes)})")
+        lines.append(f"Buffers (not parameters): {fmt.count(tot.buffers)} ({size(tot.buffer_bytes, tot.buffers)})")
     if tot.by_dtype:
         parts = [f"{d.dtype} {fmt.count(d.count)} = {fmt.n_bytes(d.n_bytes)}" for d in tot.by_dtype]
-        lines.append(f"Memory: {fmt.n_bytes(tot.n_bytes)} ({'; '.join(fmt.clean(p) for p in parts)})")
+        lines.append(f"Memory: {size(tot.n_bytes)} ({'; '.join(fmt.clean(p) for p in parts)})")
     c = view.compute
     if c is not None:
         lines.append(
