@@ -250,27 +250,31 @@ class _Builder:
     def _walk(self, layers: Sequence[Layer], depth: int) -> None:
         # An explicit stack: a model with thousands of nested layers must not hit the recursion
         # limit. An entry with a position closes that layer's subtree.
+        order: list[tuple[Layer, int]] = []
+        ends: list[int] = []
         stack: list[tuple[Layer, int, int]] = [(x, depth, -1) for x in reversed(layers)]
         while stack:
             layer, level, closing = stack.pop()
             if closing >= 0:
-                self.layers[closing] = replace(self.layers[closing], end=len(self.layers))
+                ends[closing] = len(order)
                 continue
-            i = len(self.layers)
+            i = len(order)
             for t in layer.tensors:
                 if t.key and t.key not in self.first_owner:
                     self.first_owner[t.key] = (i, _owner(layer, t))
-            self.layers.append(self._layer(layer, level))
+            order.append((layer, level))
+            ends.append(i + 1)
             stack.append((layer, level, i))
             stack.extend((c, level + 1, -1) for c in reversed(layer.children))
+        self.layers = [self._layer(layer, level, end) for (layer, level), end in zip(order, ends)]
 
-    def _layer(self, layer: Layer, depth: int) -> LayerView:
+    def _layer(self, layer: Layer, depth: int, end: int) -> LayerView:
         return LayerView(
             name=clean(layer.name),
             type=clean(layer.type),
             path=clean(layer.path),
             depth=depth,
-            end=0,
+            end=end,
             totals=layer_totals(layer),
             formula=clean(layer_formula(layer)),
             symbolic=clean(layer.formula.symbolic) if layer.formula is not None else "",
@@ -376,13 +380,17 @@ def _extra(group: TensorGroup) -> ExtraView:
     )
 
 
-def build_view(anatomy: Anatomy, *, depth: int | None = None, expand: bool = False) -> ReportView:
+def build_view(
+    anatomy: Anatomy, *, depth: int | None = None, expand: bool = False, rows: bool = True
+) -> ReportView:
     """Run every analysis once and freeze the result for the renderers.
 
     Args:
         anatomy: the model.
         depth: deepest nesting level of the summary's rows (0: top-level only; ``None``: all).
         expand: one row per repeated block instead of one row with ``xN``.
+        rows: ``False`` leaves the summary's rows out (JSON and explain views list every layer
+            and do not need them).
 
     Example:
         >>> from paramscope.core import Tensor
@@ -406,7 +414,7 @@ def build_view(anatomy: Anatomy, *, depth: int | None = None, expand: bool = Fal
         totals=tot,
         compute=compute_total(anatomy),
         layers=tuple(builder.layers),
-        rows=tuple(builder.rows(anatomy.layers, depth, expand)),
+        rows=tuple(builder.rows(anatomy.layers, depth, expand)) if rows else (),
         non_trainable_by_role=_non_trainable_by_role(anatomy),
         shared=tuple(tuple(clean(o) for o in owners) for owners in shared.values()),
         extras=tuple(_extra(g) for g in anatomy.extras),
