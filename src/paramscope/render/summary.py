@@ -25,7 +25,8 @@ _NON_TRAINABLE = {
 
 
 def row_label(row: Row) -> str:
-    """``h.0-11 (GPT2Block) x12``, with markers: ``[called 2x]``, ``[no rule]``, ``[each]`` (a
+    """``h.0-11 (GPT2Block) x12``, with markers: ``[called 2x]``, ``[not called]`` (by the traced
+    forward pass), ``[no rule]``, ``[each]`` (a
     row inside a repeated block: its figures are per block) and ``[tied to ...]`` (storage
     counted at the layer named)."""
     lv = row.layer
@@ -34,6 +35,8 @@ def row_label(row: Row) -> str:
         text += f" x{row.repeat}"
     if lv.calls > 1:
         text += f" [called {lv.calls}x]"
+    elif lv.calls == 0 and lv.compute is None:  # a container (ModuleList) has a sum, not a call
+        text += " [not called]"
     if not lv.known:
         text += " [no rule]"
     if row.each:
@@ -43,7 +46,9 @@ def row_label(row: Row) -> str:
     return text
 
 
-def _compute_cells(c: Compute | None) -> tuple[str, str]:
+def _compute_cells(c: Compute | None, calls: int) -> tuple[str, str]:
+    if c is None and calls == 0:  # the forward pass never ran it: nothing to cost, nothing unknown
+        return ("-", "-")
     if c is None:
         return ("?", "?")
     return (fmt.si(c.flops), fmt.si(c.macs))
@@ -156,7 +161,7 @@ def summary_table(view: ReportView) -> Table:
         if has_buffers:
             cells.append(fmt.count(t.buffers))
         if has_compute:
-            cells.extend(_compute_cells(r.compute))
+            cells.extend(_compute_cells(r.compute, r.layer.calls))
         cells.append(r.layer.formula if not r.layer.n_children else "")
         out.append(tuple(cells))
     return Table(
