@@ -8,6 +8,7 @@ rewrite them with ``python tests/test_render_golden.py`` and read the difference
 
 from __future__ import annotations
 
+import functools
 import runpy
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ def _seed() -> Any:
     return runpy.run_path(str(ROOT / "examples" / "seed.py"))["mlp_model"]
 
 
+@functools.lru_cache(maxsize=1)
 def _gpt2() -> Any:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -45,6 +47,11 @@ def renders() -> dict[str, Any]:
         "seed_explain_bn_80.txt": lambda: paramscope.explain(_seed(), layer="batch_normalization", width=80).text,
         "seed_explain_bn_60.txt": lambda: paramscope.explain(_seed(), layer="batch_normalization", width=60).text,
         "gpt2_summary_120.txt": lambda: paramscope.summary(_gpt2(), width=120).text,
+        # With an input: shapes and FLOPs (c_attn: 2 x 128 x 768 x 2,304 = 453 M; lm_head:
+        # 2 x 128 x 768 x 50,257 = 9.88 G), and attn_dropout, which SDPA never calls.
+        "gpt2_summary_tokens128_120.txt": lambda: paramscope.summary(
+            _gpt2(), width=120, inputs=["input_ids=int64[1,128]"]
+        ).text,
     }
 
 
@@ -52,7 +59,7 @@ def renders() -> dict[str, Any]:
 def test_golden_render(name: str) -> None:
     text = renders()[name]()
     assert text == (GOLDEN / name).read_text(encoding="utf-8")
-    width = int(name.rsplit("_", 1)[1].split(".")[0])
+    width = int(name.rsplit("_", 1)[1].split(".")[0])  # the file name ends in its width
     assert max(len(line) for line in text.splitlines()) <= width
 
 

@@ -148,3 +148,22 @@ def test_width_follows_the_terminal_only_when_printing_to_one(monkeypatch: pytes
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=(80, 24): os.terminal_size((67, 24)))
     assert default_width() == 67
     assert max(len(x) for x in paramscope.summary(seed_anatomy()).text.splitlines()) <= 67
+
+
+def test_unknown_bytes_are_not_zero() -> None:
+    # A dtype whose size no table gives: the count is known, the bytes are not.
+    a = Anatomy("m", "keras", (Layer("d", "Dense", "d", (Tensor("w", (2, 2), dtype="mystery8"),)),))
+    text = paramscope.summary(a).text
+    assert "Total params: 4 (?)" in text and "Non-trainable params: 0 (0 B)" in text
+    assert "Memory: ? (mystery8 4 = ?)" in text and "0 B)" not in text.split("Non-trainable")[0]
+
+
+def test_all_zero_columns_go_first_at_a_narrow_width() -> None:
+    a = Anatomy("m", "torch", tuple(
+        Layer(f"layer_{i}", "Linear", f"layer_{i}", (Tensor("weight", (64, 64)),)) for i in range(3)
+    ))
+    wide = paramscope.summary(a, width=120).text
+    assert "Non-trainable" in wide and "left out" not in wide
+    narrow = paramscope.summary(a, width=40).text
+    assert "Non-trainable" not in narrow.splitlines()[1]
+    assert "left out for this width: Non-trainable (all 0)" in " ".join(narrow.split())

@@ -133,9 +133,9 @@ def summary(
     from paramscope.render import keras_styles, summary as summary_view
 
     if style == "paramscope":
-        view = build_view(anatomy, depth=depth, expand=expand)
+        view = build_view(anatomy, depth=depth, expand=expand, rows=format != "json")
     else:
-        view = build_view(anatomy, depth=0 if depth is None else depth, expand=True)
+        view = build_view(anatomy, depth=0 if depth is None else depth, expand=True, rows=format != "json")
     if format == "json":
         from paramscope.render.json import render_json
 
@@ -185,7 +185,7 @@ def explain(
     anatomy = read(source, **options)
     from paramscope.analysis.view import build_view
 
-    view = build_view(anatomy)
+    view = build_view(anatomy, rows=False)
     if format == "json":
         from paramscope.render.json import render_json
 

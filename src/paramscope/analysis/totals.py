@@ -47,6 +47,8 @@ class Totals:
         by_dtype: elements and bytes per dtype, largest first.
         complete: ``False`` when some tensor's size or some layer's contents are unknown.
         n_tensors: number of distinct tensors.
+        bytes_complete: ``False`` when some tensor's bytes are unknown (its shape, or its
+            dtype's size): the byte figures are then lower bounds.
     """
 
     params: int = 0
@@ -62,6 +64,7 @@ class Totals:
     by_dtype: tuple[DTypeTotal, ...] = field(default=())
     complete: bool = True
     n_tensors: int = 0
+    bytes_complete: bool = True
 
 
 def unique_tensors(tensors: Iterable[Tensor]) -> Iterator[Tensor]:
@@ -82,17 +85,18 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
     dtype_count: dict[str, int] = {}
     dtype_bytes: dict[str, int | None] = {}
     complete = known
+    bytes_complete = known
     n = 0
     for t in unique_tensors(tensors):
         n += 1
         count, size = t.count, t.n_bytes
         if count is None:
-            complete = False
+            complete = bytes_complete = False
             continue
         counts[t.counted_as] += count
         dtype_count[t.dtype] = dtype_count.get(t.dtype, 0) + count
         if size is None:
-            complete = False
+            complete = bytes_complete = False
             dtype_bytes[t.dtype] = None
         else:
             byte_counts[t.counted_as] += size
@@ -118,6 +122,7 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
         by_dtype=by_dtype,
         complete=complete,
         n_tensors=n,
+        bytes_complete=bytes_complete,
     )
 
 

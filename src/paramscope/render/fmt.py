@@ -10,7 +10,7 @@ from __future__ import annotations
 from paramscope.core.anatomy import Shape
 from paramscope.core.text import clean
 
-__all__ = ["clean", "count", "n_bytes", "shape", "shapes", "safe", "si", "si_unit", "three_digits"]
+__all__ = ["clean", "count", "n_bytes", "n_bytes_bound", "shape", "shapes", "safe", "si", "si_unit", "three_digits"]
 
 #: The name the CLI's messages use; the same function.
 safe = clean
@@ -66,6 +66,19 @@ def n_bytes(n: int | None) -> str:
         return f"{n} B"
     text, unit = _scaled(abs(n) / 1024, 1024, _BINARY[1:])
     return f"{'-' if n < 0 else ''}{text} {unit}"
+
+
+def n_bytes_bound(n: int, complete: bool) -> str:
+    """A byte total that may miss some tensors: ``8.17 MiB``, ``8.17 MiB+?`` (a lower bound),
+    or ``?`` when nothing is known.
+
+    Example:
+        >>> n_bytes_bound(4096, True), n_bytes_bound(4096, False), n_bytes_bound(0, False)
+        ('4.00 KiB', '4.00 KiB+?', '?')
+    """
+    if complete:
+        return n_bytes(n)
+    return "?" if n == 0 else f"{n_bytes(n)}+?"
 
 
 def si(n: int | None) -> str:

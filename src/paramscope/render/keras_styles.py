@@ -106,9 +106,10 @@ def keras3_table(view: ReportView) -> Table:
         out.append(tuple(cells))
     tot = view.totals
     footer = [
-        f" Total params: {fmt.count(tot.params)} ({fmt.n_bytes(tot.param_bytes)})",
-        f" Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes(tot.trainable_bytes)})",
-        f" Non-trainable params: {fmt.count(tot.non_trainable)} ({fmt.n_bytes(tot.non_trainable_bytes)})",
+        f" Total params: {fmt.count(tot.params)} ({fmt.n_bytes_bound(tot.param_bytes, tot.bytes_complete)})",
+        f" Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes_bound(tot.trainable_bytes, tot.bytes_complete)})",
+        " Non-trainable params: "
+        f"{fmt.count(tot.non_trainable)} ({fmt.n_bytes_bound(tot.non_trainable_bytes, tot.bytes_complete)})",
     ]
     for group in view.extras:
         footer.append(f" {group.name.capitalize()} params (not counted above): {fmt.count(group.count)}")

@@ -25,7 +25,8 @@ _NON_TRAINABLE = {
 
 
 def row_label(row: Row) -> str:
-    """``h.0-11 (GPT2Block) x12``, with markers: ``[called 2x]``, ``[no rule]``, ``[each]`` (a
+    """``h.0-11 (GPT2Block) x12``, with markers: ``[called 2x]``, ``[not called]`` (by the traced
+    forward pass), ``[no rule]``, ``[each]`` (a
     row inside a repeated block: its figures are per block) and ``[tied to ...]`` (storage
     counted at the layer named)."""
     lv = row.layer
@@ -34,6 +35,8 @@ def row_label(row: Row) -> str:
         text += f" x{row.repeat}"
     if lv.calls > 1:
         text += f" [called {lv.calls}x]"
+    elif lv.calls == 0 and lv.compute is None:  # a container (ModuleList) has a sum, not a call
+        text += " [not called]"
     if not lv.known:
         text += " [no rule]"
     if row.each:
@@ -43,7 +46,9 @@ def row_label(row: Row) -> str:
     return text
 
 
-def _compute_cells(c: Compute | None) -> tuple[str, str]:
+def _compute_cells(c: Compute | None, calls: int) -> tuple[str, str]:
+    if c is None and calls == 0:  # the forward pass never ran it: nothing to cost, nothing unknown
+        return ("-", "-")
     if c is None:
         return ("?", "?")
     return (fmt.si(c.flops), fmt.si(c.macs))
@@ -52,11 +57,16 @@ def _compute_cells(c: Compute | None) -> tuple[str, str]:
 def totals_lines(view: ReportView) -> list[str]:
     """The lines under a summary: totals, trainable split, buffers, memory, FLOPs, notes."""
     tot = view.totals
+
+    def size(n: int, elements: int | None = None) -> str:
+        # No elements, no bytes, known or not; otherwise a figure may be a lower bound.
+        return fmt.n_bytes(0) if elements == 0 else fmt.n_bytes_bound(n, tot.bytes_complete)
+
     lines = [
-        f"Total params: {fmt.count(tot.params)} ({fmt.n_bytes(tot.param_bytes)})",
-        f"Trainable params: {fmt.count(tot.trainable)} ({fmt.n_bytes(tot.trainable_bytes)})",
+        f"Total params: {fmt.count(tot.params)} ({size(tot.param_bytes, tot.params)})",
+        f"Trainable params: {fmt.count(tot.trainable)} ({size(tot.trainable_bytes, tot.trainable)})",
     ]
-    nt = f"Non-trainable params: {fmt.count(tot.non_trainable)} ({fmt.n_bytes(tot.non_trainable_bytes)})"
+    nt = f"Non-trainable params: {fmt.count(tot.non_trainable)} ({size(tot.non_trainable_bytes, tot.non_trainable)})"
     breakdown = "; ".join(f"{fmt.count(n)} {_NON_TRAINABLE[r]}" for r, n in view.non_trainable_by_role)
     if tot.non_trainable and breakdown:
         nt += f": {breakdown}"
@@ -67,10 +77,10 @@ def totals_lines(view: ReportView) -> list[str]:
             "whether they are trained; they are in the total, in neither split)"
         )
     if tot.buffers:
-        lines.append(f"Buffers (not parameters): {fmt.count(tot.buffers)} ({fmt.n_bytes(tot.buffer_bytes)})")
+        lines.append(f"Buffers (not parameters): {fmt.count(tot.buffers)} ({size(tot.buffer_bytes, tot.buffers)})")
     if tot.by_dtype:
         parts = [f"{d.dtype} {fmt.count(d.count)} = {fmt.n_bytes(d.n_bytes)}" for d in tot.by_dtype]
-        lines.append(f"Memory: {fmt.n_bytes(tot.n_bytes)} ({'; '.join(fmt.clean(p) for p in parts)})")
+        lines.append(f"Memory: {size(tot.n_bytes)} ({'; '.join(fmt.clean(p) for p in parts)})")
     c = view.compute
     if c is not None:
         lines.append(
@@ -151,7 +161,7 @@ def summary_table(view: ReportView) -> Table:
         if has_buffers:
             cells.append(fmt.count(t.buffers))
         if has_compute:
-            cells.extend(_compute_cells(r.compute))
+            cells.extend(_compute_cells(r.compute, r.layer.calls))
         cells.append(r.layer.formula if not r.layer.n_children else "")
         out.append(tuple(cells))
     return Table(

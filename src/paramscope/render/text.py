@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -39,15 +40,12 @@ def _minimum(table: Table, i: int) -> int:
     col = table.columns[i]
     if not col.wrap:
         return _natural(table, i)
-    # The longest word (with the first word's indentation) must fit on one line.
+    # The longest word, indented as its row is, must fit on one line.
     words = [len(w) for w in col.header.split()]
     for cell in _cells(table, i):
         stripped = cell.lstrip(" ")
-        indent = len(cell) - len(stripped)
-        parts = stripped.split()
-        words.extend(len(w) for w in parts)
-        if parts:
-            words.append(indent + len(parts[0]))
+        indent = len(cell) - len(stripped)  # every line of a nested row is indented
+        words.extend(indent + len(w) for w in stripped.split())
     return max(max(words, default=1), min(_natural(table, i), col.min_width))
 
 
@@ -126,8 +124,9 @@ def _rich_table(item: Table, width: int | None) -> RenderableType:
         )
     depths = item.depths or (0,) * len(item.rows)
     for cells, depth in zip(item.rows, depths):
-        first = "  " * depth + cells[0]
-        table.add_row(*(Text(c) for c in (first, *cells[1:])))
+        # Padding rather than leading spaces: a name that wraps stays under its own indentation.
+        first: RenderableType = Padding(Text(cells[0]), (0, 0, 0, 2 * depth)) if depth else Text(cells[0])
+        table.add_row(first, *(Text(c) for c in cells[1:]))
     if not item.footer:
         return table
     return Group(table, *(Text(line) for line in item.footer))
