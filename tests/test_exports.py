@@ -74,3 +74,44 @@ def test_output_file_format_from_its_suffix(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "paramscope", "summary", f"{script}:model", "-o",
                           str(tmp_path / "r.xlsx")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "xlsx" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_columns_bytes_and_dtype_per_layer() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 4).half())
+    text = paramscope.summary(model, columns=["params", "bytes", "dtype"]).text
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("Layer (type)"))
+    assert header.split() == ["Layer", "(type)", "Param", "#", "Bytes", "DType"]
+    row1 = next(line for line in text.splitlines() if line.startswith("1 (Linear)"))
+    # The oracle: torch's own sizes of the second layer's tensors.
+    n_bytes = sum(p.numel() * p.element_size() for p in model[1].parameters())  # type: ignore[index]
+    assert f"{n_bytes} B" in row1 and "float16" in row1
+    with pytest.raises(paramscope.ParamscopeError, match="did you mean 'flops'"):
+        paramscope.summary(model, columns=["flop"])
+
+
+def test_ascii_tables_have_no_box_drawing() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 4))
+    for style in ("paramscope", "keras3"):
+        text = paramscope.summary(model, style=style, ascii=True).text
+        assert text.isascii(), style
+        assert not paramscope.summary(model, style=style).text.isascii()  # the default draws boxes
+
+
+def test_layer_range_selects_as_keras_does() -> None:
+    keras = pytest.importorskip("keras")
+    from keras.src.utils.summary_utils import get_layer_index_bound_by_layer_name
+
+    inputs = keras.Input((8,))
+    x = inputs
+    for i in range(4):
+        x = keras.layers.Dense(8, name=f"dense_{i}")(x)
+        x = keras.layers.Dropout(0.1, name=f"drop_{i}")(x)
+    model = keras.Model(inputs, x)
+    for start, end in (("dense_1", "drop_2"), ("drop_.*", "dense_1"), ("dense_3", "dense_3"), ("dense", "dense")):
+        lo, hi = get_layer_index_bound_by_layer_name(model.layers, (start, end))  # the oracle
+        want = [layer.name for layer in model.layers[lo:hi]]
+        text = paramscope.summary(model, layer_range=(start, end), columns=["params"], width=100).text
+        got = [line.split()[0] for line in text.splitlines() if line and line.split()[0] in {x.name for x in model.layers}]
+        assert got == want, (start, end)
+    with pytest.raises(paramscope.ParamscopeError, match="no top-level layer"):
+        paramscope.summary(model, layer_range=("conv", "dense_1"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,9 @@ def summary(
     depth: int | None = None,
     expand: bool = False,
     width: int | None = None,
+    columns: Sequence[str] | None = None,
+    layer_range: tuple[str, str] | None = None,
+    ascii: bool = False,
     **options: Any,
 ) -> Report:
     """One row per layer with its counts, then totals, memory by dtype and notes.
@@ -118,6 +122,12 @@ def summary(
         expand: one row per repeated block instead of ``x32``.
         width: text width (default: the terminal's when printing to one, else 120; see
             :func:`default_width`).
+        columns: the paramscope style's columns, in order, from ``shape``, ``params``,
+            ``trainable``, ``non_trainable``, ``buffers``, ``bytes``, ``dtype``, ``flops``,
+            ``macs``, ``formula`` (default: those with something to show).
+        layer_range: ``(FROM, TO)``: only the top-level layers from the first whose name matches
+            ``FROM`` to the last matching ``TO`` (regular expressions, as Keras's ``layer_range``).
+        ascii: rule text tables with ``-`` instead of box-drawing characters.
         **options: reader options (see :func:`read`).
 
     Example:
@@ -136,6 +146,22 @@ def summary(
         view = build_view(anatomy, depth=depth, expand=expand, rows=format != "json")
     else:
         view = build_view(anatomy, depth=0 if depth is None else depth, expand=True, rows=format != "json")
+    if columns is not None:
+        from paramscope.render.summary import COLUMN_KEYS
+
+        unknown = [c for c in columns if c not in COLUMN_KEYS]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], list(COLUMN_KEYS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParamscopeError(f"unknown column {unknown[0]!r}{hint}; choose from {', '.join(COLUMN_KEYS)}")
+    if layer_range is not None and view.rows:
+        from dataclasses import replace
+
+        from paramscope.analysis.layer_range import select_layer_range
+
+        view = replace(view, rows=select_layer_range(view.rows, *layer_range))
     if format == "json":
         from paramscope.render.json import render_json
 
@@ -158,8 +184,8 @@ def summary(
     elif style == "keras3":
         body = keras_styles.keras3_table(view)
     else:
-        body = summary_view.summary_table(view)
-    return _report(body, format, width, view.name, anatomy)
+        body = summary_view.summary_table(view, None if columns is None else tuple(columns))
+    return _report(body, format, width, view.name, anatomy, ascii)
 
 
 def explain(
@@ -197,7 +223,7 @@ def explain(
     return _report(doc, format, width, view.name, anatomy)
 
 
-def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anatomy) -> Report:
+def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anatomy, ascii: bool = False) -> Report:
     if format == "markdown":
         from paramscope.render.markdown import render_markdown
 
@@ -210,7 +236,7 @@ def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anat
         return Report(body, format, anatomy, body)
     from paramscope.render.text import render_text
 
-    return Report(render_text(body, width=width or default_width()), format, anatomy, body)
+    return Report(render_text(body, width=width or default_width(), ascii_only=ascii), format, anatomy, body)
 
 
 def _anatomy_html(anatomy: Anatomy) -> str:

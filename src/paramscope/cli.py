@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--depth", type=int, default=None, help="deepest nesting level shown (0: top level)")
     s.add_argument("--expand", action="store_true", help="one row per repeated block instead of xN")
+    s.add_argument(
+        "--columns", metavar="KEYS", default=None,
+        help="columns to show, in order, comma-separated, from: shape, params, trainable, "
+        "non_trainable, buffers, bytes, dtype, flops, macs, formula (default: those with something to show)",
+    )
+    s.add_argument(
+        "--layers", metavar="FROM:TO", default=None,
+        help="only the top-level layers from the first matching FROM to the last matching TO "
+        "(regular expressions on layer names, as Keras's layer_range)",
+    )
+    s.add_argument("--ascii", action="store_true", help="rule tables with - instead of box-drawing characters")
     e = sub.add_parser("explain", help="every tensor of a layer: shape, count, formula, role, why")
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
@@ -226,9 +237,13 @@ def _run(args: argparse.Namespace) -> Any:
     width = args.width or _terminal_width()
     options = _reader_options(args)
     if args.command == "summary":
+        from paramscope.analysis.layer_range import parse_layer_range
+
+        columns = None if args.columns is None else tuple(c.strip() for c in args.columns.split(",") if c.strip())
         report = summary(
             source, format=args.format, style=args.style, depth=args.depth, expand=args.expand,
-            width=width, **options,
+            width=width, columns=columns, ascii=args.ascii,
+            layer_range=None if args.layers is None else parse_layer_range(args.layers), **options,
         )
     else:
         report = explain(source, layer=args.layer, format=args.format, width=width, **options)
@@ -278,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A terminal gets rich's colours and its real width; pipes and files get plain text.
         from paramscope.render.text import print_rich
 
-        print_rich(report.view)
+        print_rich(report.view, ascii_only=getattr(args, "ascii", False))
     else:
         sys.stdout.write(report.text)
     return 0

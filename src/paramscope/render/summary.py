@@ -10,7 +10,7 @@ from paramscope.core.anatomy import Compute, Role
 from paramscope.render import fmt
 from paramscope.render.table import Column, Table
 
-__all__ = ["summary_table", "totals_lines", "row_label", "MAX_FACTS"]
+__all__ = ["COLUMN_KEYS", "summary_table", "default_columns", "totals_lines", "row_label", "MAX_FACTS"]
 
 #: How many metadata entries a summary shows; JSON output has them all.
 MAX_FACTS = 16
@@ -120,54 +120,87 @@ def _facts(view: ReportView) -> list[str]:
     return out
 
 
-def summary_table(view: ReportView) -> Table:
+#: Columns the summary can show (``--columns``), in their default order: key -> header.
+COLUMN_KEYS = {
+    "shape": "Output Shape",
+    "params": "Param #",
+    "trainable": "Trainable",
+    "non_trainable": "Non-trainable",
+    "buffers": "Buffers",
+    "bytes": "Bytes",
+    "dtype": "DType",
+    "flops": "FLOPs",
+    "macs": "MACs",
+    "formula": "Formula",
+}
+
+_SPECS = {
+    "shape": Column("Output Shape", drop=5, wrap=True, min_width=14),
+    "params": Column("Param #", "right"),
+    "trainable": Column("Trainable", "right", drop=4),
+    "non_trainable": Column("Non-trainable", "right", drop=3),
+    "buffers": Column("Buffers", "right", drop=6),
+    "bytes": Column("Bytes", "right", drop=4),
+    "dtype": Column("DType", drop=5, wrap=True, min_width=8),
+    "flops": Column("FLOPs", "right", drop=1),
+    "macs": Column("MACs", "right", drop=7),
+    "formula": Column("Formula", drop=2, wrap=True, min_width=12),
+}
+
+
+def _cell(key: str, r: Row) -> str:
+    t = r.totals
+    if key == "shape":
+        return fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else ""
+    if key == "params":
+        return fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?"
+    if key in ("trainable", "non_trainable", "buffers"):
+        return fmt.count(getattr(t, key))
+    if key == "bytes":
+        return fmt.n_bytes(t.n_bytes) if t.complete else f"{fmt.n_bytes(t.n_bytes)}+?"
+    if key == "dtype":
+        return ", ".join(d.dtype for d in t.by_dtype)
+    if key in ("flops", "macs"):
+        return _compute_cells(r.compute, r.layer.calls)[0 if key == "flops" else 1]
+    return r.layer.formula if not r.layer.n_children else ""
+
+
+def default_columns(view: ReportView) -> tuple[str, ...]:
+    """The columns shown when none are chosen: those with something to say for this model."""
+    keys = ["shape"] if any(r.layer.output_shapes is not None for r in view.rows) else []
+    keys += ["params", "trainable", "non_trainable"]
+    if view.totals.buffers > 0:
+        keys.append("buffers")
+    if any(r.compute is not None for r in view.rows):
+        keys += ["flops", "macs"]
+    keys.append("formula")
+    return tuple(keys)
+
+
+def summary_table(view: ReportView, columns: tuple[str, ...] | None = None) -> Table:
     """The summary as a :class:`Table`: one row per row of the view.
+
+    Args:
+        view: the finished view.
+        columns: keys of :data:`COLUMN_KEYS` to show, in order (the layer column always comes
+            first); ``None`` for :func:`default_columns`.
 
     Example:
         >>> from paramscope.analysis.view import build_view
         >>> from paramscope.core import Anatomy, Layer, Tensor
-        >>> t = summary_table(build_view(Anatomy("m", "torch", (Layer("fc", "Linear", "fc", (Tensor("w", (2, 3)),)),))))
-        >>> t.rows[0][:3]
+        >>> v = build_view(Anatomy("m", "torch", (Layer("fc", "Linear", "fc", (Tensor("w", (2, 3)),)),)))
+        >>> summary_table(v).rows[0][:3]
         ('fc (Linear)', '6', '6')
+        >>> summary_table(v, ("bytes", "dtype")).rows[0]
+        ('fc (Linear)', '24 B', 'float32')
     """
-    has_buffers = view.totals.buffers > 0
-    has_compute = any(r.compute is not None for r in view.rows)
-    # A column no row fills says nothing (a file read without an input has no shapes).
-    has_shapes = any(r.layer.output_shapes is not None for r in view.rows)
-    cols = [Column("Layer (type)", wrap=True, min_width=24)]
-    if has_shapes:
-        cols.append(Column("Output Shape", drop=5, wrap=True, min_width=14))
-    cols += [
-        Column("Param #", "right"),
-        Column("Trainable", "right", drop=4),
-        Column("Non-trainable", "right", drop=3),
-    ]
-    if has_buffers:
-        cols.append(Column("Buffers", "right", drop=6))
-    if has_compute:
-        cols += [Column("FLOPs", "right", drop=1), Column("MACs", "right", drop=7)]
-    cols.append(Column("Formula", drop=2, wrap=True, min_width=12))
-    out = []
-    for r in view.rows:
-        t = r.totals
-        cells = [row_label(r)]
-        if has_shapes:
-            cells.append(fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "")
-        cells += [
-            fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
-            fmt.count(t.trainable),
-            fmt.count(t.non_trainable),
-        ]
-        if has_buffers:
-            cells.append(fmt.count(t.buffers))
-        if has_compute:
-            cells.extend(_compute_cells(r.compute, r.layer.calls))
-        cells.append(r.layer.formula if not r.layer.n_children else "")
-        out.append(tuple(cells))
+    keys = default_columns(view) if columns is None else columns
+    cols = [Column("Layer (type)", wrap=True, min_width=24)] + [_SPECS[k] for k in keys]
+    rows = tuple((row_label(r), *(_cell(k, r) for k in keys)) for r in view.rows)
     return Table(
         title=f"Model: {view.name} ({view.framework})",
         columns=tuple(cols),
-        rows=tuple(out),
+        rows=rows,
         depths=tuple(r.depth for r in view.rows),
         footer=tuple(totals_lines(view)),
     )

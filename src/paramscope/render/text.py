@@ -24,6 +24,9 @@ __all__ = ["DEFAULT_WIDTH", "fit", "to_rich", "render_text", "print_rich"]
 #: The width of text written anywhere but a terminal (a pipe, a file, a test).
 DEFAULT_WIDTH = 120
 
+# rich's SIMPLE_HEAD with a rule of "-" instead of box drawing, for terminals without it.
+_ASCII_SIMPLE_HEAD = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
+
 
 def _cells(table: Table, i: int) -> list[str]:
     depths = table.depths or (0,) * len(table.rows)
@@ -100,7 +103,7 @@ def fit(table: Table, width: int) -> tuple[Table, tuple[int, ...]]:
     return table, tuple(widths)
 
 
-def _rich_table(item: Table, width: int | None) -> RenderableType:
+def _rich_table(item: Table, width: int | None, ascii_only: bool = False) -> RenderableType:
     widths: tuple[int | None, ...] = (None,) * len(item.columns)
     if width is not None:
         item, fitted = fit(item, width)
@@ -109,7 +112,7 @@ def _rich_table(item: Table, width: int | None) -> RenderableType:
     table = RichTable(
         title=Text(item.title, style="bold"),
         title_justify="left",
-        box=box.HEAVY_HEAD if boxed else box.SIMPLE_HEAD,
+        box=(box.ASCII2 if boxed else _ASCII_SIMPLE_HEAD) if ascii_only else (box.HEAVY_HEAD if boxed else box.SIMPLE_HEAD),
         show_edge=boxed,
         show_lines=boxed,
         pad_edge=boxed,
@@ -133,31 +136,32 @@ def _rich_table(item: Table, width: int | None) -> RenderableType:
 
 
 
-def to_rich(item: Table | Document | str, width: int | None = None) -> RenderableType:
+def to_rich(item: Table | Document | str, width: int | None = None, ascii_only: bool = False) -> RenderableType:
     """A rich renderable for a table, a document or a paragraph (names never parsed as markup).
 
-    With a ``width``, columns are sized and left out to fit it (see :func:`fit`).
+    With a ``width``, columns are sized and left out to fit it (see :func:`fit`); with
+    ``ascii_only``, tables are ruled with ``-`` and ``+`` instead of box-drawing characters.
     """
     if isinstance(item, str):
         return Text(item)
     if isinstance(item, Document):
         parts: list[RenderableType] = [Text(item.title, style="bold")] if item.title else []
         for block in item.blocks:
-            parts.append(to_rich(block, width))
+            parts.append(to_rich(block, width, ascii_only))
             parts.append(Text(""))
         return Group(*parts)
-    return _rich_table(item, width)
+    return _rich_table(item, width, ascii_only)
 
 
-def render_text(item: Table | Document | str, *, width: int = DEFAULT_WIDTH) -> str:
+def render_text(item: Table | Document | str, *, width: int = DEFAULT_WIDTH, ascii_only: bool = False) -> str:
     """Plain text (no colours) at a fixed width: what tests and pipes get."""
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
-    console.print(to_rich(item, width))
+    console.print(to_rich(item, width, ascii_only))
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def print_rich(item: Table | Document | str, *, console: Console | None = None) -> None:
+def print_rich(item: Table | Document | str, *, console: Console | None = None, ascii_only: bool = False) -> None:
     """Print to the terminal, with colours when it supports them."""
     console = console or Console()
-    console.print(to_rich(item, console.width))
+    console.print(to_rich(item, console.width, ascii_only))
