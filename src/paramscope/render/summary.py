@@ -97,12 +97,12 @@ def totals_lines(view: ReportView) -> list[str]:
             f"{group.name.capitalize()} state (not part of the model's counts): "
             f"{fmt.count(group.count)} ({fmt.n_bytes(group.n_bytes)}) in {len(group.tensors)} tensors"
         )
-    if not tot.complete and view.incomplete:
+    if not tot.counts_complete:
         shown = ", ".join(view.incomplete[:5]) + (" ..." if len(view.incomplete) > 5 else "")
         lines.append(
             f"INCOMPLETE: counts unknown for {len(view.incomplete)} layer(s) ({shown}); totals are lower bounds"
         )
-    elif not tot.complete:
+    elif not tot.bytes_complete:
         lines.append("INCOMPLETE: the size of some dtype is unknown; byte totals are lower bounds")
     lines.extend(view.notes)
     lines.extend(_facts(view))
@@ -154,7 +154,7 @@ def summary_table(view: ReportView) -> Table:
         if has_shapes:
             cells.append(fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else "")
         cells += [
-            fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
+            fmt.count(t.params) if t.counts_complete else f"{fmt.count(t.params)}+?",
             fmt.count(t.trainable),
             fmt.count(t.non_trainable),
         ]
