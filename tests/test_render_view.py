@@ -167,3 +167,11 @@ def test_all_zero_columns_go_first_at_a_narrow_width() -> None:
     narrow = paramscope.summary(a, width=40).text
     assert "Non-trainable" not in narrow.splitlines()[1]
     assert "left out for this width: Non-trainable (all 0)" in " ".join(narrow.split())
+
+
+def test_a_dtype_of_unknown_size_leaves_the_counts_exact() -> None:
+    a = Anatomy("m", "keras", (Layer("d", "Dense", "d", (Tensor("w", (2, 2), dtype="mystery8"),)),))
+    row = next(line for line in paramscope.summary(a).text.splitlines() if line.startswith("d (Dense)"))
+    assert row.split()[2] == "4"  # not "4+?": the count is exact, only the bytes are unknown
+    assert "INCOMPLETE: the size of some dtype is unknown" in paramscope.summary(a).text
+    assert json.loads(paramscope.summary(a, format="json").text)["complete"] is False

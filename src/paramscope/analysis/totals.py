@@ -49,6 +49,9 @@ class Totals:
         n_tensors: number of distinct tensors.
         bytes_complete: ``False`` when some tensor's bytes are unknown (its shape, or its
             dtype's size): the byte figures are then lower bounds.
+        counts_complete: ``False`` when some element count is unknown (a tensor's shape, or a
+            layer no rule explains): the counts are then lower bounds. Unlike ``complete``, a
+            dtype of unknown size leaves it ``True``.
     """
 
     params: int = 0
@@ -65,6 +68,7 @@ class Totals:
     complete: bool = True
     n_tensors: int = 0
     bytes_complete: bool = True
+    counts_complete: bool = True
 
 
 def unique_tensors(tensors: Iterable[Tensor]) -> Iterator[Tensor]:
@@ -86,12 +90,13 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
     dtype_bytes: dict[str, int | None] = {}
     complete = known
     bytes_complete = known
+    counts_complete = known
     n = 0
     for t in unique_tensors(tensors):
         n += 1
         count, size = t.count, t.n_bytes
         if count is None:
-            complete = bytes_complete = False
+            complete = bytes_complete = counts_complete = False
             continue
         counts[t.counted_as] += count
         dtype_count[t.dtype] = dtype_count.get(t.dtype, 0) + count
@@ -123,6 +128,7 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
         complete=complete,
         n_tensors=n,
         bytes_complete=bytes_complete,
+        counts_complete=counts_complete,
     )
 
 

@@ -72,7 +72,7 @@ def _times_totals(t: Totals, n: int) -> Totals:
     # completeness flag describe one member and stay as they are.
     if n == 1:
         return t
-    keep = {"by_dtype", "complete", "bytes_complete"}
+    keep = {"by_dtype", "complete", "bytes_complete", "counts_complete"}
     return replace(t, **{f.name: getattr(t, f.name) * n for f in fields(t) if f.name not in keep})
 
 

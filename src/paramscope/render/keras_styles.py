@@ -54,7 +54,7 @@ def render_keras2(view: ReportView) -> str:
         layer = r.layer
         name = "  " * r.depth + f"{layer.name} ({layer.type})"
         t = layer.totals
-        params = str(t.params) if t.complete else f"{t.params}+?"
+        params = str(t.params) if t.counts_complete else f"{t.params}+?"
         out_shape = fmt.shapes(layer.output_shapes) if layer.output_shapes is not None else "?"
         fields = [name, out_shape, params]
         if functional:
@@ -72,7 +72,7 @@ def render_keras2(view: ReportView) -> str:
         out.append(f"Params of unknown role: {fmt.count(tot.unknown_role)}")
     if tot.buffers:
         out.append(f"Buffers (not parameters): {fmt.count(tot.buffers)}")
-    if not tot.complete:
+    if not tot.counts_complete:
         out.append("INCOMPLETE: some layers have unknown counts; totals are lower bounds")
     out.append("_" * line_length)
     return "\n".join(out) + "\n"
@@ -99,7 +99,7 @@ def keras3_table(view: ReportView) -> Table:
         cells = [
             f"{layer.name} ({layer.type})",
             fmt.shapes(layer.output_shapes) if layer.output_shapes is not None else "?",
-            fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?",
+            fmt.count(t.params) if t.counts_complete else f"{fmt.count(t.params)}+?",
         ]
         if connected:
             cells.append(", ".join(layer.inbound) or "-")

@@ -97,12 +97,12 @@ def totals_lines(view: ReportView) -> list[str]:
             f"{group.name.capitalize()} state (not part of the model's counts): "
             f"{fmt.count(group.count)} ({fmt.n_bytes(group.n_bytes)}) in {len(group.tensors)} tensors"
         )
-    if not tot.complete and view.incomplete:
+    if not tot.counts_complete:
         shown = ", ".join(view.incomplete[:5]) + (" ..." if len(view.incomplete) > 5 else "")
         lines.append(
             f"INCOMPLETE: counts unknown for {len(view.incomplete)} layer(s) ({shown}); totals are lower bounds"
         )
-    elif not tot.complete:
+    elif not tot.bytes_complete:
         lines.append("INCOMPLETE: the size of some dtype is unknown; byte totals are lower bounds")
     lines.extend(view.notes)
     lines.extend(_facts(view))
@@ -153,11 +153,11 @@ def _cell(key: str, r: Row) -> str:
     if key == "shape":
         return fmt.shapes(r.layer.output_shapes) if r.layer.output_shapes is not None else ""
     if key == "params":
-        return fmt.count(t.params) if t.complete else f"{fmt.count(t.params)}+?"
+        return fmt.count(t.params) if t.counts_complete else f"{fmt.count(t.params)}+?"
     if key in ("trainable", "non_trainable", "buffers"):
         return fmt.count(getattr(t, key))
     if key == "bytes":
-        return fmt.n_bytes(t.n_bytes) if t.complete else f"{fmt.n_bytes(t.n_bytes)}+?"
+        return fmt.n_bytes(t.n_bytes) if t.bytes_complete else f"{fmt.n_bytes(t.n_bytes)}+?"
     if key == "dtype":
         return ", ".join(d.dtype for d in t.by_dtype)
     if key in ("flops", "macs"):
