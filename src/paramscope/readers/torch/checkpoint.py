@@ -34,6 +34,7 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.parsers.pickle import scan_pickle
+from paramscope.parsers.zip import open_zip
 from paramscope.readers.torch.checkpoint_anatomy import checkpoint_anatomy
 from paramscope.readers.torch.folder import claims_folder, is_index, read_folder
 from paramscope.readers.torch.module_records import script_declarations
@@ -168,12 +169,13 @@ def _read_capped(path: Path) -> bytes:
 def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[str, Any]) -> tuple[Any, dict[str, StorageRef]]:
     where = str(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path, where=where) as zf:
             infos = {i.filename: i for i in zf.infolist()}
             entry = _pickle_entry(list(infos))
             if entry is None:
                 raise CorruptFileError("the zip holds no data.pkl: not a PyTorch checkpoint", where=where)
             prefix = entry[: -len("data.pkl")]
+            _check_prefix(zf.infolist(), prefix, where)
             data = _read_entry(zf, infos[entry], where, MAX_PICKLE_BYTES)
             order = infos.get(prefix + "byteorder")
             if order is not None:
@@ -217,6 +219,19 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[st
                 where=where,
             )
     return value, rules.storages
+
+
+def _check_prefix(infos: list[zipfile.ZipInfo], prefix: str, where: str) -> None:
+    """torch looks every record up under the folder of the archive's *first* member
+    (``PyTorchStreamReader``): a data.pkl in another folder is not the one torch would load."""
+    first = infos[0].filename if infos else ""
+    top = first.split("/", 1)[0] + "/" if "/" in first else ""
+    if top != prefix:
+        raise UnsafeFileError(
+            f"ambiguous checkpoint: its first member {first[:80]!r} puts torch in folder {top!r}, but the data "
+            f"pickle is {prefix + 'data.pkl'!r}; torch would not load the pickle paramscope reads",
+            where=where,
+        )
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, cap: int) -> bytes:
