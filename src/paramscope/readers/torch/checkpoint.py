@@ -74,11 +74,12 @@ def can_read(source: Any) -> bool:
     if path is None:
         return False
     head = sniff.head(path, _HEAD_BYTES)
-    if head.startswith(_ZIP_MAGIC):
+    if _is_zip(path, head):
+        # Claimed even when ambiguous (two data.pkl, data before the archive), so that read refuses it.
         try:
             with zipfile.ZipFile(path) as zf:
-                return _pickle_entry(zf.namelist()) is not None
-        except (zipfile.BadZipFile, OSError, ValueError, CorruptFileError):
+                return any(_is_pickle_name(n) for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
             return False
     if head.startswith(_LEGACY_HEAD):
         return True
@@ -86,8 +87,17 @@ def can_read(source: Any) -> bool:
     return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5 and path.suffix.lower() in _SUFFIXES
 
 
+def _is_zip(path: Path, head: bytes) -> bool:
+    """A zip, or a checkpoint-named file with a zip at its end (data before it is refused later)."""
+    return head.startswith(_ZIP_MAGIC) or (path.suffix.lower() in _SUFFIXES and zipfile.is_zipfile(path))
+
+
+def _is_pickle_name(name: str) -> bool:
+    return name == "data.pkl" or (name.endswith("/data.pkl") and name.count("/") == 1)
+
+
 def _pickle_entry(names: list[str]) -> str | None:
-    found = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
+    found = [n for n in names if _is_pickle_name(n)]
     if len(found) > 1:
         raise CorruptFileError(f"the archive holds {len(found)} data.pkl entries; a checkpoint has one")
     return found[0] if found else None
@@ -137,7 +147,7 @@ def _load(path: Path, notes: list[str] | None = None, decls: dict[str, Any] | No
     where = str(path)
     head = sniff.head(path, _HEAD_BYTES)
     meta: dict[str, str] = {}
-    if head.startswith(_ZIP_MAGIC):
+    if _is_zip(path, head):
         value, storages = _read_zip(path, meta, notes, decls)
     elif head.startswith(_LEGACY_HEAD):
         value, storages = _read_legacy(path, meta)
