@@ -8,10 +8,15 @@ that returns an inert marker or refuses; ``REDUCE``, ``NEWOBJ`` and ``BUILD`` on
 passed to ``reduce``, ``newobj`` and ``build``, which rebuild *metadata* (never call anything);
 ``INST``, ``OBJ`` and the extension registry are refused outright.
 
-Every length is checked against the bytes left before anything is allocated, and the stack,
-the memo and the number of marks are bounded, so a hostile pickle fails with
-:class:`~paramscope.core.errors.CorruptFileError` or
-:class:`~paramscope.core.errors.UnsafeFileError` and nothing from it runs.
+Every length is checked against the bytes left before anything is allocated, and the work is
+bounded as it happens (:class:`PickleLimits`): opcodes run, containers and records built, the
+stack and the memo, how deep tuples and frozensets nest (hashing a 300,000-deep tuple recurses
+in C until the process dies), and how many values hashing dict keys and set members reaches.
+That last count follows shared references every time they are reached, as ``hash`` does, so a
+few KB of memo references forming a DAG of 2**40 leaves is refused instead of hashed. Every
+limit is a one-line :class:`~paramscope.core.errors.UnsafeFileError` naming it and its value;
+malformed input is a :class:`~paramscope.core.errors.CorruptFileError`; nothing from the
+pickle runs.
 
 Opcode meanings follow the reference in the CPython source, ``Lib/pickletools.py``.
 """
@@ -43,17 +48,31 @@ class Global:
 
 @dataclass(frozen=True, slots=True)
 class PickleLimits:
-    """Bounds on what one pickle may build.
+    """Bounds on what one pickle may build; each is far above what a real checkpoint needs.
+
+    A state dict's pickle takes about 32 opcodes and 5 containers per tensor (its data lives in
+    other members); a training checkpoint with Adam state about 125 opcodes per parameter tensor.
 
     Attributes:
         max_items: most values on the stack, the mark stack and the memo together.
         max_long_bytes: longest binary integer (``LONG1``/``LONG4``) accepted.
         max_text_digits: longest decimal number written as text accepted.
+        max_opcodes: most opcodes run (2,000,000: a 60,000-tensor state dict, or Adam state for
+            16,000 parameter tensors; a few seconds of interpretation).
+        max_objects: most containers and records built (1,000,000; about 220 MB if all were
+            empty sets, the largest empty container).
+        max_depth: deepest nesting of tuples and frozensets (torch writes 3 levels).
+        max_hash_values: most values reached while hashing dict keys and set members, shared
+            references counted each time (a real checkpoint's keys are strings and small ints).
     """
 
     max_items: int = 20_000_000
     max_long_bytes: int = 1024
     max_text_digits: int = 1000
+    max_opcodes: int = 2_000_000
+    max_objects: int = 1_000_000
+    max_depth: int = 100
+    max_hash_values: int = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +84,12 @@ class Scan:
 
 
 _MARK = object()
+#: Containers counted against ``max_objects`` when an opcode builds one.
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, bytearray})
+_WHAT_TO_DO = (
+    "a real checkpoint's pickle stays far below it (tensors are stored outside the pickle); if this "
+    "file is genuine, load it only if you trust its author and re-save its state dict with torch.save"
+)
 
 #: Called for GLOBAL/STACK_GLOBAL (module, name, offset); returns an inert marker or raises.
 Resolve = Callable[[str, str, int], Any]
@@ -101,6 +126,7 @@ class _Machine:
         newobj: NewObj = _refuse_newobj,
     ) -> None:
         self.buf = memoryview(data)
+        self.raw = data if isinstance(data, bytes) else bytes(data)  # for bytes.find in line()
         self.pos = start
         self.where = where
         self.resolve = resolve
@@ -113,12 +139,25 @@ class _Machine:
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
         self.op_at = start
+        self.opcodes = 0
+        self.objects = 0
+        self.hashed = 0
+        #: id -> (tuple or frozenset, nesting depth, values reached by hashing it), for those that
+        #: hold another; the entry keeps the object alive, so an id is never reused while listed.
+        self.shapes: dict[int, tuple[Any, int, int]] = {}
 
     # -- errors and raw reads -------------------------------------------------------------
 
     def corrupt(self, what: str) -> CorruptFileError:
         return CorruptFileError(
             f"{what} at byte {self.op_at}; the pickle is damaged or not a checkpoint",
+            where=self.where,
+        )
+
+    def over(self, what: str, limit: int, unit: str) -> UnsafeFileError:
+        return UnsafeFileError(
+            f"the pickle {what} at byte {self.op_at}, over paramscope's limit of {limit:,} {unit} per pickle; "
+            f"refused, nothing ran ({_WHAT_TO_DO})",
             where=self.where,
         )
 
@@ -132,11 +171,11 @@ class _Machine:
         return out
 
     def line(self) -> bytes:
-        end = bytes(self.buf[self.pos : self.pos + 4096]).find(b"\n")
+        end = self.raw.find(b"\n", self.pos, self.pos + 4096)
         if end < 0:
             raise self.corrupt("a text argument has no end of line within 4096 bytes")
-        out = bytes(self.buf[self.pos : self.pos + end])
-        self.pos += end + 1
+        out = self.raw[self.pos : end]
+        self.pos = end + 1
         return out
 
     def u(self, fmt: str) -> int:
@@ -144,9 +183,55 @@ class _Machine:
         return int(struct.unpack(fmt, self.take(size))[0])
 
     def push(self, value: Any) -> None:
+        """Push a value an opcode built (counted against ``max_objects`` if it is a container)."""
+        if type(value) in _CONTAINERS:
+            self.count_object()
+        self.push_ref(value)
+
+    def push_ref(self, value: Any) -> None:
+        """Push a value that already exists (memo reads, DUP)."""
         if len(self.stack) + len(self.memo) + len(self.marks) >= self.limits.max_items:
             raise self.corrupt(f"more than {self.limits.max_items} values on the stack and memo")
         self.stack.append(value)
+
+    def count_object(self) -> None:
+        self.objects += 1
+        if self.objects > self.limits.max_objects:
+            raise self.over(f"builds more than {self.limits.max_objects:,} containers and records",
+                            self.limits.max_objects, "objects")  # fmt: skip
+
+    def nested(self, container: tuple[Any, ...] | frozenset[Any]) -> Any:
+        """Record how deep ``container`` nests and how many values hashing it reaches; refuse
+        nesting past ``max_depth`` (hashing recurses in C, past Python's recursion guard)."""
+        depth, reach = 1, 1
+        for item in container:
+            if type(item) is tuple or type(item) is frozenset:
+                known = self.shapes.get(id(item))
+                d, r = (known[1], known[2]) if known is not None else (1, 1 + len(item))
+                depth = max(depth, d + 1)
+                reach += r
+            else:
+                reach += 1
+        if depth > self.limits.max_depth:
+            raise self.over(f"nests tuples or sets {depth} deep", self.limits.max_depth, "levels")
+        if depth > 1:
+            # Saturated: what matters is only whether it exceeds the hashing budget.
+            self.shapes[id(container)] = (container, depth, min(reach, self.limits.max_hash_values + 1))
+        return container
+
+    def hashing(self, key: Any) -> None:
+        """Account for hashing ``key`` (a dict key or set member) before Python does it."""
+        if type(key) is tuple or type(key) is frozenset:
+            known = self.shapes.get(id(key))
+            self.hashed += known[2] if known is not None else 1 + len(key)
+        else:
+            self.hashed += 1
+        if self.hashed > self.limits.max_hash_values:
+            raise self.over(
+                f"hashes more than {self.limits.max_hash_values:,} values for its dict keys and set members "
+                "(shared references reached again and again: a billion-laughs pickle)",
+                self.limits.max_hash_values, "values",
+            )  # fmt: skip
 
     def pop(self) -> Any:
         if not self.stack or (self.marks and len(self.stack) <= self.marks[-1]):
@@ -200,15 +285,20 @@ class _Machine:
     def memo_get(self, index: int) -> None:
         if index not in self.memo:
             raise self.corrupt(f"memo entry {index} is read before it is written")
-        self.push(self.memo[index])
+        self.push_ref(self.memo[index])
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> Scan:
+        end = len(self.buf)
+        max_opcodes = self.limits.max_opcodes
         while True:
             self.op_at = self.pos
-            if self.pos >= len(self.buf):
+            if self.pos >= end:
                 raise self.corrupt("the pickle ends without STOP")
+            self.opcodes += 1
+            if self.opcodes > max_opcodes:
+                raise self.over(f"runs more than {max_opcodes:,} opcodes", max_opcodes, "opcodes")
             op = self.buf[self.pos]
             self.pos += 1
             handler = _OPS.get(op)
@@ -229,6 +319,7 @@ def _setitems(m: _Machine, target: Any, items: list[Any]) -> None:
         raise m.corrupt("SETITEMS with an odd number of values")
     for i in range(0, len(items), 2):
         key = items[i]
+        m.hashing(key)
         try:
             target[key] = items[i + 1]
         except TypeError:
@@ -263,10 +354,13 @@ def _op_append(m: _Machine) -> None:
 
 
 def _frozen(m: _Machine, items: list[Any]) -> frozenset[Any]:
+    for item in items:
+        m.hashing(item)
     try:
-        return frozenset(items)
+        out = frozenset(items)
     except TypeError:
         raise m.corrupt("a set member cannot be hashed") from None
+    return m.nested(out)
 
 
 def _op_additems(m: _Machine) -> None:
@@ -296,13 +390,14 @@ def _op_reduce(m: _Machine) -> None:
     func = m.pop()
     if not isinstance(args, tuple):
         raise m.corrupt("REDUCE with arguments that are not a tuple")
-    m.push(m.reduce(func, args, m.op_at))
+    m.count_object()
+    m.push_ref(m.reduce(func, args, m.op_at))
 
 
 def _op_build(m: _Machine) -> None:
     state = m.pop()
     obj = m.pop()
-    m.push(m.build(obj, state, m.op_at))
+    m.push_ref(m.build(obj, state, m.op_at))
 
 
 def _op_newobj(m: _Machine) -> None:
@@ -310,7 +405,7 @@ def _op_newobj(m: _Machine) -> None:
     cls = m.pop()
     if not isinstance(args, tuple):
         raise m.corrupt("NEWOBJ with arguments that are not a tuple")
-    m.push(_call_newobj(m, cls, args))
+    m.push_ref(_call_newobj(m, cls, args))
 
 
 def _op_newobj_ex(m: _Machine) -> None:
@@ -319,10 +414,11 @@ def _op_newobj_ex(m: _Machine) -> None:
     cls = m.pop()
     if not isinstance(args, tuple) or kwargs != {}:
         _refuse("NEWOBJ_EX (cls.__new__ with keyword arguments)")(m)
-    m.push(_call_newobj(m, cls, args))
+    m.push_ref(_call_newobj(m, cls, args))
 
 
 def _call_newobj(m: _Machine, cls: Any, args: tuple[Any, ...]) -> Any:
+    m.count_object()
     try:
         return m.newobj(cls, args, m.op_at)
     except UnsafeFileError as e:
@@ -353,8 +449,9 @@ def _op_inst(m: _Machine) -> None:
 
 
 def _persid(m: _Machine, pid: Any) -> None:
+    m.count_object()
     try:
-        m.push(m.persistent(pid, m.op_at))
+        m.push_ref(m.persistent(pid, m.op_at))
     except CorruptFileError as e:
         if e.where:
             raise
@@ -364,7 +461,7 @@ def _persid(m: _Machine, pid: Any) -> None:
 def _tuple(n: int) -> Callable[[_Machine], None]:
     def op(m: _Machine) -> None:
         items = [m.pop() for _ in range(n)]
-        m.push(tuple(reversed(items)))
+        m.push(m.nested(tuple(reversed(items))))
 
     return op
 
@@ -397,7 +494,7 @@ def _pop(m: _Machine) -> None:
 
 
 def _dup(m: _Machine) -> None:
-    m.push(m.top())
+    m.push_ref(m.top())
 
 
 _Handler = Callable[[_Machine], Any]
@@ -442,7 +539,7 @@ _OPS: dict[int, _Handler] = {
     ord("a"): _op_append,
     ord("e"): _op_appends,
     ord(")"): lambda m: m.push(()),
-    ord("t"): lambda m: m.push(tuple(m.pop_mark())),
+    ord("t"): lambda m: m.push(m.nested(tuple(m.pop_mark()))),
     0x85: _tuple(1),
     0x86: _tuple(2),
     0x87: _tuple(3),
