@@ -42,7 +42,8 @@ from paramscope.readers.torch.tensor_pickle import StorageRef, TorchPickleRules,
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
 
-#: The most a data.pkl may inflate to; a real state dict's pickle is a few MiB.
+#: The most a data.pkl may inflate to (checked while inflating): a state dict's pickle takes about
+#: 100 bytes per tensor (its data is in other entries), so 64 MiB is far past any real one.
 MAX_PICKLE_BYTES = 64 * 2**20
 #: The most one TorchScript code file may inflate to (only its declarations are read).
 MAX_CODE_BYTES = 4 * 2**20
@@ -166,8 +167,9 @@ def _load(path: Path, notes: list[str] | None = None, decls: dict[str, Any] | No
 def _read_capped(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_PICKLE_BYTES:
-        raise CorruptFileError(
-            f"a {size}-byte pickle is larger than the {MAX_PICKLE_BYTES >> 20} MiB paramscope reads",
+        raise UnsafeFileError(
+            f"a {size:,}-byte pickle is larger than the {MAX_PICKLE_BYTES >> 20} MiB paramscope reads (its limit "
+            "for one pickle; a state dict's pickle is a few MiB, tensors are stored apart): refused, nothing ran",
             where=str(path),
         )
     return path.read_bytes()
@@ -258,8 +260,9 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, cap: int
             total += len(chunk)
             if total > cap:
                 raise UnsafeFileError(
-                    f"entry {info.filename} inflates past {cap} bytes (a zip bomb or not a checkpoint); "
-                    "paramscope stops reading",
+                    f"entry {info.filename} inflates past {cap:,} bytes, paramscope's limit for it (checked "
+                    "while inflating; a zip bomb or not a checkpoint: a real state dict's pickle is a few MiB "
+                    "because tensors are stored in other entries); refused, nothing ran",
                     where=where,
                 )
     return b"".join(chunks)
