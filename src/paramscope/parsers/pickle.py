@@ -255,10 +255,6 @@ class _Machine:
         s = raw.strip().rstrip(b"L")
         if len(s) > self.limits.max_text_digits:
             raise self.corrupt(f"a number written with more than {self.limits.max_text_digits} digits")
-        if s == b"00":
-            return 0  # protocol 0 spells False as INT "00"
-        if s == b"01":
-            return 1
         try:
             return int(s)
         except ValueError:
@@ -510,7 +506,7 @@ _OPS: dict[int, _Handler] = {
     ord("N"): lambda m: m.push(None),
     0x88: lambda m: m.push(True),
     0x89: lambda m: m.push(False),
-    ord("I"): lambda m: m.push(m.text_int(m.line())),
+    ord("I"): lambda m: m.push(_text_int_or_bool(m)),
     ord("J"): lambda m: m.push(m.u("<i")),
     ord("K"): lambda m: m.push(m.u("<B")),
     ord("M"): lambda m: m.push(m.u("<H")),
@@ -569,6 +565,16 @@ _OPS: dict[int, _Handler] = {
     0x97: _refuse("NEXT_BUFFER (out-of-band buffers)"),
     0x98: _refuse("READONLY_BUFFER (out-of-band buffers)"),
 }
+
+
+def _text_int_or_bool(m: _Machine) -> int:
+    raw = m.line()
+    # Protocol 0 spells False and True as INT "00" and "01" (pickletools: "I00\n" is False).
+    if raw == b"00":
+        return False
+    if raw == b"01":
+        return True
+    return m.text_int(raw)
 
 
 def _text_float(m: _Machine) -> float:
