@@ -172,6 +172,17 @@ def test_dag_of_tensors_lists_each_tensor_once(tmp_path: Path) -> None:
     assert code == 0 and peak < GIB, err
 
 
+def test_many_entries_sharing_one_large_value_are_walked_once(tmp_path: Path) -> None:
+    # 100,000 top-level entries all pointing at one list of 100,000 lists: walking each entry's
+    # value afresh would take 10**10 steps; each container is walked once.
+    big = b"](" + b"]" * 100_000 + b"e\x940"
+    entries = b"".join(text(f"k{i}") + get(0) for i in range(100_000))
+    path = tmp_path / "wide.pt"
+    path.write_bytes(zipped(PROTO + big + b"}(" + entries + b"u."))
+    code, err, peak = cli(path)
+    assert code == 0 and peak < GIB, err
+
+
 def _module(cls: bytes, state: bytes) -> bytes:
     return cls + b")\x81}(" + state + b"ub"
 

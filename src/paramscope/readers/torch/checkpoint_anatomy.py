@@ -52,12 +52,33 @@ def _walk(value: Any, prefix: str, depth: int, where: str, seen: set[int] | None
         yield prefix, value
 
 
-def _has_tensor(value: Any, where: str) -> bool:
-    return any(isinstance(v, TensorRef) for _, v in _walk(value, "", 0, where))
+class _TensorFinder:
+    """Whether a value holds a tensor, each container answered once: asking about every
+    top-level entry costs one pass over the pickle's objects, however they share references."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.known: dict[int, bool] = {}
+
+    def __call__(self, value: Any, depth: int = 0) -> bool:
+        if isinstance(value, TensorRef):
+            return True
+        if not isinstance(value, (dict, list, tuple)):
+            return False
+        if id(value) in self.known:
+            return self.known[id(value)]
+        if depth > _MAX_DEPTH:
+            raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels", where=self.where)
+        self.known[id(value)] = False  # a container that holds itself adds nothing of its own
+        items = value.values() if isinstance(value, dict) else value
+        found = any(self(v, depth + 1) for v in items)
+        self.known[id(value)] = found
+        return found
 
 
 def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
     """(the model's tensors, under what key, every other top-level entry)."""
+    _has_tensor = _TensorFinder(where)
     if not isinstance(value, dict):
         return value, "", {}
     for key in _MODEL_KEYS:
@@ -67,9 +88,9 @@ def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
         return value, "", {}
     for key in _MODEL_KEYS:
         inner = value.get(key)
-        if isinstance(inner, dict) and _has_tensor(inner, where):
+        if isinstance(inner, dict) and _has_tensor(inner):
             return inner, key, {k: v for k, v in value.items() if k != key}
-    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v, where)}
+    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v)}
     rest = {k: v for k, v in value.items() if k not in model}
     return model, "", rest
 
@@ -199,18 +220,22 @@ def _storage_meta(storages: dict[str, StorageRef], meta: dict[str, str]) -> None
         meta["devices"] = ", ".join(devices)
 
 
-def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
+def _extras(rest: dict[Any, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
     extras: list[TensorGroup] = []
+    # One visited set per pass, shared by every entry: a container two entries share is walked once.
+    seen_tensors: set[int] = set()
+    seen_values: set[int] = set()
     for key, entry in rest.items():
+        label = key if isinstance(key, (str, int)) else brief(key)
         tensors = [
             _ref_tensor(name, leaf, _why_extra(key, name))
-            for name, leaf in _walk(entry, "", 0, where)
+            for name, leaf in _walk(entry, "", 0, where, seen_tensors)
             if isinstance(leaf, TensorRef)
         ]
         if tensors:
-            group = "optimizer" if _is_optimizer(key) else str(key)
-            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {key!r} entry"))
-        for name, leaf in _walk(entry, str(key), 0, where):
+            group = "optimizer" if _is_optimizer(key) else str(label)
+            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {label!r} entry"))
+        for name, leaf in _walk(entry, str(label), 0, where, seen_values):
             if _plain(leaf) and len(meta) < _MAX_METADATA:
                 meta[name] = _short(leaf)
     return extras
@@ -218,7 +243,8 @@ def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[Tens
 
 def _why_extra(key: Any, name: str) -> str:
     if not _is_optimizer(key):
-        return f"stored in the checkpoint's {key!r} entry, not part of the model"
+        label = key if isinstance(key, (str, int)) else brief(key)
+        return f"stored in the checkpoint's {label!r} entry, not part of the model"
     last = name.rsplit(".", 1)[-1]
     what = {
         "exp_avg": "Adam's running mean of gradients (first moment)",
