@@ -236,6 +236,30 @@ def test_hashing_budget_stops_wide_shared_set_members(tmp_path: Path) -> None:
         read(path)
 
 
+def _long(value: int) -> bytes:
+    """LONG1."""
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def test_keys_sharing_one_hash_refused(tmp_path: Path) -> None:
+    # Integers k * (2**61 - 1) all hash to 0 in CPython: a dict of n of them costs n**2 compares.
+    prime = 2**61 - 1
+    keys = [k * prime for k in range(1, 300_000)]
+    assert {hash(k) for k in keys} == {0}  # the oracle: Python's own hash
+    path = tmp_path / "collide.pt"
+    path.write_bytes(zipped(PROTO + b"}(" + b"".join(_long(k) + b"N" for k in keys) + b"u."))
+    assert_refused(path, "more than 64 different dict keys or set members sharing one hash value", "limit of 64 collisions")
+
+
+def test_equal_keys_in_many_dicts_are_not_collisions() -> None:
+    # -1 and -2 hash alike in CPython; 1, 1.0 and True are one key. Repeated in many dicts, fine.
+    one = b"}(" + _long(-1) + b"N" + _long(-2) + b"N" + b"K\x01N" + b"G" + struct.pack(">d", 1.0) + b"Nu"
+    blob = PROTO + b"(" + one * 500 + b"l."
+    value = scan_pickle(blob, **rules_kw()).value  # type: ignore[arg-type]
+    assert len(value) == 500 and value[0] == {-1: None, -2: None, 1: None}
+
+
 # -- (c) opcodes, objects, inflated bytes -----------------------------------------------------------
 
 
@@ -296,13 +320,15 @@ def test_every_limit_message_is_one_line_naming_the_limit() -> None:
         "objects": (PROTO + b"]" * 20 + b"0" * 19 + b".", PickleLimits(max_objects=10)),
         "levels": (PROTO + b")" + b"\x85" * 20 + b".", PickleLimits(max_depth=10)),
         "values": (PROTO + b"(" + dag(8, b")", TUPLE_PAIR) + b"\x91.", PickleLimits(max_hash_values=100)),
+        "collisions": (PROTO + b"(" + b"".join(_long(k * (2**61 - 1)) for k in range(1, 6)) + b"\x91.",
+                       PickleLimits(max_hash_collisions=2)),
     }
     for unit, (blob, limits) in cases.items():
         with pytest.raises(UnsafeFileError) as info:
             scan_pickle(blob, where="f.pt: archive/data.pkl", limits=limits, **rules_kw())  # type: ignore[arg-type]
         message = str(info.value)
         assert "\n" not in message and message.startswith("f.pt: archive/data.pkl: the pickle ")
-        assert f"limit of {getattr(limits, 'max_' + {'levels': 'depth', 'values': 'hash_values'}.get(unit, unit)):,} {unit}" in message
+        assert f"limit of {getattr(limits, 'max_' + {'levels': 'depth', 'values': 'hash_values', 'collisions': 'hash_collisions'}.get(unit, unit)):,} {unit}" in message
         assert "nothing ran" in message
 
 

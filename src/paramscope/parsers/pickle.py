@@ -64,6 +64,10 @@ class PickleLimits:
         max_depth: deepest nesting of tuples and frozensets (torch writes 3 levels).
         max_hash_values: most values reached while hashing dict keys and set members, shared
             references counted each time (a real checkpoint's keys are strings and small ints).
+        max_hash_collisions: most distinct keys or members (strings and bytes aside, whose hashes
+            are randomised) that may share one hash value. Integers that differ by a multiple of
+            2**61 - 1 hash alike, and a dict of n such keys costs n**2 comparisons: 20,000 of
+            them take seconds, 600,000 (what the opcode limit allows) hours.
     """
 
     max_items: int = 20_000_000
@@ -73,6 +77,7 @@ class PickleLimits:
     max_objects: int = 1_000_000
     max_depth: int = 100
     max_hash_values: int = 10_000_000
+    max_hash_collisions: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +92,13 @@ _MARK = object()
 #: Containers counted against ``max_objects`` when an opcode builds one.
 _CONTAINERS = frozenset({dict, list, tuple, set, frozenset, bytearray})
 _WHAT_TO_DO = (
-    "a real checkpoint's pickle stays far below it (tensors are stored outside the pickle); if this "
+    "a real checkpoint's pickle stays far below it, its tensors being stored outside the pickle; if this "
     "file is genuine, load it only if you trust its author and re-save its state dict with torch.save"
 )
+
+
+class _Colliding(list[Any]):
+    """The different keys that share one hash value (a key itself is never one of these)."""
 
 #: Called for GLOBAL/STACK_GLOBAL (module, name, offset); returns an inert marker or raises.
 Resolve = Callable[[str, str, int], Any]
@@ -142,6 +151,8 @@ class _Machine:
         self.opcodes = 0
         self.objects = 0
         self.hashed = 0
+        #: hash value -> the key seen with it, or the different keys (strings and bytes aside).
+        self.by_hash: dict[int, Any] = {}
         #: id -> (tuple or frozenset, nesting depth, values reached by hashing it), for those that
         #: hold another; the entry keeps the object alive, so an id is never reused while listed.
         self.shapes: dict[int, tuple[Any, int, int]] = {}
@@ -231,6 +242,30 @@ class _Machine:
                 f"hashes more than {self.limits.max_hash_values:,} values for its dict keys and set members "
                 "(shared references reached again and again: a billion-laughs pickle)",
                 self.limits.max_hash_values, "values",
+            )  # fmt: skip
+        if type(key) is not str and type(key) is not bytes:
+            self.collisions(key)
+
+    def collisions(self, key: Any) -> None:
+        """Refuse keys crafted to share one hash value (each insert would compare with them all)."""
+        try:
+            h = hash(key)  # bounded: ``hashing`` has counted what it reaches
+        except TypeError:
+            return  # the insertion itself reports an unhashable key
+        known = self.by_hash.get(h, _MARK)
+        if known is _MARK:
+            self.by_hash[h] = key
+            return
+        distinct = known if type(known) is _Colliding else _Colliding([known])
+        if any(k is key or k == key for k in distinct):
+            return
+        distinct.append(key)
+        self.by_hash[h] = distinct
+        if len(distinct) > self.limits.max_hash_collisions + 1:
+            raise self.over(
+                f"has more than {self.limits.max_hash_collisions:,} different dict keys or set members sharing one "
+                "hash value with another (a hash-collision attack: each would be compared with all the others)",
+                self.limits.max_hash_collisions, "collisions",
             )  # fmt: skip
 
     def pop(self) -> Any:
