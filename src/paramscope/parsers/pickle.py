@@ -9,15 +9,14 @@ passed to ``reduce``, ``newobj`` and ``build``, which rebuild *metadata* (never 
 ``INST``, ``OBJ`` and the extension registry are refused outright.
 
 Every length is checked against the bytes left before anything is allocated, and the work is
-bounded as it happens (:class:`PickleLimits`): opcodes run, containers and records built, the
-stack and the memo, how deep tuples and frozensets nest (hashing a 300,000-deep tuple recurses
-in C until the process dies), and how many values hashing dict keys and set members reaches.
-That last count follows shared references every time they are reached, as ``hash`` does, so a
-few KB of memo references forming a DAG of 2**40 leaves is refused instead of hashed. Every
-limit is a one-line :class:`~paramscope.core.errors.UnsafeFileError` naming it and its value;
-malformed input is a :class:`~paramscope.core.errors.CorruptFileError`; nothing from the
-pickle runs.
+bounded as it happens by a :class:`~paramscope.parsers.pickle_budget.Budget`: opcodes run,
+containers and records built, how deep tuples and frozensets nest, and how much hashing dict
+keys and set members costs (shared references counted as ``hash`` reaches them, and keys
+crafted to share one hash value). Every limit is a one-line
+:class:`~paramscope.core.errors.UnsafeFileError` naming it and its value; malformed input is a
+:class:`~paramscope.core.errors.CorruptFileError`; nothing from the pickle runs.
 
+The file is long because it holds one small handler per opcode (about 70) beside the machine.
 Opcode meanings follow the reference in the CPython source, ``Lib/pickletools.py``.
 """
 
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.parsers.pickle_budget import CONTAINERS, Budget, LimitExceeded, PickleLimits
 
 __all__ = ["Global", "PickleLimits", "scan_pickle", "Scan"]
 
@@ -47,40 +47,6 @@ class Global:
 
 
 @dataclass(frozen=True, slots=True)
-class PickleLimits:
-    """Bounds on what one pickle may build; each is far above what a real checkpoint needs.
-
-    A state dict's pickle takes about 32 opcodes and 5 containers per tensor (its data lives in
-    other members); a training checkpoint with Adam state about 125 opcodes per parameter tensor.
-
-    Attributes:
-        max_items: most values on the stack, the mark stack and the memo together.
-        max_long_bytes: longest binary integer (``LONG1``/``LONG4``) accepted.
-        max_text_digits: longest decimal number written as text accepted.
-        max_opcodes: most opcodes run (2,000,000: a 60,000-tensor state dict, or Adam state for
-            16,000 parameter tensors; a few seconds of interpretation).
-        max_objects: most containers and records built (1,000,000; about 220 MB if all were
-            empty sets, the largest empty container).
-        max_depth: deepest nesting of tuples and frozensets (torch writes 3 levels).
-        max_hash_values: most values reached while hashing dict keys and set members, shared
-            references counted each time (a real checkpoint's keys are strings and small ints).
-        max_hash_collisions: most distinct keys or members (strings and bytes aside, whose hashes
-            are randomised) that may share one hash value. Integers that differ by a multiple of
-            2**61 - 1 hash alike, and a dict of n such keys costs n**2 comparisons: 20,000 of
-            them take seconds, 600,000 (what the opcode limit allows) hours.
-    """
-
-    max_items: int = 20_000_000
-    max_long_bytes: int = 1024
-    max_text_digits: int = 1000
-    max_opcodes: int = 2_000_000
-    max_objects: int = 1_000_000
-    max_depth: int = 100
-    max_hash_values: int = 10_000_000
-    max_hash_collisions: int = 64
-
-
-@dataclass(frozen=True, slots=True)
 class Scan:
     """The value a pickle builds and the byte offset just after its ``STOP``."""
 
@@ -89,17 +55,6 @@ class Scan:
 
 
 _MARK = object()
-#: Containers counted against ``max_objects`` when an opcode builds one.
-_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, bytearray})
-_WHAT_TO_DO = (
-    "a real checkpoint's pickle stays far below it, its tensors being stored outside the pickle; if this "
-    "file is genuine, load it only if you trust its author and re-save its state dict with torch.save"
-)
-
-
-class _Colliding(list[Any]):
-    """The different keys that share one hash value (a key itself is never one of these)."""
-
 #: Called for GLOBAL/STACK_GLOBAL (module, name, offset); returns an inert marker or raises.
 Resolve = Callable[[str, str, int], Any]
 #: Called for REDUCE (callable marker, args tuple, offset); returns the rebuilt value or raises.
@@ -148,27 +103,13 @@ class _Machine:
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
         self.op_at = start
-        self.opcodes = 0
-        self.objects = 0
-        self.hashed = 0
-        #: hash value -> the key seen with it, or the different keys (strings and bytes aside).
-        self.by_hash: dict[int, Any] = {}
-        #: id -> (tuple or frozenset, nesting depth, values reached by hashing it), for those that
-        #: hold another; the entry keeps the object alive, so an id is never reused while listed.
-        self.shapes: dict[int, tuple[Any, int, int]] = {}
+        self.budget = Budget(limits)
 
     # -- errors and raw reads -------------------------------------------------------------
 
     def corrupt(self, what: str) -> CorruptFileError:
         return CorruptFileError(
             f"{what} at byte {self.op_at}; the pickle is damaged or not a checkpoint",
-            where=self.where,
-        )
-
-    def over(self, what: str, limit: int, unit: str) -> UnsafeFileError:
-        return UnsafeFileError(
-            f"the pickle {what} at byte {self.op_at}, over paramscope's limit of {limit:,} {unit} per pickle; "
-            f"refused, nothing ran ({_WHAT_TO_DO})",
             where=self.where,
         )
 
@@ -195,8 +136,8 @@ class _Machine:
 
     def push(self, value: Any) -> None:
         """Push a value an opcode built (counted against ``max_objects`` if it is a container)."""
-        if type(value) in _CONTAINERS:
-            self.count_object()
+        if type(value) in CONTAINERS:
+            self.budget.new_object()
         self.push_ref(value)
 
     def push_ref(self, value: Any) -> None:
@@ -204,69 +145,6 @@ class _Machine:
         if len(self.stack) + len(self.memo) + len(self.marks) >= self.limits.max_items:
             raise self.corrupt(f"more than {self.limits.max_items} values on the stack and memo")
         self.stack.append(value)
-
-    def count_object(self) -> None:
-        self.objects += 1
-        if self.objects > self.limits.max_objects:
-            raise self.over(f"builds more than {self.limits.max_objects:,} containers and records",
-                            self.limits.max_objects, "objects")  # fmt: skip
-
-    def nested(self, container: tuple[Any, ...] | frozenset[Any]) -> Any:
-        """Record how deep ``container`` nests and how many values hashing it reaches; refuse
-        nesting past ``max_depth`` (hashing recurses in C, past Python's recursion guard)."""
-        depth, reach = 1, 1
-        for item in container:
-            if type(item) is tuple or type(item) is frozenset:
-                known = self.shapes.get(id(item))
-                d, r = (known[1], known[2]) if known is not None else (1, 1 + len(item))
-                depth = max(depth, d + 1)
-                reach += r
-            else:
-                reach += 1
-        if depth > self.limits.max_depth:
-            raise self.over(f"nests tuples or sets {depth} deep", self.limits.max_depth, "levels")
-        if depth > 1:
-            # Saturated: what matters is only whether it exceeds the hashing budget.
-            self.shapes[id(container)] = (container, depth, min(reach, self.limits.max_hash_values + 1))
-        return container
-
-    def hashing(self, key: Any) -> None:
-        """Account for hashing ``key`` (a dict key or set member) before Python does it."""
-        if type(key) is tuple or type(key) is frozenset:
-            known = self.shapes.get(id(key))
-            self.hashed += known[2] if known is not None else 1 + len(key)
-        else:
-            self.hashed += 1
-        if self.hashed > self.limits.max_hash_values:
-            raise self.over(
-                f"hashes more than {self.limits.max_hash_values:,} values for its dict keys and set members "
-                "(shared references reached again and again: a billion-laughs pickle)",
-                self.limits.max_hash_values, "values",
-            )  # fmt: skip
-        if type(key) is not str and type(key) is not bytes:
-            self.collisions(key)
-
-    def collisions(self, key: Any) -> None:
-        """Refuse keys crafted to share one hash value (each insert would compare with them all)."""
-        try:
-            h = hash(key)  # bounded: ``hashing`` has counted what it reaches
-        except TypeError:
-            return  # the insertion itself reports an unhashable key
-        known = self.by_hash.get(h, _MARK)
-        if known is _MARK:
-            self.by_hash[h] = key
-            return
-        distinct = known if type(known) is _Colliding else _Colliding([known])
-        if any(k is key or k == key for k in distinct):
-            return
-        distinct.append(key)
-        self.by_hash[h] = distinct
-        if len(distinct) > self.limits.max_hash_collisions + 1:
-            raise self.over(
-                f"has more than {self.limits.max_hash_collisions:,} different dict keys or set members sharing one "
-                "hash value with another (a hash-collision attack: each would be compared with all the others)",
-                self.limits.max_hash_collisions, "collisions",
-            )  # fmt: skip
 
     def pop(self) -> Any:
         if not self.stack or (self.marks and len(self.stack) <= self.marks[-1]):
@@ -321,15 +199,19 @@ class _Machine:
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> Scan:
+        try:
+            return self._loop()
+        except LimitExceeded as e:
+            raise UnsafeFileError(e.message(self.op_at), where=self.where) from None
+
+    def _loop(self) -> Scan:
         end = len(self.buf)
-        max_opcodes = self.limits.max_opcodes
+        opcode = self.budget.opcode
         while True:
             self.op_at = self.pos
             if self.pos >= end:
                 raise self.corrupt("the pickle ends without STOP")
-            self.opcodes += 1
-            if self.opcodes > max_opcodes:
-                raise self.over(f"runs more than {max_opcodes:,} opcodes", max_opcodes, "opcodes")
+            opcode()
             op = self.buf[self.pos]
             self.pos += 1
             handler = _OPS.get(op)
@@ -350,7 +232,7 @@ def _setitems(m: _Machine, target: Any, items: list[Any]) -> None:
         raise m.corrupt("SETITEMS with an odd number of values")
     for i in range(0, len(items), 2):
         key = items[i]
-        m.hashing(key)
+        m.budget.hashing(key)
         try:
             target[key] = items[i + 1]
         except TypeError:
@@ -386,12 +268,12 @@ def _op_append(m: _Machine) -> None:
 
 def _frozen(m: _Machine, items: list[Any]) -> frozenset[Any]:
     for item in items:
-        m.hashing(item)
+        m.budget.hashing(item)
     try:
         out = frozenset(items)
     except TypeError:
         raise m.corrupt("a set member cannot be hashed") from None
-    return m.nested(out)
+    return m.budget.nested(out)
 
 
 def _op_additems(m: _Machine) -> None:
@@ -421,7 +303,7 @@ def _op_reduce(m: _Machine) -> None:
     func = m.pop()
     if not isinstance(args, tuple):
         raise m.corrupt("REDUCE with arguments that are not a tuple")
-    m.count_object()
+    m.budget.new_object()
     m.push_ref(m.reduce(func, args, m.op_at))
 
 
@@ -449,7 +331,7 @@ def _op_newobj_ex(m: _Machine) -> None:
 
 
 def _call_newobj(m: _Machine, cls: Any, args: tuple[Any, ...]) -> Any:
-    m.count_object()
+    m.budget.new_object()
     try:
         return m.newobj(cls, args, m.op_at)
     except UnsafeFileError as e:
@@ -480,7 +362,7 @@ def _op_inst(m: _Machine) -> None:
 
 
 def _persid(m: _Machine, pid: Any) -> None:
-    m.count_object()
+    m.budget.new_object()
     try:
         m.push_ref(m.persistent(pid, m.op_at))
     except CorruptFileError as e:
@@ -492,7 +374,7 @@ def _persid(m: _Machine, pid: Any) -> None:
 def _tuple(n: int) -> Callable[[_Machine], None]:
     def op(m: _Machine) -> None:
         items = [m.pop() for _ in range(n)]
-        m.push(m.nested(tuple(reversed(items))))
+        m.push(m.budget.nested(tuple(reversed(items))))
 
     return op
 
@@ -570,7 +452,7 @@ _OPS: dict[int, _Handler] = {
     ord("a"): _op_append,
     ord("e"): _op_appends,
     ord(")"): lambda m: m.push(()),
-    ord("t"): lambda m: m.push(m.nested(tuple(m.pop_mark()))),
+    ord("t"): lambda m: m.push(m.budget.nested(tuple(m.pop_mark()))),
     0x85: _tuple(1),
     0x86: _tuple(2),
     0x87: _tuple(3),
