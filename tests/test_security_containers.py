@@ -255,7 +255,7 @@ def test_real_files_still_open(torch: Any, tmp_path: Path) -> None:
         assert tensors == {"w": (3, 4), "b": (4,)}, (name, tensors)
 
 
-@pytest.mark.parametrize("how", ["stored", "deflated", "zip64", "streamed"])
+@pytest.mark.parametrize("how", ["stored", "deflated", "zip64", "streamed", "streamed_zip64"])
 def test_zipfile_variants_open(tmp_path: Path, how: str) -> None:
     class Unseekable(io.BytesIO):
         def seekable(self) -> bool:
@@ -264,11 +264,12 @@ def test_zipfile_variants_open(tmp_path: Path, how: str) -> None:
         def seek(self, *args: object) -> int:
             raise io.UnsupportedOperation("unseekable")
 
-    buf = Unseekable() if how == "streamed" else io.BytesIO()
+    buf = Unseekable() if how.startswith("streamed") else io.BytesIO()
     method = zipfile.ZIP_DEFLATED if how in ("deflated", "streamed") else zipfile.ZIP_STORED
     with zipfile.ZipFile(buf, "w", compression=method) as zf:
-        for name, data in (("archive/data.pkl", STATE), ("archive/version", b"3\n")):
-            with zf.open(name, "w", force_zip64=how == "zip64") as member:
+        # An empty member too: its zip64 data descriptor reads alike with 4- and 8-byte sizes.
+        for name, data in (("archive/data.pkl", STATE), ("archive/empty", b""), ("archive/version", b"3\n")):
+            with zf.open(name, "w", force_zip64=how.endswith("zip64")) as member:
                 member.write(data)
     path = _write(tmp_path, buf.getvalue())
     with open_zip(path) as zf:

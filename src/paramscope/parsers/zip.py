@@ -178,15 +178,17 @@ def _check_members(raw: BinaryIO, infos: list[zipfile.ZipInfo], end: _End, where
             same = "twice" if seen[key] == info.orig_filename else f"twice, differing only in case ({seen[key]!r})"
             raise _ambiguous(f"the member {info.orig_filename!r} is named {same}", where)
         seen[key] = info.orig_filename
-    pos = 0
+    ends: tuple[int, ...] = (0,)  # where the next member may start: one offset, or two after a data descriptor
     for info in sorted(infos, key=lambda i: i.header_offset):
-        if info.header_offset != pos:
+        if info.header_offset not in ends:
+            pos = ends[0]
             gap = "overlaps the member before it" if info.header_offset < pos else (
                 f"starts {info.header_offset - pos:,} bytes after the end of the member before it")  # fmt: skip
             first = " (the first member must start at byte 0)" if pos == 0 else ""
             raise _ambiguous(f"member {info.orig_filename!r} at byte {info.header_offset:,} {gap}{first}", where)
-        pos = _check_local(raw, info, where)
-    if pos != end.directory_offset:
+        ends = _check_local(raw, info, where)
+    if end.directory_offset not in ends:
+        pos = ends[0]
         raise _ambiguous(
             f"{end.directory_offset - pos:,} bytes between the last member and the central directory"
             if pos < end.directory_offset else "the last member runs into the central directory",
@@ -194,8 +196,8 @@ def _check_members(raw: BinaryIO, infos: list[zipfile.ZipInfo], end: _End, where
         )  # fmt: skip
 
 
-def _check_local(raw: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
-    """Compare a member's local header with its directory entry; the offset just past the member."""
+def _check_local(raw: BinaryIO, info: zipfile.ZipInfo, where: str) -> tuple[int, ...]:
+    """Compare a member's local header with its directory entry; the offsets where it may end."""
     name = info.orig_filename
     head = _read_at(raw, info.header_offset, 30)
     if len(head) < 30 or head[:4] != _LOCAL:
@@ -232,8 +234,8 @@ def _check_local(raw: BinaryIO, info: zipfile.ZipInfo, where: str) -> int:
                 f"{info.compress_size:,}/{info.file_size:,} in the central directory",
                 where,
             )
-        return stop
-    return stop + _descriptor_length(raw, info, stop, where)
+        return (stop,)
+    return tuple(stop + n for n in _descriptor_lengths(raw, info, stop, where))
 
 
 def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int] | None:
@@ -253,17 +255,22 @@ def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int] | None
     return None
 
 
-def _descriptor_length(raw: BinaryIO, info: zipfile.ZipInfo, at: int, where: str) -> int:
-    """Bytes of the data descriptor after a member's data, once it agrees with the directory."""
+def _descriptor_lengths(raw: BinaryIO, info: zipfile.ZipInfo, at: int, where: str) -> tuple[int, ...]:
+    """The lengths the data descriptor after a member's data may have, given that it agrees with the
+    directory: its sizes take 4 or 8 bytes each (zip64), which only the next member's position
+    tells apart when both read alike (an empty member)."""
     blob = _read_at(raw, at, 24)
     signed = blob[:4] == _DESCRIPTOR
     body = blob[4:] if signed else blob
-    for fmt in ("<LQQ", "<LLL") if info.file_size >= 0xFFFFFFFF or info.compress_size >= 0xFFFFFFFF else ("<LLL", "<LQQ"):
+    found = []
+    for fmt in ("<LLL", "<LQQ"):
         n = struct.calcsize(fmt)
         if len(body) >= n and struct.unpack(fmt, body[:n]) == (info.CRC, info.compress_size, info.file_size):
-            return n + (4 if signed else 0)
-    raise _ambiguous(
-        f"member {info.orig_filename!r}: the data descriptor after its data (byte {at:,}) disagrees with the "
-        "central directory on its CRC or sizes",
-        where,
-    )
+            found.append(n + (4 if signed else 0))
+    if not found:
+        raise _ambiguous(
+            f"member {info.orig_filename!r}: the data descriptor after its data (byte {at:,}) disagrees with the "
+            "central directory on its CRC or sizes",
+            where,
+        )
+    return tuple(found)
