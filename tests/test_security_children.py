@@ -131,3 +131,30 @@ def test_child_argv_is_isolated_mode() -> None:
     probe = subprocess.run([sys.executable, "-I", "-c", "import sys; print(sys.flags.isolated, int(sys.flags.safe_path))"],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert probe.stdout.split() == ["1", "1"]
+
+
+def test_child_loads_the_parents_paramscope_wherever_it_lives(models: dict[str, Any], tmp_path: Path) -> None:
+    # A copy of the package in another folder (as a normal install in site-packages would be) is
+    # the one the parent imports; the child must load that copy too, not the one the environment
+    # would find, and still nothing from the working directory.
+    import shutil
+
+    import paramscope
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(paramscope.__file__).parent, site / "paramscope", ignore=shutil.ignore_patterns("__pycache__"))
+    child = site / "paramscope" / "readers" / "keras" / "h5_child.py"
+    used = tmp_path / "copy_used"
+    child.write_text(child.read_text() + f"\nopen({str(used)!r}, 'w').write('yes')\n")
+    user = tmp_path / "user_script.py"
+    user.write_text(
+        f"import sys; sys.path.insert(0, {str(site)!r})\n"
+        "import json, paramscope\n"
+        f"assert paramscope.__file__.startswith({str(site)!r})\n"
+        "anatomy = paramscope.read('model.weights.h5')\n"
+        "print(json.dumps({'totals': {'params': paramscope.totals(anatomy).params}}))\n"
+    )
+    done = subprocess.run([sys.executable, str(user)], cwd=models["folder"], capture_output=True, text=True,
+                          env=_clean_env(), timeout=120)  # fmt: skip
+    _check(models, done)
+    assert used.read_text() == "yes"
