@@ -46,6 +46,11 @@ def _dag(levels: int, leaf: bytes, pair: bytes) -> bytes:
     return out + _get(levels)
 
 
+def _long(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
 def _module(cls: bytes, state: bytes) -> bytes:
     return cls + b")\x81}(" + state + b"ub"
 
@@ -66,6 +71,8 @@ def cases() -> dict[str, bytes]:
         "19,000,000 EMPTY_SET": PROTO + b"\x8f" * 19_000_000 + b".",
         "64 MiB of text opcodes": b"\x80\x02" + b"I1\n0" * ((64 << 20) // 4 - 1) + b"N.",
         "65 MiB of opcodes (bytes cap)": b"\x80\x02" + b"N0" * (33 << 20) + b"N.",
+        "299,999 int keys sharing one hash": PROTO + b"}(" + b"".join(_long(k * (2**61 - 1)) + b"N" for k in range(1, 300_000))
+                                              + b"u.",  # fmt: skip
         "100,000 entries sharing one value": PROTO + b"](" + b"]" * 100_000 + b"e\x940}("
                                              + b"".join(_text(f"k{i}") + _get(0) for i in range(100_000)) + b"u.",  # fmt: skip
     }
