@@ -20,7 +20,7 @@ from typing import Any
 
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError, UnsupportedFormatError
 
-__all__ = ["HDF5_MAGIC", "H5_TIMEOUT_S", "import_h5py", "run_h5_child"]
+__all__ = ["HDF5_MAGIC", "H5_TIMEOUT_S", "child_argv", "import_h5py", "run_h5_child"]
 
 #: The first eight bytes of an HDF5 file (the superblock signature).
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -54,6 +54,45 @@ def import_h5py(purpose: str) -> Any:
     return h5py
 
 
+#: The child's whole program: load paramscope from the package directory given as ``argv[1]``
+#: (the very package the parent runs: installed, editable or on ``PYTHONPATH``), then call
+#: ``main()`` of the module named by ``argv[2]``. Nothing is added to ``sys.path``.
+_BOOT = (
+    "import importlib, importlib.util, os, sys\n"
+    "root, name = sys.argv[1:3]\n"
+    "del sys.argv[1:3]\n"
+    "spec = importlib.util.spec_from_file_location("
+    "'paramscope', os.path.join(root, '__init__.py'), submodule_search_locations=[root])\n"
+    "package = importlib.util.module_from_spec(spec)\n"
+    "sys.modules['paramscope'] = package\n"
+    "spec.loader.exec_module(package)\n"
+    "raise SystemExit(importlib.import_module(name).main())\n"
+)
+
+
+def child_argv(module: str) -> list[str]:
+    """The command that runs paramscope's ``module`` in an isolated child Python.
+
+    ``python -I`` (isolated mode) leaves the current directory and the script's directory off
+    ``sys.path`` and ignores every ``PYTHON*`` variable and the user's site-packages: a model
+    folder holding a ``json.py`` or ``h5py.py`` (the working directory when someone inspects a
+    download) cannot inject code into the child. ``-I`` also ignores ``PYTHONPATH``, so the child
+    is told where this paramscope lives and loads that package by its path, whether it is
+    installed, editable or only on ``PYTHONPATH``; nothing else is added to ``sys.path``.
+
+    Args:
+        module: the paramscope module whose ``main()`` the child runs.
+
+    Example:
+        >>> child_argv("paramscope.readers.keras.h5_child")[1:3]
+        ['-I', '-c']
+    """
+    import paramscope
+
+    package_dir = os.path.dirname(os.path.abspath(paramscope.__file__))
+    return [sys.executable, "-I", "-c", _BOOT, package_dir, module]
+
+
 def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s: float = H5_TIMEOUT_S) -> dict[str, Any]:
     """Answer ``request`` in a child process running :mod:`paramscope.readers.keras.h5_child`.
 
@@ -81,16 +120,10 @@ def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s
     """
     if importlib.util.find_spec("h5py") is None:
         raise MissingDependencyError("h5py", "files", purpose)
-    import paramscope
-
-    # The child must import this very paramscope, installed or not.
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(paramscope.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "paramscope.readers.keras.h5_child"],
-            input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s, env=env,
+            child_argv("paramscope.readers.keras.h5_child"),
+            input=json.dumps(request), capture_output=True, text=True, timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
         raise UnsafeFileError(

@@ -8,11 +8,15 @@ that returns an inert marker or refuses; ``REDUCE``, ``NEWOBJ`` and ``BUILD`` on
 passed to ``reduce``, ``newobj`` and ``build``, which rebuild *metadata* (never call anything);
 ``INST``, ``OBJ`` and the extension registry are refused outright.
 
-Every length is checked against the bytes left before anything is allocated, and the stack,
-the memo and the number of marks are bounded, so a hostile pickle fails with
-:class:`~paramscope.core.errors.CorruptFileError` or
-:class:`~paramscope.core.errors.UnsafeFileError` and nothing from it runs.
+Every length is checked against the bytes left before anything is allocated, and the work is
+bounded as it happens by a :class:`~paramscope.parsers.pickle_budget.Budget`: opcodes run,
+containers and records built, how deep tuples and frozensets nest, and how much hashing dict
+keys and set members costs (shared references counted as ``hash`` reaches them, and keys
+crafted to share one hash value). Every limit is a one-line
+:class:`~paramscope.core.errors.UnsafeFileError` naming it and its value; malformed input is a
+:class:`~paramscope.core.errors.CorruptFileError`; nothing from the pickle runs.
 
+The file is long because it holds one small handler per opcode (about 70) beside the machine.
 Opcode meanings follow the reference in the CPython source, ``Lib/pickletools.py``.
 """
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.parsers.pickle_budget import CONTAINERS, Budget, LimitExceeded, PickleLimits
 
 __all__ = ["Global", "PickleLimits", "scan_pickle", "Scan"]
 
@@ -42,21 +47,6 @@ class Global:
 
 
 @dataclass(frozen=True, slots=True)
-class PickleLimits:
-    """Bounds on what one pickle may build.
-
-    Attributes:
-        max_items: most values on the stack, the mark stack and the memo together.
-        max_long_bytes: longest binary integer (``LONG1``/``LONG4``) accepted.
-        max_text_digits: longest decimal number written as text accepted.
-    """
-
-    max_items: int = 20_000_000
-    max_long_bytes: int = 1024
-    max_text_digits: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
 class Scan:
     """The value a pickle builds and the byte offset just after its ``STOP``."""
 
@@ -65,7 +55,6 @@ class Scan:
 
 
 _MARK = object()
-
 #: Called for GLOBAL/STACK_GLOBAL (module, name, offset); returns an inert marker or raises.
 Resolve = Callable[[str, str, int], Any]
 #: Called for REDUCE (callable marker, args tuple, offset); returns the rebuilt value or raises.
@@ -101,6 +90,7 @@ class _Machine:
         newobj: NewObj = _refuse_newobj,
     ) -> None:
         self.buf = memoryview(data)
+        self.raw = data if isinstance(data, bytes) else bytes(data)  # for bytes.find in line()
         self.pos = start
         self.where = where
         self.resolve = resolve
@@ -113,6 +103,7 @@ class _Machine:
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
         self.op_at = start
+        self.budget = Budget(limits)
 
     # -- errors and raw reads -------------------------------------------------------------
 
@@ -132,11 +123,11 @@ class _Machine:
         return out
 
     def line(self) -> bytes:
-        end = bytes(self.buf[self.pos : self.pos + 4096]).find(b"\n")
+        end = self.raw.find(b"\n", self.pos, self.pos + 4096)
         if end < 0:
             raise self.corrupt("a text argument has no end of line within 4096 bytes")
-        out = bytes(self.buf[self.pos : self.pos + end])
-        self.pos += end + 1
+        out = self.raw[self.pos : end]
+        self.pos = end + 1
         return out
 
     def u(self, fmt: str) -> int:
@@ -144,6 +135,13 @@ class _Machine:
         return int(struct.unpack(fmt, self.take(size))[0])
 
     def push(self, value: Any) -> None:
+        """Push a value an opcode built (counted against ``max_objects`` if it is a container)."""
+        if type(value) in CONTAINERS:
+            self.budget.new_object()
+        self.push_ref(value)
+
+    def push_ref(self, value: Any) -> None:
+        """Push a value that already exists (memo reads, DUP)."""
         if len(self.stack) + len(self.memo) + len(self.marks) >= self.limits.max_items:
             raise self.corrupt(f"more than {self.limits.max_items} values on the stack and memo")
         self.stack.append(value)
@@ -170,10 +168,6 @@ class _Machine:
         s = raw.strip().rstrip(b"L")
         if len(s) > self.limits.max_text_digits:
             raise self.corrupt(f"a number written with more than {self.limits.max_text_digits} digits")
-        if s == b"00":
-            return 0  # protocol 0 spells False as INT "00"
-        if s == b"01":
-            return 1
         try:
             return int(s)
         except ValueError:
@@ -200,15 +194,24 @@ class _Machine:
     def memo_get(self, index: int) -> None:
         if index not in self.memo:
             raise self.corrupt(f"memo entry {index} is read before it is written")
-        self.push(self.memo[index])
+        self.push_ref(self.memo[index])
 
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> Scan:
+        try:
+            return self._loop()
+        except LimitExceeded as e:
+            raise UnsafeFileError(e.message(self.op_at), where=self.where) from None
+
+    def _loop(self) -> Scan:
+        end = len(self.buf)
+        opcode = self.budget.opcode
         while True:
             self.op_at = self.pos
-            if self.pos >= len(self.buf):
+            if self.pos >= end:
                 raise self.corrupt("the pickle ends without STOP")
+            opcode()
             op = self.buf[self.pos]
             self.pos += 1
             handler = _OPS.get(op)
@@ -229,6 +232,7 @@ def _setitems(m: _Machine, target: Any, items: list[Any]) -> None:
         raise m.corrupt("SETITEMS with an odd number of values")
     for i in range(0, len(items), 2):
         key = items[i]
+        m.budget.hashing(key)
         try:
             target[key] = items[i + 1]
         except TypeError:
@@ -263,10 +267,13 @@ def _op_append(m: _Machine) -> None:
 
 
 def _frozen(m: _Machine, items: list[Any]) -> frozenset[Any]:
+    for item in items:
+        m.budget.hashing(item)
     try:
-        return frozenset(items)
+        out = frozenset(items)
     except TypeError:
         raise m.corrupt("a set member cannot be hashed") from None
+    return m.budget.nested(out)
 
 
 def _op_additems(m: _Machine) -> None:
@@ -296,13 +303,14 @@ def _op_reduce(m: _Machine) -> None:
     func = m.pop()
     if not isinstance(args, tuple):
         raise m.corrupt("REDUCE with arguments that are not a tuple")
-    m.push(m.reduce(func, args, m.op_at))
+    m.budget.new_object()
+    m.push_ref(m.reduce(func, args, m.op_at))
 
 
 def _op_build(m: _Machine) -> None:
     state = m.pop()
     obj = m.pop()
-    m.push(m.build(obj, state, m.op_at))
+    m.push_ref(m.build(obj, state, m.op_at))
 
 
 def _op_newobj(m: _Machine) -> None:
@@ -310,7 +318,7 @@ def _op_newobj(m: _Machine) -> None:
     cls = m.pop()
     if not isinstance(args, tuple):
         raise m.corrupt("NEWOBJ with arguments that are not a tuple")
-    m.push(_call_newobj(m, cls, args))
+    m.push_ref(_call_newobj(m, cls, args))
 
 
 def _op_newobj_ex(m: _Machine) -> None:
@@ -319,10 +327,11 @@ def _op_newobj_ex(m: _Machine) -> None:
     cls = m.pop()
     if not isinstance(args, tuple) or kwargs != {}:
         _refuse("NEWOBJ_EX (cls.__new__ with keyword arguments)")(m)
-    m.push(_call_newobj(m, cls, args))
+    m.push_ref(_call_newobj(m, cls, args))
 
 
 def _call_newobj(m: _Machine, cls: Any, args: tuple[Any, ...]) -> Any:
+    m.budget.new_object()
     try:
         return m.newobj(cls, args, m.op_at)
     except UnsafeFileError as e:
@@ -353,8 +362,9 @@ def _op_inst(m: _Machine) -> None:
 
 
 def _persid(m: _Machine, pid: Any) -> None:
+    m.budget.new_object()
     try:
-        m.push(m.persistent(pid, m.op_at))
+        m.push_ref(m.persistent(pid, m.op_at))
     except CorruptFileError as e:
         if e.where:
             raise
@@ -364,7 +374,7 @@ def _persid(m: _Machine, pid: Any) -> None:
 def _tuple(n: int) -> Callable[[_Machine], None]:
     def op(m: _Machine) -> None:
         items = [m.pop() for _ in range(n)]
-        m.push(tuple(reversed(items)))
+        m.push(m.budget.nested(tuple(reversed(items))))
 
     return op
 
@@ -397,7 +407,7 @@ def _pop(m: _Machine) -> None:
 
 
 def _dup(m: _Machine) -> None:
-    m.push(m.top())
+    m.push_ref(m.top())
 
 
 _Handler = Callable[[_Machine], Any]
@@ -413,7 +423,7 @@ _OPS: dict[int, _Handler] = {
     ord("N"): lambda m: m.push(None),
     0x88: lambda m: m.push(True),
     0x89: lambda m: m.push(False),
-    ord("I"): lambda m: m.push(m.text_int(m.line())),
+    ord("I"): lambda m: m.push(_text_int_or_bool(m)),
     ord("J"): lambda m: m.push(m.u("<i")),
     ord("K"): lambda m: m.push(m.u("<B")),
     ord("M"): lambda m: m.push(m.u("<H")),
@@ -442,7 +452,7 @@ _OPS: dict[int, _Handler] = {
     ord("a"): _op_append,
     ord("e"): _op_appends,
     ord(")"): lambda m: m.push(()),
-    ord("t"): lambda m: m.push(tuple(m.pop_mark())),
+    ord("t"): lambda m: m.push(m.budget.nested(tuple(m.pop_mark()))),
     0x85: _tuple(1),
     0x86: _tuple(2),
     0x87: _tuple(3),
@@ -472,6 +482,16 @@ _OPS: dict[int, _Handler] = {
     0x97: _refuse("NEXT_BUFFER (out-of-band buffers)"),
     0x98: _refuse("READONLY_BUFFER (out-of-band buffers)"),
 }
+
+
+def _text_int_or_bool(m: _Machine) -> int:
+    raw = m.line()
+    # Protocol 0 spells False and True as INT "00" and "01" (pickletools: "I00\n" is False).
+    if raw == b"00":
+        return False
+    if raw == b"01":
+        return True
+    return m.text_int(raw)
 
 
 def _text_float(m: _Machine) -> float:

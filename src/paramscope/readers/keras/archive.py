@@ -25,6 +25,7 @@ from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
 from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
+from paramscope.parsers.zip import open_zip
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
@@ -120,12 +121,11 @@ def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str) -> bytes:
 
 def _read_archive(path: str) -> Anatomy:
     try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
-        raise CorruptFileError(
-            f"not a readable zip archive ({e}); a .keras file is the zip that model.save() writes",
-            where=path,
-        ) from None
+        zf = open_zip(path)  # refuses archives that other readers would read differently
+    except UnsafeFileError:
+        raise
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{e.message}; a .keras file is the zip that model.save() writes", where=path) from None
     with zf:
         names = set(zf.namelist())
         if "config.json" not in names:

@@ -34,6 +34,7 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.parsers.pickle import scan_pickle
+from paramscope.parsers.zip import open_zip
 from paramscope.readers.torch.checkpoint_anatomy import checkpoint_anatomy
 from paramscope.readers.torch.folder import claims_folder, is_index, read_folder
 from paramscope.readers.torch.module_records import script_declarations
@@ -41,7 +42,8 @@ from paramscope.readers.torch.tensor_pickle import StorageRef, TorchPickleRules,
 
 __all__ = ["can_read", "read", "MAX_PICKLE_BYTES"]
 
-#: The most a data.pkl may inflate to; a real state dict's pickle is a few MiB.
+#: The most a data.pkl may inflate to (checked while inflating): a state dict's pickle takes about
+#: 100 bytes per tensor (its data is in other entries), so 64 MiB is far past any real one.
 MAX_PICKLE_BYTES = 64 * 2**20
 #: The most one TorchScript code file may inflate to (only its declarations are read).
 MAX_CODE_BYTES = 4 * 2**20
@@ -73,11 +75,12 @@ def can_read(source: Any) -> bool:
     if path is None:
         return False
     head = sniff.head(path, _HEAD_BYTES)
-    if head.startswith(_ZIP_MAGIC):
+    if _is_zip(path, head):
+        # Claimed even when ambiguous (two data.pkl, data before the archive), so that read refuses it.
         try:
             with zipfile.ZipFile(path) as zf:
-                return _pickle_entry(zf.namelist()) is not None
-        except (zipfile.BadZipFile, OSError, ValueError, CorruptFileError):
+                return any(_is_pickle_name(n) for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
             return False
     if head.startswith(_LEGACY_HEAD):
         return True
@@ -85,8 +88,17 @@ def can_read(source: Any) -> bool:
     return len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5 and path.suffix.lower() in _SUFFIXES
 
 
+def _is_zip(path: Path, head: bytes) -> bool:
+    """A zip, or a checkpoint-named file with a zip at its end (data before it is refused later)."""
+    return head.startswith(_ZIP_MAGIC) or (path.suffix.lower() in _SUFFIXES and zipfile.is_zipfile(path))
+
+
+def _is_pickle_name(name: str) -> bool:
+    return name == "data.pkl" or (name.endswith("/data.pkl") and name.count("/") == 1)
+
+
 def _pickle_entry(names: list[str]) -> str | None:
-    found = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
+    found = [n for n in names if _is_pickle_name(n)]
     if len(found) > 1:
         raise CorruptFileError(f"the archive holds {len(found)} data.pkl entries; a checkpoint has one")
     return found[0] if found else None
@@ -136,7 +148,7 @@ def _load(path: Path, notes: list[str] | None = None, decls: dict[str, Any] | No
     where = str(path)
     head = sniff.head(path, _HEAD_BYTES)
     meta: dict[str, str] = {}
-    if head.startswith(_ZIP_MAGIC):
+    if _is_zip(path, head):
         value, storages = _read_zip(path, meta, notes, decls)
     elif head.startswith(_LEGACY_HEAD):
         value, storages = _read_legacy(path, meta)
@@ -155,8 +167,9 @@ def _load(path: Path, notes: list[str] | None = None, decls: dict[str, Any] | No
 def _read_capped(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_PICKLE_BYTES:
-        raise CorruptFileError(
-            f"a {size}-byte pickle is larger than the {MAX_PICKLE_BYTES >> 20} MiB paramscope reads",
+        raise UnsafeFileError(
+            f"a {size:,}-byte pickle is larger than the {MAX_PICKLE_BYTES >> 20} MiB paramscope reads (its limit "
+            "for one pickle; a state dict's pickle is a few MiB, tensors are stored apart): refused, nothing ran",
             where=str(path),
         )
     return path.read_bytes()
@@ -168,12 +181,13 @@ def _read_capped(path: Path) -> bytes:
 def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[str, Any]) -> tuple[Any, dict[str, StorageRef]]:
     where = str(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path, where=where) as zf:
             infos = {i.filename: i for i in zf.infolist()}
             entry = _pickle_entry(list(infos))
             if entry is None:
                 raise CorruptFileError("the zip holds no data.pkl: not a PyTorch checkpoint", where=where)
             prefix = entry[: -len("data.pkl")]
+            _check_prefix(zf.infolist(), prefix, where)
             data = _read_entry(zf, infos[entry], where, MAX_PICKLE_BYTES)
             order = infos.get(prefix + "byteorder")
             if order is not None:
@@ -219,6 +233,19 @@ def _read_zip(path: Path, meta: dict[str, str], notes: list[str], decls: dict[st
     return value, rules.storages
 
 
+def _check_prefix(infos: list[zipfile.ZipInfo], prefix: str, where: str) -> None:
+    """torch looks every record up under the folder of the archive's *first* member
+    (``PyTorchStreamReader``): a data.pkl in another folder is not the one torch would load."""
+    first = infos[0].filename if infos else ""
+    top = first.split("/", 1)[0] + "/" if "/" in first else ""
+    if top != prefix:
+        raise UnsafeFileError(
+            f"ambiguous checkpoint: its first member {first[:80]!r} puts torch in folder {top!r}, but the data "
+            f"pickle is {prefix + 'data.pkl'!r}; torch would not load the pickle paramscope reads",
+            where=where,
+        )
+
+
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, cap: int) -> bytes:
     if info.flag_bits & 0x1:
         raise CorruptFileError(f"entry {info.filename} is encrypted; a checkpoint never is", where=where)
@@ -233,8 +260,9 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, cap: int
             total += len(chunk)
             if total > cap:
                 raise UnsafeFileError(
-                    f"entry {info.filename} inflates past {cap} bytes (a zip bomb or not a checkpoint); "
-                    "paramscope stops reading",
+                    f"entry {info.filename} inflates past {cap:,} bytes, paramscope's limit for it (checked "
+                    "while inflating; a zip bomb or not a checkpoint: a real state dict's pickle is a few MiB "
+                    "because tensors are stored in other entries); refused, nothing ran",
                     where=where,
                 )
     return b"".join(chunks)

@@ -24,33 +24,61 @@ __all__ = ["checkpoint_anatomy", "shard_tensors"]
 _MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "model_state")
 _MAX_DEPTH = 64
 _MAX_METADATA = 200
+_MAX_SHARED_NOTES = 20
 
 
-def _walk(value: Any, prefix: str, depth: int, where: str, path_ids: tuple[int, ...] = ()) -> Iterator[tuple[str, Any]]:
-    """(dotted name, leaf) for every leaf of nested dicts, lists and tuples."""
+def _walk(value: Any, prefix: str, depth: int, where: str, seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
+    """(dotted name, leaf) for every leaf of nested dicts, lists and tuples.
+
+    A container reached a second time (a shared reference, or one that holds itself) is not
+    walked again: its leaves were listed under the first name. So the walk is linear in the
+    pickle's objects even when its references form a DAG of 2**40 paths.
+    """
     if depth > _MAX_DEPTH:
         raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels at {prefix!r}", where=where)
+    seen = set() if seen is None else seen
     if isinstance(value, (list, tuple)) and not any(isinstance(v, (dict, list, tuple, TensorRef)) for v in value):
         yield prefix, value  # a list of plain values (betas, parameter ids) is one fact
     elif isinstance(value, (dict, list, tuple)):
-        if id(value) in path_ids:
-            return  # a container that holds itself: its leaves were listed already
-        ids = path_ids + (id(value),)
+        if id(value) in seen:
+            return
+        seen.add(id(value))
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for k, v in items:
             label = k if isinstance(k, (str, int)) else brief(k)
             name = f"{prefix}.{label}" if prefix else str(label)
-            yield from _walk(v, name, depth + 1, where, ids)
+            yield from _walk(v, name, depth + 1, where, seen)
     else:
         yield prefix, value
 
 
-def _has_tensor(value: Any, where: str) -> bool:
-    return any(isinstance(v, TensorRef) for _, v in _walk(value, "", 0, where))
+class _TensorFinder:
+    """Whether a value holds a tensor, each container answered once: asking about every
+    top-level entry costs one pass over the pickle's objects, however they share references."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.known: dict[int, bool] = {}
+
+    def __call__(self, value: Any, depth: int = 0) -> bool:
+        if isinstance(value, TensorRef):
+            return True
+        if not isinstance(value, (dict, list, tuple)):
+            return False
+        if id(value) in self.known:
+            return self.known[id(value)]
+        if depth > _MAX_DEPTH:
+            raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels", where=self.where)
+        self.known[id(value)] = False  # a container that holds itself adds nothing of its own
+        items = value.values() if isinstance(value, dict) else value
+        found = any(self(v, depth + 1) for v in items)
+        self.known[id(value)] = found
+        return found
 
 
 def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
     """(the model's tensors, under what key, every other top-level entry)."""
+    _has_tensor = _TensorFinder(where)
     if not isinstance(value, dict):
         return value, "", {}
     for key in _MODEL_KEYS:
@@ -60,9 +88,9 @@ def _split(value: Any, where: str) -> tuple[Any, str, dict[str, Any]]:
         return value, "", {}
     for key in _MODEL_KEYS:
         inner = value.get(key)
-        if isinstance(inner, dict) and _has_tensor(inner, where):
+        if isinstance(inner, dict) and _has_tensor(inner):
             return inner, key, {k: v for k, v in value.items() if k != key}
-    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v, where)}
+    model = {k: v for k, v in value.items() if not _is_optimizer(k) and _has_tensor(v)}
     rest = {k: v for k, v in value.items() if k not in model}
     return model, "", rest
 
@@ -126,7 +154,12 @@ def _module_anatomy(
     meta: dict[str, str], notes: list[str], decls: Declarations,
 ) -> Anatomy:  # fmt: skip
     where = str(path)
-    layers = module_layers(model, where, decls)
+    shared: list[tuple[str, str]] = []
+    layers = module_layers(model, where, decls, shared)
+    for second, first in shared[:_MAX_SHARED_NOTES]:
+        notes.append(f"{second} is the same module object as {first}; it is listed once, under {first}, as torch's named_modules() lists it.")
+    if len(shared) > _MAX_SHARED_NOTES:
+        notes.append(f"{len(shared) - _MAX_SHARED_NOTES} more modules are shared the same way.")
     classes = sorted({la.type for top in layers for la in top.walk()} | {model.cls.name})
     if model.cls.scripted:
         notes.append(
@@ -187,18 +220,22 @@ def _storage_meta(storages: dict[str, StorageRef], meta: dict[str, str]) -> None
         meta["devices"] = ", ".join(devices)
 
 
-def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
+def _extras(rest: dict[Any, Any], meta: dict[str, str], where: str) -> list[TensorGroup]:
     extras: list[TensorGroup] = []
+    # One visited set per pass, shared by every entry: a container two entries share is walked once.
+    seen_tensors: set[int] = set()
+    seen_values: set[int] = set()
     for key, entry in rest.items():
+        label = key if isinstance(key, (str, int)) else brief(key)
         tensors = [
             _ref_tensor(name, leaf, _why_extra(key, name))
-            for name, leaf in _walk(entry, "", 0, where)
+            for name, leaf in _walk(entry, "", 0, where, seen_tensors)
             if isinstance(leaf, TensorRef)
         ]
         if tensors:
-            group = "optimizer" if _is_optimizer(key) else str(key)
-            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {key!r} entry"))
-        for name, leaf in _walk(entry, str(key), 0, where):
+            group = "optimizer" if _is_optimizer(key) else str(label)
+            extras.append(TensorGroup(group, tuple(tensors), note=f"from the checkpoint's {label!r} entry"))
+        for name, leaf in _walk(entry, str(label), 0, where, seen_values):
             if _plain(leaf) and len(meta) < _MAX_METADATA:
                 meta[name] = _short(leaf)
     return extras
@@ -206,7 +243,8 @@ def _extras(rest: dict[str, Any], meta: dict[str, str], where: str) -> list[Tens
 
 def _why_extra(key: Any, name: str) -> str:
     if not _is_optimizer(key):
-        return f"stored in the checkpoint's {key!r} entry, not part of the model"
+        label = key if isinstance(key, (str, int)) else brief(key)
+        return f"stored in the checkpoint's {label!r} entry, not part of the model"
     last = name.rsplit(".", 1)[-1]
     what = {
         "exp_avg": "Adam's running mean of gradients (first moment)",
@@ -237,5 +275,42 @@ def _short(value: Any) -> str:
         return f"{len(value)} values: {', '.join(_short(v) for v in value[:8])}, ..."
     if isinstance(value, (set, frozenset)):
         return f"a set of {len(value)} values"
-    text = repr(value) if isinstance(value, (bytes, bytearray)) else str(value)
+    text = _bounded_text(value, 121)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _bounded_text(value: Any, limit: int) -> str:
+    """``str(value)`` cut at about ``limit`` characters, built without ever writing more: values
+    from a pickle may share references so that their full text would be astronomically long."""
+    out: list[str] = []
+    left = limit
+
+    def put(text: str) -> None:
+        nonlocal left
+        out.append(text[: max(left, 0)])
+        left -= len(text)
+
+    def emit(v: Any, depth: int) -> None:
+        if left <= 0:
+            return
+        if isinstance(v, (list, tuple, set, frozenset)) and depth < 8:
+            brackets = {list: "[]", tuple: "()"}.get(type(v), "{}")
+            put(brackets[0])
+            for i, item in enumerate(v):
+                if left <= 0:
+                    return
+                if i:
+                    put(", ")
+                emit(item, depth + 1)
+            put(brackets[1])
+        elif isinstance(v, (list, tuple, set, frozenset, dict)):
+            put("...")
+        elif isinstance(v, (bytes, bytearray)):
+            put(repr(v[:limit]))
+        elif isinstance(v, str):
+            put(v[:limit])
+        else:
+            put(brief(v) if not isinstance(v, (int, float, bool)) and v is not None else str(v)[:limit])
+
+    emit(value, 0)
+    return "".join(out)

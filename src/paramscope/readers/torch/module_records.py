@@ -63,19 +63,26 @@ def script_declarations(files: Mapping[str, str]) -> dict[str, tuple[frozenset[s
     return out
 
 
-def module_layers(root: ModuleRecord, where: str, declarations: Declarations | None = None) -> tuple[Layer, ...]:
+def module_layers(root: ModuleRecord, where: str, declarations: Declarations | None = None,
+                  shared: list[tuple[str, str]] | None = None) -> tuple[Layer, ...]:  # fmt: skip
     """The root module's children as layers (its own tensors, if any, as a first layer).
+
+    A module reached a second time (one submodule object under two names) is listed once, under
+    its first name, as ``torch.nn.Module.named_modules`` lists it; so a pickle whose ``_modules``
+    point to one child twice at each of 40 levels is read in 40 steps, not 2**40.
 
     Args:
         root: the record of the pickled model.
         where: the file, for messages.
         declarations: for TorchScript archives, what each class declares (see :func:`script_declarations`).
+        shared: if given, receives (second name, first name) for each module reached twice.
 
     Returns:
         Layers whose types are the modules' class names and whose tensors carry the roles the
         module says: parameters trainable or frozen by ``requires_grad``, buffers not parameters.
     """
-    top = _layer(root, root.cls.name, "", 0, where, (), declarations or {})
+    seen: dict[int, str] = {}
+    top = _layer(root, root.cls.name, "", 0, where, seen, declarations or {}, shared if shared is not None else [])
     own = (top.with_(children=()),) if top.tensors else ()
     return own + top.children
 
@@ -103,8 +110,9 @@ def _members(rec: ModuleRecord, decls: Declarations) -> tuple[dict[Any, Any], di
     return params, buffers, mods, why
 
 
-def _layer(rec: ModuleRecord, name: str, path: str, depth: int, where: str, stack: tuple[int, ...],
-           decls: Declarations) -> Layer:  # fmt: skip
+def _layer(rec: ModuleRecord, name: str, path: str, depth: int, where: str, seen: dict[int, str],
+           decls: Declarations, shared: list[tuple[str, str]]) -> Layer:  # fmt: skip
+    seen[id(rec)] = path
     if depth > _MAX_DEPTH:
         raise CorruptFileError(f"modules nested deeper than {_MAX_DEPTH} at {path!r}", where=where)
     params, buffers, modules, undeclared = _members(rec, decls)
@@ -127,11 +135,13 @@ def _layer(rec: ModuleRecord, name: str, path: str, depth: int, where: str, stac
                 why += "; non-persistent: saved with the pickled module but not in its state dict"
             tensors.append(Tensor(bname, t.shape, t.dtype, role, False, t.key, ex.formula, why))
     children = []
-    here = stack + (id(rec),)
     for cname, child in modules.items():
-        if isinstance(child, ModuleRecord) and isinstance(cname, str) and id(child) not in here:
+        if isinstance(child, ModuleRecord) and isinstance(cname, str):
             cpath = f"{path}.{cname}" if path else cname
-            children.append(_layer(child, cname, cpath, depth + 1, where, here, decls))
+            if id(child) in seen:
+                shared.append((cpath, seen[id(child)] or "the model itself"))
+                continue
+            children.append(_layer(child, cname, cpath, depth + 1, where, seen, decls, shared))
     return Layer(
         name=name,
         type=rec.cls.name,

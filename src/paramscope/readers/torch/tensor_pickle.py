@@ -58,6 +58,9 @@ _OTHER_DTYPES = frozenset(
      "bits4x2", "bits8", "bits16", *(f"int{i}" for i in range(1, 8)), *(f"uint{i}" for i in range(1, 8))}
 ) - _TORCH_DTYPES  # fmt: skip
 
+#: Values that may be set members or turned into text as they are.
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
 _REBUILD = frozenset(
     {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
      "_rebuild_parameter_with_state"}
@@ -250,12 +253,18 @@ class TorchPickleRules:
         if name == "OrderedDict":
             return {}
         if name in ("set", "frozenset"):
-            if args and not isinstance(args[0], (list, tuple)):
+            # Sets of names (``_non_persistent_buffers_set``): members must be plain scalars, so
+            # hashing them is cheap whatever shared references the pickle holds.
+            if args and not (isinstance(args[0], (list, tuple)) and all(type(v) in _SCALARS for v in args[0])):
                 raise self._bad(func, offset)
             return frozenset(args[0]) if args else frozenset()
         if name == "Size":
             return _ints(args[0] if args else (), "size", offset, self.where)
         if name == "device":
+            # torch.device("cuda", 0): only strings and ints are turned into text, so a shared
+            # nested value can never be expanded by str().
+            if len(args) > 2 or not all(type(a) in (str, int) for a in args):
+                raise self._bad(func, offset)
             return ":".join(str(a) for a in args)
         if name in ("_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_tensor"):
             return self._tensor(name, args, offset)
@@ -356,7 +365,8 @@ class TorchPickleRules:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise CorruptFileError(f"persistent id {brief(pid)} at byte {offset} is not a storage", where=self.where)
         kind, key, location, numel = pid[1], pid[2], pid[3], pid[4]
-        if not isinstance(kind, _Dtype) or not isinstance(key, str) or type(numel) is not int or numel < 0:
+        if (not isinstance(kind, _Dtype) or not isinstance(key, str) or type(numel) is not int or numel < 0
+                or type(location) is not str):  # fmt: skip
             raise CorruptFileError(f"storage reference {brief(pid)} at byte {offset} is malformed", where=self.where)
         view = pid[5] if len(pid) > 5 else None
         prev = self.storages.get(key)
