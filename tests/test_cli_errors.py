@@ -198,9 +198,11 @@ def test_position_limit_reads_transformers_configs(config_class: str, key: str) 
 
     config = getattr(transformers, config_class)()
     limit = getattr(config, key)  # the oracle: the config object's own attribute
-    assert position_limit(config) == (key, limit)
+    # transformers maps GPT-2's n_positions to max_position_embeddings too: either name is right.
+    found = position_limit(config)
+    assert found is not None and found[1] == limit
     assert positions_note(config, [parse_input_spec(f"input_ids=int64[1,{limit}]")]) is None
     note = positions_note(config, [parse_input_spec(f"input_ids=int64[1,{limit + 1}]")])
-    assert note is not None and f"at most {limit:,} ({key})" in note
+    assert note is not None and f"at most {limit:,} ({found[0]})" in note
     # Float inputs of a vision model are not sequences.
     assert positions_note(config, [parse_input_spec(f"pixel_values=float32[1,3,{limit + 1},{limit + 1}]")]) is None
