@@ -206,3 +206,18 @@ def test_position_limit_reads_transformers_configs(config_class: str, key: str) 
     assert note is not None and f"at most {limit:,} ({found[0]})" in note
     # Float inputs of a vision model are not sequences.
     assert positions_note(config, [parse_input_spec(f"pixel_values=float32[1,3,{limit + 1},{limit + 1}]")]) is None
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["summary", "--help"], ["explain", "--help"]])
+def test_help_has_examples(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "paramscope " + (argv[0] if argv[0] != "--help" else "summary") in out
+    # Every example line in the help parses with the real command line.
+    from paramscope.cli import build_parser
+
+    for line in out.split("examples:", 1)[1].splitlines():
+        if line.strip().startswith("paramscope "):
+            build_parser().parse_args(line.split("#")[0].split()[1:])

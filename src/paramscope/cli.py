@@ -13,21 +13,23 @@ from paramscope.core.errors import ParamscopeError
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """\
-targets:
-  model.keras, model.h5, model.json     Keras model files and configs
-  model.safetensors, folder/, *.index.json   safetensors checkpoints
-  model.onnx, model.pt/.pth/.bin, model.gguf  other checkpoint files
-  config.json                           a Hugging Face config (built on the meta device)
-  path/to/script.py:NAME                a model (or zero-argument function) in a script
-  package.module:NAME                   the same, from an importable module
+targets (formats are recognised from their content, not only their names):
+  model.keras, model.h5, model.json, model.weights.h5   Keras files and configs, read without Keras
+  model.safetensors, folder/, *.index.json               safetensors, single or sharded
+  model.onnx, model.pt, model.pth, model.bin, model.gguf other checkpoints, never executed
+  folder/config.json                                     a Hugging Face config, built on the meta device
+  path/to/script.py:NAME, package.module:NAME            a model (or a function returning one) in code
 
 examples:
-  paramscope summary model.keras
-  paramscope summary examples/seed.py:mlp_model --style keras2
+  paramscope summary examples/seed.py:mlp_model
+  paramscope summary model.keras --style keras2
   paramscope explain model.keras --layer batch_normalization
   paramscope summary examples/torch_seed.py:model --input-size 1,4096 --format json
-"""
+  paramscope summary gpt2/config.json --input input_ids=int64[1,1024]
 
+'paramscope summary --help' and 'paramscope explain --help' list the options.
+Exit status: 0 on success, 2 on bad input or options (one line on stderr; --debug for the traceback).
+"""
 
 #: The narrowest text table worth printing: a layer name and its type need about 40 columns.
 MIN_WIDTH = 40
@@ -90,12 +92,12 @@ def _width(text: str) -> int:
 
 _SUMMARY_EPILOG = """\
 examples:
-  paramscope summary model.keras                          Keras 3 archive, no Keras needed
-  paramscope summary examples/seed.py:mlp_model --style keras2
+  paramscope summary examples/seed.py:mlp_model --style keras2   # the classic Keras layout
+  paramscope summary model.keras                                 # Keras 3 archive, no Keras needed
   paramscope summary examples/torch_seed.py:model --input-size 1,4096
   paramscope summary llama/config.json --input input_ids=int64[1,4096]
-  paramscope summary Llama-2-70b-hf/ --format json        sharded safetensors, headers only
-  paramscope summary model.Q4_K_M.gguf --depth 0          top level only
+  paramscope summary Llama-2-70b-hf/ --format json               # sharded safetensors, headers only
+  paramscope summary model.Q4_K_M.gguf --depth 0                 # top level only
 
 --input-size and --input are for PyTorch modules, Hugging Face configs and ONNX files; given for
 a Keras model or a checkpoint, whose shapes are fixed, they are an error.
@@ -104,8 +106,10 @@ a Keras model or a checkpoint, whose shapes are fixed, they are an error.
 _EXPLAIN_EPILOG = """\
 examples:
   paramscope explain examples/seed.py:mlp_model --layer batch_normalization
-  paramscope explain examples/torch_seed.py:model --layer 2
+  paramscope explain examples/torch_seed.py:model --layer 2      # the same layer in PyTorch
   paramscope explain model.safetensors --layer model.layers.0.self_attn --format markdown
+
+--layer takes a layer's name or its path (as the summary shows it); without it, every layer.
 """
 
 
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain}")
     s = sub.add_parser(
         "summary", help="one row per layer with counts, totals, memory and FLOPs",
-        description="One row per layer: output shape, parameters split by role, FLOPs and the "
+        description="One row per layer: output shape, parameters split by role, FLOPs and the\n"
         "formula behind each count; then totals, memory by dtype and notes.",
         epilog=_SUMMARY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -162,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expand", action="store_true", help="one row per repeated block instead of xN")
     e = sub.add_parser(
         "explain", help="every tensor of a layer: shape, count, formula, role, why",
-        description="Every tensor of one layer (or of all): shape, dtype, count, the formula "
-        "behind it, its role (trainable, frozen, statistic, buffer) and why it exists.",
+        description="Every tensor of one layer (or of all): shape, dtype, count, the formula behind\n"
+        "it, its role (trainable, frozen, statistic, buffer) and why it exists.",
         epilog=_EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(e)
