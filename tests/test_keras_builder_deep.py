@@ -66,6 +66,14 @@ def test_deep_chain_matches_keras_layer_by_layer(n_layers: int, keras_recursion:
     model = chain(n_layers)
     real = keras.models.model_from_json(model.to_json())
     anatomy = paramscope.read(model)
+    # paramscope reads the live Keras model without recursion too, whatever Keras needed.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)
+    try:
+        live = paramscope.read(real)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert totals(live).params == real.count_params()
     ours = {layer.name: layer_totals(layer).params for layer in anatomy.layers}
     theirs = {layer.name: layer.count_params() for layer in real.layers}
     assert ours == theirs
