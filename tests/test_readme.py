@@ -50,3 +50,27 @@ def test_constraints_pin_every_test_dependency() -> None:
 )
 def test_readme_command_lines_parse(line: str) -> None:
     build_parser().parse_args(shlex.split(line)[1:])  # exits 2 on an unknown option
+
+
+def test_write_files_example_writes_what_the_readme_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+    import runpy
+
+    from paramscope import read
+    from paramscope.analysis import totals
+    from paramscope.keras import clear_session
+
+    clear_session()
+    runpy.run_path(str(ROOT / "examples" / "write_files.py"), run_name="write_files")["main"](tmp_path)
+    assert "not written" not in capsys.readouterr().out
+    real = keras.saving.load_model(tmp_path / "seed.keras")  # the oracles: Keras and torch themselves
+    for name in ("seed.json", "seed.keras", "seed.weights.h5"):
+        assert totals(read(tmp_path / name)).params == real.count_params() == 2_140_752, name
+    state = torch.load(tmp_path / "torch_seed.pt")
+    learned = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    for name in ("torch_seed.pt", "torch_seed.safetensors"):
+        assert totals(read(tmp_path / name)).params == learned, name
+    # README's commands name these files under model-files/.
+    for name in ("seed.json", "seed.keras", "torch_seed.safetensors", "torch_seed.pt", "gpt2/config.json"):
+        assert f"model-files/{name}" in README
