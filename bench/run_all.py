@@ -7,15 +7,26 @@ one run, and prints wall times, peak memory and their ratios. Pass names to run 
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: The tools the benchmarks compare paramscope with (the "bench" extra; the test install has them).
+NEEDED = ("torch", "keras", "transformers", "torchinfo", "safetensors", "onnx", "gguf", "numpy")
 
 
 def main(argv: list[str]) -> int:
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"bench: {', '.join(missing)} not installed; the benchmarks compare paramscope with them. "
+            """Install them with: pip install -c constraints/test.txt -e ".[test]" (or ".[bench]")""",
+            file=sys.stderr,
+        )
+        return 2
     scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
     if argv:
         scripts = [p for p in scripts if p.stem in argv]

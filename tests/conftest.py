@@ -1,4 +1,11 @@
-"""Test-wide settings: Keras runs on the torch backend, and CI turns every skip into a failure."""
+"""Test-wide settings: Keras runs on the torch backend, and CI turns every skip into a failure.
+
+A skip hides a missing install. Outside CI, optional-dependency tests may skip on a user's
+machine; with ``CI=true`` every skip fails, however it was written: a skip inside a test or its
+setup (``pytest.importorskip`` in the body, ``skipif`` marks), and a skip while collecting a
+module (module-level ``pytest.importorskip`` or ``pytest.skip(allow_module_level=True)``),
+which skips every test in the file at once. ``tests/test_ci_guard.py`` proves both.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,32 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _reason(longrepr: object) -> str:
+    return str(longrepr[-1]) if isinstance(longrepr, tuple) else str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
+    outcome = yield
+    report = outcome.get_result()
+    # A module that skips while it is imported skips all its tests without running one of them.
+    if report.skipped and _in_ci():
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} skipped while collecting, in CI, which must run every test: {_reason(report.longrepr)}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
     outcome = yield
     report = outcome.get_result()
     # Optional-dependency tests may skip on a user's machine; in CI a skip hides a missing install.
-    if report.skipped and os.environ.get("CI", "").lower() == "true" and not hasattr(report, "wasxfail"):
+    if report.skipped and _in_ci() and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
-        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped in CI, which must run every test: {reason}"
+        report.longrepr = f"skipped in CI, which must run every test: {_reason(report.longrepr)}"
 
 
 def _validate_paramscope_json() -> None:

@@ -30,7 +30,7 @@ from paramscope.readers import safetensors as safetensors_file
 
 FUZZ = settings(
     max_examples=250,
-    deadline=1000,
+    deadline=None,  # no wall-clock limits in tests: budgets are in bench/
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     derandomize=True,
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from paramscope.readers.torch import checkpoint as torch_checkpoint
 
 FUZZ = settings(
     max_examples=200,
-    deadline=2000,
+    deadline=None,  # no wall-clock limits in tests: budgets are in bench/
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     derandomize=True,
 )
@@ -116,13 +115,11 @@ def onnx_bytes() -> bytes:
 
 
 def _read_or_refuse(reader: object, path: Path) -> None:
-    start = time.monotonic()
     try:
         a = reader.read(path)  # type: ignore[attr-defined]
         totals(a)
     except ParamscopeError as e:
         assert str(path) in str(e), str(e)
-    assert time.monotonic() - start < 2.0
 
 
 @FUZZ

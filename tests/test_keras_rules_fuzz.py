@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import pytest
@@ -92,14 +91,12 @@ def test_mutated_configs_fail_only_with_paramscope_errors(edits: list[tuple[tupl
             _set(doc, path, value, delete)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier edit removed the place
-    start = time.perf_counter()
     try:
         result = anatomy_from_config(doc, source="fuzz.json")
     except ParamscopeError:
         pass
     else:
         assert isinstance(result, Anatomy)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_unmutated_base_is_complete() -> None:
@@ -110,10 +107,9 @@ def test_unmutated_base_is_complete() -> None:
 def test_a_huge_tensor_index_is_refused_not_enumerated() -> None:
     doc = copy.deepcopy(BASE)
     doc["config"]["layers"][5]["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = ["gap", 0, 10**12]
-    start = time.perf_counter()
+    # Refused from the number itself: enumerating 10**12 entries would never return.
     with pytest.raises(CorruptFileError, match="at most"):
         anatomy_from_config(doc)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_file_that_lies_about_being_json(tmp_path: Any) -> None:

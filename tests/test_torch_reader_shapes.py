@@ -208,11 +208,11 @@ def test_item_in_forward_gives_note_and_parameter_anatomy() -> None:
     assert a.outputs == ((2, 4),) and a.metadata["forward"] == "cpu"
 
 
-def test_llama_70b_shape_on_meta_is_fast_and_light() -> None:
+def test_llama_70b_shape_on_meta_allocates_no_weights() -> None:
     pytest.importorskip("transformers")
     code = textwrap.dedent(
         """
-        import json, resource, time, torch, transformers
+        import json, resource, torch, transformers
         from paramscope.readers import read
 
         def peak_mb():
@@ -232,14 +232,12 @@ def test_llama_70b_shape_on_meta_is_fast_and_light() -> None:
             num_key_value_heads=8, intermediate_size=28672, vocab_size=32000)
         with torch.device("meta"):
             model = transformers.LlamaForCausalLM(cfg)
-        t0 = time.perf_counter()
         a = read(model, inputs=["input_ids=int64[1,4096]"])
-        seconds = time.perf_counter() - t0
         c = a.compute
         print(json.dumps({
             "params": totals(a).params, "torch": sum(p.numel() for p in model.parameters()),
             "flops": c.flops, "attention": c.attention_flops, "unknown": list(c.unknown_ops),
-            "out": a.outputs, "seconds": seconds,
+            "out": a.outputs,
             "rss_mb": peak_mb(),
         }))
         """
@@ -253,7 +251,9 @@ def test_llama_70b_shape_on_meta_is_fast_and_light() -> None:
     assert r["flops"] == 2 * seq * (layers * proj + h * vocab)  # embedding lookup is free
     assert r["attention"] == layers * 2 * 2 * heads * seq * seq * head_dim
     assert r["unknown"] == [] and r["out"] == [[1, seq, vocab]]
-    assert r["rss_mb"] < 1500 and r["seconds"] < 30
+    # 70B float32 weights would be 276 GB: staying far below proves none were allocated. The
+    # time budget is in bench/llama70b_budget.py, not here.
+    assert r["rss_mb"] < 1500
 
 
 def test_meta_model_with_attention_mask_falls_back_to_fake_tensors() -> None:

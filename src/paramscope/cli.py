@@ -3,28 +3,113 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from paramscope.core.errors import ParamscopeError
 
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """\
-targets:
-  model.keras, model.h5, model.json     Keras model files and configs
-  model.safetensors, folder/, *.index.json   safetensors checkpoints
-  model.onnx, model.pt/.pth/.bin, model.gguf  other checkpoint files
-  config.json                           a Hugging Face config (built on the meta device)
-  path/to/script.py:NAME                a model (or zero-argument function) in a script
-  package.module:NAME                   the same, from an importable module
+targets (formats are recognised from their content, not only their names):
+  model.keras, model.h5, model.json, model.weights.h5   Keras files and configs, read without Keras
+  model.safetensors, folder/, *.index.json               safetensors, single or sharded
+  model.onnx, model.pt, model.pth, model.bin, model.gguf other checkpoints, never executed
+  folder/config.json                                     a Hugging Face config, built on the meta device
+  path/to/script.py:NAME, package.module:NAME            a model (or a function returning one) in code
 
 examples:
-  paramscope summary model.keras
-  paramscope summary examples/seed.py:mlp_model --style keras2
+  paramscope summary examples/seed.py:mlp_model
+  paramscope summary model.keras --style keras2
   paramscope explain model.keras --layer batch_normalization
   paramscope summary examples/torch_seed.py:model --input-size 1,4096 --format json
+  paramscope summary gpt2/config.json --input input_ids=int64[1,1024]
+
+'paramscope summary --help' and 'paramscope explain --help' list the options.
+Exit status: 0 on success, 2 on bad input or options (one line on stderr; --debug for the traceback).
+"""
+
+#: The narrowest text table worth printing: a layer name and its type need about 40 columns.
+MIN_WIDTH = 40
+#: Input dtypes a forward pass takes, for "did you mean" on a typo.
+_INPUT_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, with a "did you mean" where one is close."""
+
+    def error(self, message: str) -> NoReturn:
+        from paramscope.diagnose import did_you_mean
+
+        hint = ""
+        choice = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+        if choice:
+            choices = [c.strip(" '") for c in choice[2].split(",")]
+            hint = did_you_mean(choice[1], choices)
+        elif message.startswith("unrecognized arguments:"):
+            unknown = next((a for a in message.split()[2:] if a.startswith("-")), "").split("=")[0]
+            # Option names share their "--": a higher cutoff keeps --depth from suggesting --width.
+            hint = did_you_mean(unknown, _option_strings(self), cutoff=0.75) if unknown else ""
+            if unknown and not hint:
+                hint = _other_command(self, unknown)
+        command = self.prog.removeprefix("paramscope").strip()
+        see = f"paramscope {command} --help" if command else "paramscope --help"
+        self.exit(2, f"paramscope: error: {' '.join(message.split())}{hint}; see {see}\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return sorted(o for a in parser._actions for o in a.option_strings)
+
+
+def _other_command(parser: argparse.ArgumentParser, option: str) -> str:
+    # "--depth" given to explain: say which subcommand has it.
+    commands: dict[str, argparse.ArgumentParser] = parser.get_default("_commands") or {}
+    owners = [name for name, sub in commands.items() if option in _option_strings(sub)]
+    return f" ({option} is an option of {' and '.join(owners)})" if owners else ""
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; 0 shows the top level only")
+    return value
+
+
+def _width(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"{value} columns is too narrow; the minimum is {MIN_WIDTH}")
+    return value
+
+
+_SUMMARY_EPILOG = """\
+examples:
+  paramscope summary examples/seed.py:mlp_model --style keras2   # the classic Keras layout
+  paramscope summary model.keras                                 # Keras 3 archive, no Keras needed
+  paramscope summary examples/torch_seed.py:model --input-size 1,4096
+  paramscope summary llama/config.json --input input_ids=int64[1,4096]
+  paramscope summary Llama-2-70b-hf/ --format json               # sharded safetensors, headers only
+  paramscope summary model.Q4_K_M.gguf --depth 0                 # top level only
+
+--input-size and --input are for PyTorch modules, Hugging Face configs and ONNX files; given for
+a Keras model or a checkpoint, whose shapes are fixed, they are an error.
+"""
+
+_EXPLAIN_EPILOG = """\
+examples:
+  paramscope explain examples/seed.py:mlp_model --layer batch_normalization
+  paramscope explain examples/torch_seed.py:model --layer 2      # the same layer in PyTorch
+  paramscope explain model.safetensors --layer model.layers.0.self_attn --format markdown
+
+--layer takes a layer's name or its path (as the summary shows it); without it, every layer.
 """
 
 
@@ -39,21 +124,26 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="write the report to FILE instead of the terminal; the suffix picks the format "
         "(.txt, .md, .json, .html, .csv)",
     )
-    p.add_argument("--width", type=int, default=None, help="text width (default: the terminal's)")
+    p.add_argument(
+        "--width", type=_width, default=None, metavar="N",
+        help=f"text width in columns, at least {MIN_WIDTH} (default: the terminal's)",
+    )
     p.add_argument(
         "--input-size", metavar="D0,D1,...", default=None,
-        help="PyTorch and ONNX: shape of one float32 input, e.g. 1,3,224,224",
+        help="PyTorch, Hugging Face configs and ONNX: shape of one float32 input, e.g. 1,3,224,224 "
+        "(an error for Keras models and checkpoints, whose shapes are fixed)",
     )
     p.add_argument(
         "--input", dest="inputs", action="append", metavar="[NAME=]DTYPE[DIMS]", default=None,
-        help="PyTorch and ONNX: a typed input such as input_ids=int64[1,128]; repeat for several",
+        help="PyTorch, Hugging Face configs and ONNX: a typed input such as input_ids=int64[1,128]; "
+        "repeat for several",
     )
     p.add_argument("--debug", action="store_true", help="show the traceback on errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="paramscope",
         description="Explain where every parameter, byte and FLOP of a neural network comes from.",
         epilog=_EPILOG,
@@ -63,14 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,diff,check}")
-    s = sub.add_parser("summary", help="one row per layer with counts, totals, memory and FLOPs")
+    s = sub.add_parser(
+        "summary", help="one row per layer with counts, totals, memory and FLOPs",
+        description="One row per layer: output shape, parameters split by role, FLOPs and the\n"
+        "formula behind each count; then totals, memory by dtype and notes.",
+        epilog=_SUMMARY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_common(s)
     s.add_argument(
         "--style", choices=("paramscope", "keras2", "keras3"), default="paramscope",
         help="layout: paramscope (default; split counts, formulas), keras2 (classic, with "
         "'Connected to'), keras3",
     )
-    s.add_argument("--depth", type=int, default=None, help="deepest nesting level shown (0: top level)")
+    s.add_argument(
+        "--depth", type=_natural, default=None, metavar="N", help="deepest nesting level shown (0: top level)"
+    )
     s.add_argument("--expand", action="store_true", help="one row per repeated block instead of xN")
     s.add_argument(
         "--columns", metavar="KEYS", default=None,
@@ -83,11 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(regular expressions on layer names, as Keras's layer_range)",
     )
     s.add_argument("--ascii", action="store_true", help="rule tables with - instead of box-drawing characters")
-    e = sub.add_parser("explain", help="every tensor of a layer: shape, count, formula, role, why")
+    e = sub.add_parser(
+        "explain", help="every tensor of a layer: shape, count, formula, role, why",
+        description="Every tensor of one layer (or of all): shape, dtype, count, the formula behind\n"
+        "it, its role (trainable, frozen, statistic, buffer) and why it exists.",
+        epilog=_EXPLAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
     _add_diff(sub)
     _add_check(sub)
+    # Each subcommand knows its siblings, to say where an option given to the wrong one belongs.
+    for command in sub.choices.values():
+        command.set_defaults(_commands=sub.choices)
     return parser
 
 
@@ -150,7 +255,10 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
             raise ParamscopeError(
                 f"--input-size {args.input_size!r} is not a list of integers; write e.g. 1,3,224,224"
             ) from None
+        if any(d < 0 for d in options["input_size"]):
+            raise ParamscopeError(f"--input-size {args.input_size!r} has a negative dimension")
     if args.inputs:
+        _check_specs(args.inputs)
         options["inputs"] = list(args.inputs)
     return options
 
@@ -228,26 +336,53 @@ def _write_output(path: str, text: str) -> None:
         raise ParamscopeError(f"cannot write {path}: {e.strerror}") from None
 
 
+def _check_specs(specs: list[str]) -> None:
+    # Checked before anything is read, whatever the target: a typo must never pass silently.
+    from paramscope.core.errors import TargetError
+    from paramscope.diagnose import did_you_mean
+    from paramscope.trace.inputs import parse_input_spec
+
+    for spec in specs:
+        try:
+            parse_input_spec(spec)
+        except TargetError as e:
+            dtype = re.match(r"\s*(?:\w+\s*=\s*)?(\w+)\s*\[", spec)
+            hint = did_you_mean(dtype[1], _INPUT_DTYPES) if dtype and "unknown dtype" in str(e) else ""
+            raise ParamscopeError(f"--input: {e}{hint}") from None
+
+
 def _run(args: argparse.Namespace) -> Any:
-    from paramscope.api import explain, summary
-    from paramscope.targets import resolve_target
+    from paramscope.api import explain, read, summary
+    from paramscope.core.errors import UnsupportedFormatError
+    from paramscope.targets import check_input_options, input_notes, resolve_target
 
     args.format = _output_format(args)
-    source = resolve_target(args.target)
-    width = args.width or _terminal_width()
     options = _reader_options(args)
+    source = resolve_target(args.target)
+    check_input_options(source, options)
+    try:
+        anatomy = read(source, **options)
+    except UnsupportedFormatError as e:
+        from paramscope.diagnose import unreadable_path
+
+        specific = unreadable_path(source) if isinstance(source, str) else None
+        if specific is None:
+            raise
+        raise UnsupportedFormatError(specific) from e
+    notes = input_notes(source, options)
+    if notes:
+        anatomy = anatomy.with_(notes=anatomy.notes + notes)
+    width = args.width or _terminal_width()
     if args.command == "summary":
         from paramscope.analysis.layer_range import parse_layer_range
 
         columns = None if args.columns is None else tuple(c.strip() for c in args.columns.split(",") if c.strip())
-        report = summary(
-            source, format=args.format, style=args.style, depth=args.depth, expand=args.expand,
-            width=width, columns=columns, ascii=args.ascii,
-            layer_range=None if args.layers is None else parse_layer_range(args.layers), **options,
+        return summary(
+            anatomy, format=args.format, style=args.style, depth=args.depth, expand=args.expand, width=width,
+            columns=columns, ascii=args.ascii,
+            layer_range=None if args.layers is None else parse_layer_range(args.layers),
         )
-    else:
-        report = explain(source, layer=args.layer, format=args.format, width=width, **options)
-    return report
+    return explain(anatomy, layer=args.layer, format=args.format, width=width)
 
 
 def _terminal_width() -> int:
@@ -259,7 +394,10 @@ def _terminal_width() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Reported by the subcommand's parser, so that the hint names its --help.
+        args._commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command in ("diff", "check"):
             text, status = (_run_diff if args.command == "diff" else _run_check)(args)

@@ -1,4 +1,5 @@
-"""What a CLI target names: a file or folder, or ``script.py:NAME`` / ``package.module:NAME``."""
+"""What a CLI target names: a file or folder, or ``script.py:NAME`` / ``package.module:NAME``;
+and whether the input options given make sense for it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import re
 import sys
 from typing import Any
 
-from paramscope.core.errors import TargetError
+from paramscope.core.errors import ParamscopeError, TargetError
+from paramscope.diagnose import missing_path, script_without_name, sibling_hint
 
-__all__ = ["resolve_target"]
+__all__ = ["resolve_target", "check_input_options", "input_notes"]
+
+#: Readers that use ``--input-size``/``--input`` (a forward pass, or ONNX's symbolic dimensions).
+INPUT_READERS = frozenset({"torch.module", "hf.config", "onnx.model"})
 
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
@@ -35,9 +40,30 @@ def _load_script(path: str) -> Any:
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     try:
         spec.loader.exec_module(module)
+    except ModuleNotFoundError as e:
+        raise _missing(e, path) from None
     finally:
         sys.path.pop(0)
     return module
+
+
+#: Top-level packages a model script imports, and the paramscope extra that installs each.
+_EXTRAS = {"torch": "torch", "transformers": "transformers", "keras": "keras", "h5py": "files"}
+
+
+def _missing(e: ModuleNotFoundError, where: str) -> ParamscopeError:
+    # The user's own code needs a package that is not installed: name the install line.
+    from paramscope.core.errors import MissingDependencyError
+
+    package = (e.name or "").split(".")[0]
+    if package in _EXTRAS:
+        return MissingDependencyError(package, _EXTRAS[package], where)
+    if package == "tensorflow":
+        return TargetError(
+            f"{where} imports tensorflow, which is not installed; paramscope reads Keras 3 models "
+            "on the torch or jax backend too: pip install 'paramscope[keras,torch]'"
+        )
+    return TargetError(f"{where} imports {package or e.name}, which is not installed ({e}); install it, then run again")
 
 
 def resolve_target(target: str) -> Any:
@@ -59,6 +85,9 @@ def resolve_target(target: str) -> Any:
         '.'
     """
     if os.path.exists(target):
+        if os.path.isfile(target) and target.endswith(".py"):
+            # Never run a script the user did not ask to run: list its names from the source text.
+            raise TargetError(script_without_name(target))
         return target
     if ":" not in target:
         hub = _hub_snapshot(target)
@@ -66,26 +95,30 @@ def resolve_target(target: str) -> Any:
             return hub
     where, sep, name = target.rpartition(":")
     if not sep or not name.isidentifier():
-        raise TargetError(
-            f"no such file or folder: {target} (to name a model in Python code, "
-            "write path/to/script.py:NAME or package.module:NAME)"
-        )
+        raise TargetError(missing_path(target))
     _default_keras_backend()
     if where.endswith(".py"):
         if not os.path.isfile(where):
-            raise TargetError(f"no such script: {where}")
+            raise TargetError(f"no such script: {where}{sibling_hint(where)}")
         module = _load_script(where)
     elif _MODULE.match(where):
         try:
             module = importlib.import_module(where)
         except ModuleNotFoundError as e:
-            raise TargetError(f"cannot import module {where!r}: {e}") from None
+            if e.name and where.startswith(e.name):  # the module itself (or its package) is missing
+                raise TargetError(f"cannot import module {where!r}: {e}") from None
+            raise _missing(e, where) from None
     else:
         raise TargetError(f"no such file or folder: {target}")
     if not hasattr(module, name):
         public = sorted(n for n in vars(module) if not n.startswith("_"))[:10]
         raise TargetError(f"{where} has no name {name!r}; it defines: {', '.join(public)}")
     obj = getattr(module, name)
+    if isinstance(obj, (str, bytes)):
+        raise TargetError(
+            f"{where}:{name} is a {type(obj).__name__} ({_short(obj)}), not a model; NAME must be a "
+            "model or a function with no arguments that returns one (to read a file, pass its path)"
+        )
     if callable(obj) and (isinstance(obj, type) or _is_plain_callable(obj)):
         try:
             obj = obj()
@@ -121,3 +154,98 @@ def _is_plain_callable(obj: Any) -> bool:
     import types
 
     return isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+
+
+def _short(value: str | bytes) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _reader_name(source: Any) -> str | None:
+    # The reader that will read ``source`` ("torch.module", "keras.archive", ...), or None when
+    # none does (reading it will then fail with its own message).
+    from paramscope.readers import reader_for
+
+    if callable(getattr(source, "__paramscope_anatomy__", None)):
+        return "builder"
+    try:
+        return reader_for(source).__name__.removeprefix("paramscope.readers.")
+    except ParamscopeError:
+        return None
+
+
+_WHAT = {
+    "builder": "a paramscope.keras model, whose input shapes are part of the model",
+    "keras": "a Keras model or file, whose input shapes are part of the model",
+    "safetensors": "a safetensors checkpoint, which holds tensors, not a graph to run",
+    "gguf": "a GGUF checkpoint, which holds tensors, not a graph to run",
+    "torch.checkpoint": "a PyTorch checkpoint, which holds tensors, not a graph to run",
+}
+
+
+def check_input_options(source: Any, options: dict[str, Any]) -> None:
+    """Refuse ``--input-size``/``--input`` for a source whose reader would ignore them.
+
+    They are an error, not a warning: an option that silently does nothing makes the user
+    believe the shapes and FLOPs shown are for their input.
+
+    Raises:
+        ParamscopeError: inputs were given for a Keras model, a checkpoint file or a builder model.
+
+    Example:
+        >>> check_input_options(".", {})  # no inputs given: nothing to check
+    """
+    given = [flag for key, flag in (("input_size", "--input-size"), ("inputs", "--input")) if options.get(key)]
+    if not given:
+        return
+    reader = _reader_name(source)
+    if reader is None or reader in INPUT_READERS:
+        return
+    what = _WHAT.get(reader) or _WHAT.get(reader.split(".")[0], f"what the {reader} reader reads")
+    raise ParamscopeError(
+        f"{' and '.join(given)} do{'es' if len(given) == 1 else ''} nothing for {what}; "
+        "drop the option (inputs apply to PyTorch modules, Hugging Face configs and ONNX files)"
+    )
+
+
+def input_notes(source: Any, options: dict[str, Any]) -> tuple[str, ...]:
+    """Notes about the inputs for the report: a sequence longer than the config allows.
+
+    The config is a live module's ``.config`` or the ``config.json`` a path names (read as data).
+
+    Example:
+        >>> input_notes(".", {"inputs": ["input_ids=int64[1,8]"]})
+        ()
+    """
+    specs_given = options.get("inputs")
+    if not specs_given:
+        return ()
+    from paramscope.core.positions import positions_note
+    from paramscope.trace.inputs import parse_input_spec
+
+    config = _config_of(source)
+    if config is None:
+        return ()
+    note = positions_note(config, [parse_input_spec(s) for s in specs_given])
+    return (note,) if note else ()
+
+
+def _config_of(source: Any) -> Any:
+    config = getattr(source, "config", None)
+    if config is not None and not isinstance(source, (str, os.PathLike)):
+        return config
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        path = os.path.join(path, "config.json")
+    if not path.endswith(".json") or not os.path.isfile(path) or os.path.getsize(path) > (1 << 24):
+        return None
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -114,6 +114,10 @@ class Functional(_ModelBase):
         config: dict[str, Any] = {"name": name, "trainable": trainable}
         super().__init__("Functional", config, module="keras")
         self.layers, self._node_map = self._collect()
+        # Each layer's calls used by this model, in order (one pass, not one scan per layer).
+        self._calls: dict[int, list[int]] = {}
+        for lid, idx in sorted(self._node_map):
+            self._calls.setdefault(lid, []).append(idx)
 
     def _collect(self) -> tuple[list[Layer], dict[tuple[int, int], int]]:
         # Layers are ordered the way Keras orders them: by depth (distance from the outputs,
@@ -126,24 +130,35 @@ class Functional(_ModelBase):
         done: set[NodeKey] = set()
         inputs = {id(t) for t in self.inputs}
 
-        def visit(t: KerasTensor, stack: tuple[NodeKey, ...]) -> None:
-            key = (id(t.layer), t.node_index)
-            if key in done:
-                return
-            if key in stack:
-                raise ModelError(f"the graph has a cycle through layer {t.layer.name}")
-            layer_of[id(t.layer)] = t.layer
-            first_seen.setdefault(id(t.layer), len(first_seen))
-            node = t.layer.nodes[t.node_index]
-            ins = [] if id(t) in inputs else flatten_tensors(node.args) + flatten_tensors(node.kwargs)
-            parents[key] = [(id(p.layer), p.node_index) for p in ins]
-            for parent in ins:
-                visit(parent, stack + (key,))
-            done.add(key)
-            post_order.append(key)
-
+        # An explicit stack, not recursion: a chain of thousands of layers is a valid model and
+        # must not hit Python's recursion limit. ``on_path`` holds the nodes being expanded, so a
+        # node met again while still on it closes a cycle.
+        on_path: set[NodeKey] = set()
         for out in self.outputs:
-            visit(out, ())
+            stack: list[tuple[KerasTensor, bool]] = [(out, False)]
+            while stack:
+                t, expanded = stack.pop()
+                key = (id(t.layer), t.node_index)
+                if expanded:
+                    on_path.discard(key)
+                    if key not in done:
+                        done.add(key)
+                        post_order.append(key)
+                    continue
+                if key in done:
+                    continue
+                if key in on_path:
+                    raise ModelError(f"the graph has a cycle through layer {t.layer.name}")
+                on_path.add(key)
+                layer_of[id(t.layer)] = t.layer
+                first_seen.setdefault(id(t.layer), len(first_seen))
+                node = t.layer.nodes[t.node_index]
+                ins = [] if id(t) in inputs else flatten_tensors(node.args) + flatten_tensors(node.kwargs)
+                parents[key] = [(id(p.layer), p.node_index) for p in ins]
+                stack.append((t, True))
+                # Reversed, so that parents are visited in order, as the recursive walk (and Keras) does.
+                stack.extend((p, False) for p in reversed(ins))
+
         node_depth: dict[NodeKey, int] = {}
         layer_depth: dict[int, int] = {}
         for key in reversed(post_order):
@@ -160,10 +175,12 @@ class Functional(_ModelBase):
                 first_seen[id(t.layer)] = -1
                 post_order.append((id(t.layer), t.node_index))
         order = sorted(layer_of.values(), key=lambda x: (-layer_depth[id(x)], first_seen[id(x)]))
+        calls: dict[int, list[int]] = {}
+        for lid, idx in post_order:
+            calls.setdefault(lid, []).append(idx)
         node_map: dict[tuple[int, int], int] = {}
         for layer in order:
-            used = sorted(i for (lid, i) in post_order if lid == id(layer))
-            for local, idx in enumerate(used):
+            for local, idx in enumerate(sorted(calls.get(id(layer), ()))):
                 node_map[(id(layer), idx)] = local
         return order, node_map
 
@@ -187,8 +204,7 @@ class Functional(_ModelBase):
     def _layer_entry(self, layer: Layer) -> dict[str, Any]:
         d = layer.serialize()
         d["name"] = layer.name
-        used = sorted(i for (lid, i) in self._node_map if lid == id(layer))
-        nodes = [layer.nodes[i] for i in used]
+        nodes = [layer.nodes[i] for i in self._calls.get(id(layer), ())]
         d["inbound_nodes"] = [] if isinstance(layer, InputLayer) else [self._node(n) for n in nodes]
         return d
 

@@ -44,7 +44,7 @@ def import_h5py(purpose: str) -> Any:
         MissingDependencyError: h5py is not installed; the message names the extra to install.
 
     Example:
-        >>> import_h5py("reading HDF5 files").File  # doctest: +SKIP
+        >>> import_h5py("reading HDF5 files").File
         <class 'h5py._hl.files.File'>
     """
     try:
@@ -114,7 +114,7 @@ def run_h5_child(request: dict[str, Any], where: str, *, purpose: str, timeout_s
 
     Example:
         >>> run_h5_child({"kind": "weights", "path": "missing.weights.h5"}, "missing.weights.h5",
-        ...              purpose="reading Keras .h5 weight files")  # doctest: +SKIP
+        ...              purpose="reading Keras .h5 weight files")
         Traceback (most recent call last):
         paramscope.core.errors.CorruptFileError: missing.weights.h5: cannot read the HDF5 file (...)
     """

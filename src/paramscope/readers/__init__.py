@@ -77,8 +77,11 @@ def read(source: Any, **options: Any) -> Anatomy:
         **options: passed to the reader (e.g. ``input_size`` for PyTorch modules).
 
     Example:
-        >>> from paramscope.readers import read
-        >>> anatomy = read("model.keras")  # doctest: +SKIP
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(8,))
+        >>> anatomy = read(keras.Model(x, keras.layers.Dense(4)(x)))
+        >>> anatomy.framework, [layer.type for layer in anatomy.layers]
+        ('keras', ['InputLayer', 'Dense'])
     """
     hook = getattr(source, "__paramscope_anatomy__", None)
     if callable(hook) and not isinstance(source, type):

@@ -259,9 +259,16 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
         UnsupportedFormatError: version 1 (obsolete), an unknown version, or big-endian.
 
     Example:
-        >>> h = read_header("llama-2-7b.Q4_K_M.gguf")  # doctest: +SKIP
-        >>> h.metadata["general.architecture"], len(h.tensors)  # doctest: +SKIP
-        ('llama', 291)
+        >>> import os, tempfile, numpy as np, gguf  # gguf, the format's own library, writes the file
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "tiny.gguf")
+        >>> w = gguf.GGUFWriter(path, "llama")
+        >>> w.add_tensor("token_embd.weight", np.zeros((16, 8), dtype=np.float16))
+        >>> w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+        >>> h = read_header(path)
+        >>> h.metadata["general.architecture"], len(h.tensors)
+        ('llama', 1)
+        >>> folder.cleanup()
     """
     spath = os.fspath(path)
     try:
@@ -457,9 +464,17 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         note when the output head is tied to the token embedding.
 
     Example:
+        >>> import os, tempfile, numpy as np, gguf  # gguf, the format's own library, writes the file
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "tiny.gguf")
+        >>> w = gguf.GGUFWriter(path, "llama")
+        >>> w.add_tensor("token_embd.weight", np.zeros((16, 8), dtype=np.float16))
+        >>> w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
         >>> from paramscope.analysis import totals
-        >>> totals(read("llama-2-7b.Q4_K_M.gguf")).params  # doctest: +SKIP
-        6738415616
+        >>> t = totals(read(path))
+        >>> t.params, t.n_bytes  # 16 x 8 float16 values
+        (128, 256)
+        >>> folder.cleanup()
     """
     p = Path(source)
     h = read_header(source)

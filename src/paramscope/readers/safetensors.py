@@ -187,9 +187,16 @@ def read_header(path: str | os.PathLike[str]) -> Header:
             the file's size (the message names the file, the tensor and byte offsets).
 
     Example:
-        >>> h = read_header("model.safetensors")  # doctest: +SKIP
-        >>> h.entries[0].dtype, h.entries[0].shape  # doctest: +SKIP
-        ('BF16', (32000, 4096))
+        >>> import json, os, struct, tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.safetensors")
+        >>> header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode()
+        >>> with open(path, "wb") as f:  # an 8-byte header length, the JSON header, 12 bytes of data
+        ...     _ = f.write(struct.pack("<Q", len(header)) + header + bytes(12))
+        >>> h = read_header(path)
+        >>> h.entries[0].dtype, h.entries[0].shape
+        ('BF16', (2, 3))
+        >>> folder.cleanup()
     """
     spath = os.fspath(path)
     try:
@@ -366,9 +373,17 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         UnsafeFileError: the index points outside the folder.
 
     Example:
+        >>> import json, os, struct, tempfile
         >>> from paramscope.analysis import totals
-        >>> totals(read("Llama-2-7b-hf")).params  # doctest: +SKIP
-        6738415616
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.safetensors")
+        >>> header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode()
+        >>> with open(path, "wb") as f:
+        ...     _ = f.write(struct.pack("<Q", len(header)) + header + bytes(12))
+        >>> t = totals(read(path))
+        >>> t.params, t.n_bytes  # 2 x 3 bfloat16 values, 2 bytes each
+        (6, 12)
+        >>> folder.cleanup()
     """
     found = _locate(source)
     if not found.files:

@@ -296,9 +296,11 @@ def read(source: Any, **options: Any) -> Anatomy:
         ModelError: transformers does not know the model type or rejects the config.
 
     Example:
-        >>> from paramscope.readers import read  # doctest: +SKIP
-        >>> read("models/llama-1b/config.json").metadata["model_class"]  # doctest: +SKIP
-        'LlamaForCausalLM'
+        >>> config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 16,
+        ...           "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10}
+        >>> anatomy = read(config, inputs=["input_ids=int64[1,8]"])  # needs transformers and torch
+        >>> anatomy.metadata["model_class"], anatomy.outputs
+        ('LlamaForCausalLM', ((1, 8, 10),))
     """
     doc, where = _load(source)
     tf = _transformers()

@@ -83,9 +83,16 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         UnsupportedFormatError: an HDF5 file that holds weights but no model config.
 
     Example:
-        >>> anatomy = read("model.keras")  # doctest: +SKIP
-        >>> anatomy.metadata["format"]  # doctest: +SKIP
-        'keras v3 archive'
+        >>> import os, tempfile, keras  # Keras writes the file; reading it needs no Keras
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> path = os.path.join(folder.name, "model.keras")
+        >>> model.save(path)
+        >>> from paramscope.analysis import totals
+        >>> anatomy = read(path)
+        >>> anatomy.metadata["format"], totals(anatomy).params, model.count_params()
+        ('keras v3 archive', 10, 10)
+        >>> folder.cleanup()
     """
     path = os.fspath(source)
     if sniff.head(path, len(HDF5_MAGIC)) == HDF5_MAGIC:

@@ -293,9 +293,9 @@ def read(source: Any, **options: Any) -> Anatomy:
         ModelError: the model is not built, so it has no weights yet.
 
     Example:
-        >>> import keras  # doctest: +SKIP
-        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # doctest: +SKIP
-        >>> read(m).layers[0].tensors[0].shape  # doctest: +SKIP
+        >>> import keras
+        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> read(m).layers[0].tensors[0].shape
         (4, 2)
     """
     if not can_read(source):

@@ -127,8 +127,16 @@ def read(source: Any, **options: Any) -> Anatomy:
             than :data:`H5_TIMEOUT_S`.
 
     Example:
-        >>> read("model.weights.h5").framework  # doctest: +SKIP
-        'keras'
+        >>> import os, tempfile, keras  # Keras writes the file; reading it needs no Keras
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> path = os.path.join(folder.name, "model.weights.h5")
+        >>> model.save_weights(path)
+        >>> from paramscope.analysis import totals
+        >>> anatomy = read(path)
+        >>> anatomy.framework, totals(anatomy).params, model.count_params()
+        ('keras', 10, 10)
+        >>> folder.cleanup()
     """
     path = Path(source)
     # H5_TIMEOUT_S is read at call time, so that it can be changed.

@@ -65,8 +65,21 @@ def read(source: Any, **options: Any) -> Anatomy:
         UnsafeFileError: external data pointing outside the model's folder.
 
     Example:
-        >>> read("model.onnx").framework  # doctest: +SKIP
-        'onnx'
+        >>> import os, tempfile, numpy as np, onnx  # onnx, the format's own library, writes the file
+        >>> from onnx import TensorProto, helper, numpy_helper
+        >>> graph = helper.make_graph(
+        ...     [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        ...     initializer=[numpy_helper.from_array(np.zeros((4, 2), np.float32), "w")])
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.onnx")
+        >>> onnx.save(helper.make_model(graph), path)
+        >>> from paramscope.analysis import totals
+        >>> anatomy = read(path)
+        >>> anatomy.framework, totals(anatomy).params, anatomy.compute.flops  # 4 x 2 MACs = 16 FLOPs
+        ('onnx', 8, 16)
+        >>> folder.cleanup()
     """
     path = Path(source)
     where = str(path)

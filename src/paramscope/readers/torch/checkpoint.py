@@ -120,8 +120,15 @@ def read(source: Any, **options: Any) -> Anatomy:
             an index lists a tensor its shard does not store, or a shard that does not exist.
 
     Example:
-        >>> read("model.pt").framework  # doctest: +SKIP
-        'torch'
+        >>> import os, tempfile, torch  # torch writes the file; reading it needs no torch
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.pt")
+        >>> torch.save(torch.nn.Linear(4, 2).state_dict(), path)
+        >>> from paramscope.analysis import totals
+        >>> anatomy = read(path)
+        >>> anatomy.framework, totals(anatomy).params
+        ('torch', 10)
+        >>> folder.cleanup()
     """
     path = Path(source)
     try:

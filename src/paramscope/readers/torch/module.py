@@ -246,8 +246,10 @@ def read(
         ModelError: the forward pass failed because of the inputs (wrong rank, unknown name).
 
     Example:
-        >>> import torch  # doctest: +SKIP
-        >>> read(torch.nn.Linear(4, 2), input_size=(1, 4)).layers  # doctest: +SKIP
+        >>> import torch
+        >>> anatomy = read(torch.nn.Linear(4, 2), input_size=(1, 4))
+        >>> anatomy.outputs, anatomy.compute.flops  # 4 x 2 multiply-adds = 16 FLOPs
+        (((1, 2),), 16)
     """
     from paramscope.trace.inputs import input_specs
 
