@@ -88,7 +88,7 @@ def test_cli_says_when_the_hub_id_is_not_cached(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
-    assert "not in the Hugging Face cache" in proc.stderr and "never downloads" in proc.stderr
+    assert "not in the Hugging Face cache" in proc.stderr and "downloads nothing" in proc.stderr
 
 
 def test_a_snapshot_with_only_the_config_and_index_is_built_from_the_config(cache: tuple[Path, object]) -> None:

@@ -40,6 +40,11 @@ _INPUT_DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, with a "did you mean" where one is close."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: "--layer" given to summary must not silently mean its "--layers".
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         from paramscope.diagnose import did_you_mean
 
@@ -50,10 +55,11 @@ class _Parser(argparse.ArgumentParser):
             hint = did_you_mean(choice[1], choices)
         elif message.startswith("unrecognized arguments:"):
             unknown = next((a for a in message.split()[2:] if a.startswith("-")), "").split("=")[0]
-            # Option names share their "--": a higher cutoff keeps --depth from suggesting --width.
-            hint = did_you_mean(unknown, _option_strings(self), cutoff=0.75) if unknown else ""
+            # An option of another subcommand, given exactly, says more than a near name here;
+            # option names share their "--": a higher cutoff keeps --depth from suggesting --width.
+            hint = _other_command(self, unknown) if unknown else ""
             if unknown and not hint:
-                hint = _other_command(self, unknown)
+                hint = did_you_mean(unknown, _option_strings(self), cutoff=0.75)
         command = self.prog.removeprefix("paramscope").strip()
         see = f"paramscope {command} --help" if command else "paramscope --help"
         self.exit(2, f"paramscope: error: {' '.join(message.split())}{hint}; see {see}\n")

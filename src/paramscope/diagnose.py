@@ -105,11 +105,15 @@ def missing_path(target: str) -> str:
     hint = sibling_hint(target) if os.path.isdir(parent) or target.lower().endswith(_MODEL_SUFFIXES) else ""
     if hint:
         return f"no such file or folder: {target}{hint}"
-    if _HUB_ID.match(target) and not target.lower().endswith(_MODEL_SUFFIXES + (".py",)):
+    if _HUB_ID.match(target.split("@", 1)[0]) and not target.lower().endswith(_MODEL_SUFFIXES + (".py",)):
+        from paramscope.readers.hf.hub_cache import hub_cache_dir
+
+        repo = target.split("@", 1)[0]
         return (
-            f"no such file or folder: {target} (paramscope reads local files and downloads nothing; "
-            f"if {target!r} is a Hugging Face Hub id, download its config.json or weights first, "
-            f"e.g. hf download {target} config.json --local-dir {target.rsplit('/', 1)[-1]})"
+            f"no such file or folder: {target}, and not in the Hugging Face cache ({hub_cache_dir()}); "
+            f"paramscope reads local files and downloads nothing: if {repo!r} is a Hugging Face Hub id, "
+            f"fetch its config (and shard index) into the cache first, e.g. hf download {repo} config.json "
+            "model.safetensors.index.json"
         )
     return (
         f"no such file or folder: {target} (to name a model in Python code, "

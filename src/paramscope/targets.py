@@ -130,23 +130,19 @@ def resolve_target(target: str) -> Any:
 
 
 def _hub_snapshot(target: str) -> str | None:
-    """A hub id's cached snapshot folder; a TargetError when it looks like one but is not cached."""
-    from paramscope.readers.hf.hub_cache import hub_cache_dir, looks_like_hub_id, snapshot_folder, snapshot_source
+    """A hub id's cached snapshot (its folder, or its config when the weights are not there)."""
+    from paramscope.readers.hf.hub_cache import looks_like_hub_id, snapshot_folder, snapshot_source
 
     if not looks_like_hub_id(target):
         return None
-    repo = target.split("@", 1)[0]
     folder = snapshot_folder(target)
-    if folder is not None:
-        source = snapshot_source(folder)
-        if source is None:
-            raise TargetError(f"the cached snapshot of {repo} holds neither weights nor config.json", where=str(folder))
-        return str(source)
-    raise TargetError(
-        f"{target} is no file or folder here, and not in the Hugging Face cache ({hub_cache_dir()}); "
-        f"paramscope never downloads: fetch the config (and the shard index) first, e.g. "
-        f"huggingface-cli download {repo} config.json model.safetensors.index.json, or pass a local path"
-    )
+    if folder is None:
+        return None  # not cached: the error for a missing path says so (diagnose.missing_path)
+    source = snapshot_source(folder)
+    if source is None:
+        repo = target.split("@", 1)[0]
+        raise TargetError(f"the cached snapshot of {repo} holds neither weights nor config.json", where=str(folder))
+    return str(source)
 
 
 def _is_plain_callable(obj: Any) -> bool:
