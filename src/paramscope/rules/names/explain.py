@@ -28,7 +28,7 @@ def name_tokens(component: str) -> frozenset[str]:
 
 
 def _matches(rule: NameRule, module: str, tensor: str, shape: Shape | None, siblings: frozenset[str]) -> bool:
-    if tensor not in rule.tensors:
+    if tensor not in rule.tensors and (rule.pattern is None or not rule.pattern.fullmatch(tensor)):
         return False
     if rule.ndim and (shape is None or len(shape) not in rule.ndim):
         return False

@@ -8,6 +8,7 @@ the first rule that matches.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class NameRule:
 
     Attributes:
         tensors: the tensor's own (last) name component, matched exactly.
+        pattern: or a regular expression the whole component must match (``None``: no pattern).
         role: the role it gives.
         is_param: whether the framework the name comes from counts it as a parameter.
         why: one sentence saying what the tensor is.
@@ -45,6 +47,7 @@ class NameRule:
     ndim: frozenset[int] = frozenset()
     siblings: frozenset[str] = frozenset()
     formula: FormulaFn | None = None
+    pattern: re.Pattern[str] | None = None
 
 
 def _r(
@@ -59,6 +62,7 @@ def _r(
     ndim: Iterable[int] = (),
     siblings: str = "",
     formula: FormulaFn | None = None,
+    pattern: str = "",
 ) -> NameRule:
     return NameRule(
         frozenset(tensors.split()),
@@ -71,7 +75,38 @@ def _r(
         frozenset(ndim),
         frozenset(siblings.split()),
         formula,
+        re.compile(pattern) if pattern else None,
     )
+
+
+#: PyTorch's recurrent layers name their weights ``weight_ih_l{k}`` (layer k), with
+#: ``_reverse`` for the backward direction of a bidirectional layer; the cells (``LSTMCell``)
+#: drop the layer suffix. Each holds ``gates x hidden_size`` rows: 4 gates for LSTM (input,
+#: forget, cell, output), 3 for GRU (reset, update, new), 1 for a plain RNN.
+_RNN_SUFFIX = r"(_l\d+(_reverse)?)?"
+_RNN_GATES = (("lstm", "LSTM", "4"), ("gru", "GRU", "3"), ("rnn", "RNN", "1"), ("", "", "gates"))
+
+
+def _recurrent_rules() -> tuple[NameRule, ...]:
+    rules: list[NameRule] = []
+    for token, layer_type, gates in _RNN_GATES:
+        rows = f"{gates} x hidden_size"
+        rules += [
+            _r("", _T, "input-to-hidden weights of a recurrent layer, one row block per gate",
+               layer_type=layer_type, module=token, ndim=(2,), pattern="weight_ih" + _RNN_SUFFIX,
+               formula=named(rows, "input_size")),
+            _r("", _T, "hidden-to-hidden (recurrent) weights: map the previous state into the gates",
+               layer_type=layer_type, module=token, ndim=(2,), pattern="weight_hh" + _RNN_SUFFIX,
+               formula=named(rows, "hidden_size (or proj_size)")),
+            _r("", _T, "bias of the input-to-hidden product, one per gate unit", layer_type=layer_type,
+               module=token, ndim=(1,), pattern="bias_ih" + _RNN_SUFFIX, formula=named(rows)),
+            _r("", _T, "bias of the hidden-to-hidden product, one per gate unit", layer_type=layer_type,
+               module=token, ndim=(1,), pattern="bias_hh" + _RNN_SUFFIX, formula=named(rows)),
+            _r("", _T, "projection of the LSTM hidden state to proj_size (LSTM with proj_size > 0)",
+               layer_type=layer_type, module=token, ndim=(2,), pattern="weight_hr" + _RNN_SUFFIX,
+               formula=named("proj_size", "hidden_size")),
+        ]
+    return tuple(rules)
 
 
 #: Tokens of a module name that mark a normalisation layer (``input_layernorm``, ``ln_f``, ``bn1``).
@@ -109,6 +144,30 @@ RULES: tuple[NameRule, ...] = (
        is_param=False, module="attn attention", ndim=(4,)),
     _r("cos_cached sin_cached freqs_cis relative_position_index", _B,
        "precomputed position table kept with the model; a buffer", is_param=False),
+    # BART, Marian, Pegasus: a registered buffer of zeros added to the logits, not a parameter.
+    _r("final_logits_bias", _B, "constant bias added to the output logits (registered as a buffer, "
+       "not trained)", is_param=False),
+    # Reparametrised weights (torch.nn.utils). weight_norm stores weight = g * v / ||v||: g (the
+    # magnitude, one per output row) and v (the direction) are the parameters, the weight is
+    # recomputed. spectral_norm keeps the original weight as a parameter and the power-iteration
+    # vectors u and v as buffers; weight_v means v of weight_norm beside weight_g, u's partner
+    # beside weight_orig.
+    _r("weight_g", _T, "weight_norm magnitude g (one per output row); the weight is g * v / ||v||"),
+    _r("weight_v", _T, "weight_norm direction v; the weight is g * v / ||v||", siblings="weight_g"),
+    _r("weight_orig", _T, "spectral_norm's original weight; the used weight is it divided by its "
+       "largest singular value"),
+    _r("weight_u weight_v", _B, "spectral_norm power-iteration vector, updated without gradient; "
+       "a buffer", is_param=False, siblings="weight_orig"),
+    _r("original0", _T, "weight_norm magnitude g (parametrizations.<name>.original0); the weight "
+       "is g * v / ||v||", siblings="original1"),
+    _r("original1", _T, "weight_norm direction v (parametrizations.<name>.original1); the weight "
+       "is g * v / ||v||", siblings="original0"),
+    _r("original", _T, "original tensor of a parametrization (torch.nn.utils.parametrize), from "
+       "which the used tensor is computed"),
+    _r("_u _v", _B, "spectral_norm power-iteration vector (parametrizations), updated without "
+       "gradient; a buffer", is_param=False),
+    # PyTorch recurrent layers (nn.LSTM, nn.GRU, nn.RNN and their cells).
+    *_recurrent_rules(),
     # Quantised checkpoints. GPTQ and AWQ keep packed weights as buffers of their QuantLinear
     # (not parameters); FP8 scales are frozen parameters; bitsandbytes 4-bit keeps its
     # quantisation state beside the packed weight, outside named_parameters().
