@@ -118,6 +118,12 @@ for _name, _bits, _aliases in [
     ("uint4", 4, ("u4",)),
     ("uint2", 2, ("u2",)),
     ("bool", 8, ("boolean",)),
+    # Opaque HDF5 values (numpy "V1".."V8", named void8..void64): a type h5py could not name;
+    # the size is known, the kind is not.
+    ("void8", 8, ()),
+    ("void16", 16, ()),
+    ("void32", 32, ()),
+    ("void64", 64, ()),
 ]:
     register_dtype(DType(_name, _bits), *_aliases)
 
