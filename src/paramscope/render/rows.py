@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from paramscope.analysis.repeats import Run, collapse
 from paramscope.analysis.totals import Totals, layer_totals
 from paramscope.core.anatomy import Anatomy, Compute, Layer
+from paramscope.core.compute import sum_compute
 
 __all__ = ["Row", "rows", "compute_total"]
 
@@ -89,18 +90,5 @@ def compute_total(anatomy: Anatomy) -> Compute | None:
     """FLOPs of the whole model: its own figure, else the sum over top-level layers."""
     if anatomy.compute is not None:
         return anatomy.compute
-    parts = [x.compute for x in anatomy.layers]
-    if all(c is None for c in parts):
-        return None
-    flops: int | None = 0
-    att: int | None = 0
-    elem: int | None = 0
-    unknown: list[str] = []
-    for c in parts:
-        if c is None:  # a layer that was not measured makes every figure unknown, not smaller
-            c = Compute(None, None, None)
-        flops = None if flops is None or c.flops is None else flops + c.flops
-        att = None if att is None or c.attention_flops is None else att + c.attention_flops
-        elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(flops, att, elem, tuple(unknown))
+    # A layer that was not measured makes every figure unknown, not smaller.
+    return sum_compute(x.compute for x in anatomy.layers)

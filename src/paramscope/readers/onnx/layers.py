@@ -14,40 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.anatomy import Compute, Formula, Layer, Role, Tensor
+from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers.onnx.flops import node_compute
 from paramscope.readers.onnx.proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
 
-__all__ = ["GraphBuilder", "exporter_notes", "walk", "sum_computes"]
+__all__ = ["GraphBuilder", "exporter_notes", "walk"]
 
 Shape = tuple[int | None, ...]
-
-
-def sum_computes(parts: Iterable[Compute | None]) -> Compute | None:
-    """The sum of several computes; a part that is unknown makes that figure unknown.
-
-    Example:
-        >>> sum_computes([Compute(4, 0, 1), Compute(None, 0, 2, ("Foo",))])
-        Compute(flops=None, attention_flops=0, elementwise_flops=3, unknown_ops=('Foo',))
-    """
-    known = [c for c in parts if c is not None]
-    if not known:
-        return None
-
-    def add(values: list[int | None]) -> int | None:
-        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-
-    unknown: list[str] = []
-    for c in known:
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(
-        add([c.flops for c in known]),
-        add([c.attention_flops for c in known]),
-        add([c.elementwise_flops for c in known]),
-        tuple(unknown),
-    )
 
 
 def walk(layers: Iterable[Layer]) -> Iterator[Layer]:
@@ -239,7 +215,7 @@ class GraphBuilder:
                 sub = self.layers(g, f"{scope}{label}/{gname}/", depth + 1)
                 children.append(Layer(gname, "Graph", f"{scope}{label}/{gname}", children=sub,
                                       note=f"subgraph {a.name!r} of {node.op_type}",
-                                      compute=sum_computes(c.compute for c in sub)))  # fmt: skip
+                                      compute=sum_compute(c.compute for c in sub)))  # fmt: skip
         if node.op_type == "Constant":
             tensors.extend(self._constant(node, key_scope or scope))
         fn = self.functions.get((node.domain, node.op_type))
@@ -251,7 +227,7 @@ class GraphBuilder:
             note = f"calls the model-local function {fn.domain}.{fn.name} ({len(fn.nodes)} nodes)"
             compute = Compute(None, None, None, unknown_ops=(f"function {fn.name}",))
         elif node.op_type in ("If", "Loop", "Scan"):
-            inner = sum_computes(c.compute for c in children)
+            inner = sum_compute(c.compute for c in children)
             if inner is None or (inner.flops, inner.attention_flops, inner.elementwise_flops) == (0, 0, 0):
                 compute = Compute(0, 0, 0)
             else:
@@ -324,7 +300,7 @@ def _nest(flat: list[Layer], scope: str) -> tuple[Layer, ...]:
             if len(children) == 1 and not children[0].children:
                 out.append(children[0].with_(name=key))
             else:
-                out.append(Layer(key, "", path, children=children, compute=sum_computes(c.compute for c in children)))
+                out.append(Layer(key, "", path, children=children, compute=sum_compute(c.compute for c in children)))
         return tuple(out)
 
     return build(root, scope.rstrip("/"))

@@ -18,6 +18,8 @@ from math import prod
 from typing import Any
 
 from paramscope.core.anatomy import Compute, Shape
+from paramscope.core.compute import ZERO
+from paramscope.core.compute import sum_compute as core_sum_compute
 from paramscope.rules.keras.shapes import channels_last, ntuple
 
 __all__ = ["layer_compute", "sum_compute", "op_compute", "UNKNOWN"]
@@ -189,18 +191,6 @@ def op_compute(class_name: str) -> Compute:
 
 
 def sum_compute(parts: Sequence[Compute | None]) -> Compute | None:
-    """The sum of several layers' FLOPs; a ``None`` part makes every figure unknown."""
-    if not parts:
-        return Compute(0, 0, 0)
-    flops: int | None = 0
-    att: int | None = 0
-    elem: int | None = 0
-    unknown: list[str] = []
-    for c in parts:
-        if c is None:
-            return None
-        flops = None if flops is None or c.flops is None else flops + c.flops
-        att = None if att is None or c.attention_flops is None else att + c.attention_flops
-        elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(flops, att, elem, tuple(unknown))
+    """The sum of several Keras layers' FLOPs (:func:`paramscope.core.compute.sum_compute`);
+    a model or block with no layers does no arithmetic: 0, not unknown."""
+    return core_sum_compute(parts, empty=ZERO)
