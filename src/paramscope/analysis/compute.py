@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from paramscope.core.anatomy import Anatomy, Compute
+from paramscope.core.compute import sum_compute
 
 __all__ = ["compute_total", "times"]
 
@@ -10,7 +11,8 @@ __all__ = ["compute_total", "times"]
 def compute_total(anatomy: Anatomy) -> Compute | None:
     """FLOPs of the whole model: its own figure, else the sum over top-level layers.
 
-    A top-level layer that was not measured makes every figure unknown rather than smaller.
+    A top-level layer that was not measured makes every figure unknown rather than smaller
+    (the one sum, :func:`paramscope.core.compute.sum_compute`).
 
     Example:
         >>> from paramscope.core import Layer
@@ -20,21 +22,7 @@ def compute_total(anatomy: Anatomy) -> Compute | None:
     """
     if anatomy.compute is not None:
         return anatomy.compute
-    parts = [x.compute for x in anatomy.layers]
-    if all(c is None for c in parts):
-        return None
-    flops: int | None = 0
-    att: int | None = 0
-    elem: int | None = 0
-    unknown: list[str] = []
-    for c in parts:
-        if c is None:
-            c = Compute(None, None, None)
-        flops = None if flops is None or c.flops is None else flops + c.flops
-        att = None if att is None or c.attention_flops is None else att + c.attention_flops
-        elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(flops, att, elem, tuple(unknown))
+    return sum_compute(x.compute for x in anatomy.layers)
 
 
 def times(c: Compute | None, n: int) -> Compute | None:

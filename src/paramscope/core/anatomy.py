@@ -132,7 +132,9 @@ class Compute:
     The convention (documented in docs/flops.md): ``flops`` counts the matrix products and
     convolutions, one multiply-add being 2 FLOPs; ``macs`` is half of it. Attention score and
     value products are in ``attention_flops``; bias, normalisation, activation and softmax work
-    is in ``elementwise_flops``, outside the headline. ``None`` means unknown, never zero.
+    is in ``elementwise_flops``, outside the headline. ``None`` means unknown, never zero, and
+is the default: ``Compute()`` knows nothing. Sums go through
+:func:`paramscope.core.compute.sum_compute`.
 
     Attributes:
         flops: matmul and convolution FLOPs, attention excluded.
@@ -141,9 +143,9 @@ class Compute:
         unknown_ops: operators seen that no formula covers.
     """
 
-    flops: int | None = 0
-    attention_flops: int | None = 0
-    elementwise_flops: int | None = 0
+    flops: int | None = None
+    attention_flops: int | None = None
+    elementwise_flops: int | None = None
     unknown_ops: tuple[str, ...] = ()
 
     @property

@@ -22,15 +22,22 @@ class DType:
         bits: bits per element for plain types; for block types, the average (may be fractional).
         block_elements: elements per block (1 for plain types).
         block_bytes: bytes per block (0 for plain types, where ``bits`` rules).
+        variable_size: elements differ in size (strings): bytes are unknown from the count.
     """
 
     name: str
     bits: float
     block_elements: int = 1
     block_bytes: int = 0
+    variable_size: bool = False
 
-    def n_bytes(self, count: int) -> int:
-        """Bytes needed to store ``count`` elements (sub-byte types round up to whole bytes)."""
+    def n_bytes(self, count: int) -> int | None:
+        """Bytes needed to store ``count`` elements (sub-byte types round up to whole bytes).
+
+        ``None`` for a type with no fixed size per element (strings).
+        """
+        if self.variable_size:
+            return None
         if self.block_bytes:
             full, rest = divmod(count, self.block_elements)
             return (full + (1 if rest else 0)) * self.block_bytes
@@ -68,6 +75,8 @@ def n_bytes(dtype: str, count: int | None) -> int | None:
         1024
         >>> n_bytes("q4_0", 64)
         36
+        >>> n_bytes("string", 3) is None
+        True
     """
     if count is None:
         return None
@@ -88,7 +97,11 @@ for _name, _bits, _aliases in [
     ("float8_e8m0fnu", 8, ("f8_e8m0", "e8m0")),
     ("float6_e2m3fn", 6, ("f6_e2m3",)),
     ("float6_e3m2fn", 6, ("f6_e3m2",)),
-    ("float4_e2m1fn", 4, ("f4", "float4_e2m1fn_x2")),
+    ("float4_e2m1fn", 4, ("f4",)),
+    # torch's float4_e2m1fn_x2 packs two fp4 values in one byte, and torch counts that byte as
+    # one element (numel() counts bytes, element_size() is 1); safetensors' F4 counts the
+    # 4-bit values instead. Either way the bytes agree: 8 bits per torch element.
+    ("float4_e2m1fn_x2", 8, ()),
     ("complex128", 128, ("c128", "cdouble")),
     ("complex64", 64, ("c64", "cfloat")),
     ("complex32", 32, ("c32", "chalf")),
@@ -105,9 +118,18 @@ for _name, _bits, _aliases in [
     ("uint4", 4, ("u4",)),
     ("uint2", 2, ("u2",)),
     ("bool", 8, ("boolean",)),
-    ("string", 0, ()),
+    # Opaque HDF5 values (numpy "V1".."V8", named void8..void64): a type h5py could not name;
+    # the size is known, the kind is not.
+    ("void8", 8, ()),
+    ("void16", 16, ()),
+    ("void32", 32, ()),
+    ("void64", 64, ()),
 ]:
     register_dtype(DType(_name, _bits), *_aliases)
+
+# Strings (ONNX, Keras StringLookup vocabularies) have no fixed size per element: a known
+# dtype with unknown bytes, never 0.
+register_dtype(DType("string", 0, variable_size=True))
 
 # GGML block-quantised types (GGUF files): (name, elements per block, bytes per block).
 # Sizes are the ``sizeof(block_*)`` of ggml's ggml-common.h, with QK_K = 256; the newest

@@ -345,7 +345,8 @@ def _parse(c: _Cursor) -> GGUFHeader:
         if type_id not in GGML_TYPES:
             raise c.fail(f"tensor {name!r} has unknown ggml type {type_id}", c.pos - 4)
         dtype = lookup_dtype(GGML_TYPES[type_id])
-        assert dtype is not None
+        size = None if dtype is None else dtype.n_bytes(count)
+        assert dtype is not None and size is not None  # every ggml type has a fixed size
         offset = c.unpack("<Q", f"offset of tensor {name!r}")
         if dims and dims[0] % dtype.block_elements:
             raise c.fail(
@@ -355,7 +356,7 @@ def _parse(c: _Cursor) -> GGUFHeader:
             )
         if offset % alignment:
             raise c.fail(f"tensor {name!r} offset {offset:,} is not a multiple of the alignment {alignment}", at)
-        tensors.append(GGUFTensor(name, dims, type_id, dtype.name, offset, dtype.n_bytes(count)))
+        tensors.append(GGUFTensor(name, dims, type_id, dtype.name, offset, size))
     data_start = -(-c.pos // alignment) * alignment
     end = 0
     for t in sorted(tensors, key=lambda t: t.offset):

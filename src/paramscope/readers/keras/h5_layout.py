@@ -24,7 +24,7 @@ from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.rules.keras.configs import entry_name
 from paramscope.rules.keras.configs import is_model_entry as is_model
 
-__all__ = ["H5Walker", "read_attr", "strings", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
+__all__ = ["H5Walker", "dataset_dtype", "read_attr", "strings", "legacy_weights", "MAX_H5_DEPTH", "MAX_NAMES_BYTES"]
 
 #: Deepest group nesting followed in a weights file (Keras nests a few levels per sub-model).
 MAX_H5_DEPTH = 64
@@ -61,13 +61,8 @@ class H5Walker:
         return StoredWeight(name, tuple(int(d) for d in (obj.shape or ())), self._dtype(obj))
 
     def _dtype(self, obj: Any) -> str:
-        # NumPy has no bfloat16: Keras stores such arrays as 2-byte opaque values and names the
-        # type in a ``dtype`` attribute (saving_lib.H5Entry); other dtypes are HDF5's own.
-        if obj.dtype.kind == "V" and "dtype" in obj.attrs:
-            label = strings(read_attr(obj, "dtype", 64, self.where))
-            if label:
-                return canonical_dtype(label[0])
-        return canonical_dtype(str(obj.dtype.name))
+        label = strings(read_attr(obj, "dtype", 64, self.where)) if obj.dtype.kind == "V" else []
+        return dataset_dtype(obj.dtype, label[0] if label else None)
 
     def dataset(self, group: Any, name: str) -> Any:
         """The dataset at ``name`` (which may contain ``/``) under ``group``, following no links."""
@@ -128,6 +123,28 @@ class H5Walker:
                 weights = self.collect(group, "", 1)
                 if weights or sub is not None:
                     stored[path] = weights
+
+
+def dataset_dtype(stored: Any, declared: str | None) -> str:
+    """The dtype of a Keras weight dataset, from its HDF5 type and its ``dtype`` attribute.
+
+    NumPy has no bfloat16 or float8: their arrays (``ml_dtypes``) reach HDF5 as opaque
+    1- or 2-byte values. Keras 3's ``saving_lib.H5Entry`` names the type in a ``dtype``
+    attribute; the legacy ``.h5`` writer does not. Among the types Keras uses, only bfloat16
+    is a 2-byte type NumPy lacks (float16, int16 and uint16 are native), so an unnamed 2-byte
+    opaque value is bfloat16. A 1-byte one (a float8 variant or int4) keeps the name
+    ``void8``: its bytes are known, its kind is not.
+
+    Example:
+        >>> import numpy as np
+        >>> dataset_dtype(np.dtype("V2"), None), dataset_dtype(np.dtype("V1"), "float8_e4m3fn")
+        ('bfloat16', 'float8_e4m3fn')
+    """
+    if declared:
+        return canonical_dtype(declared)
+    if stored.kind == "V" and stored.itemsize == 2:
+        return "bfloat16"
+    return canonical_dtype(str(stored.name))
 
 
 def _numeric(key: str) -> tuple[int, str]:

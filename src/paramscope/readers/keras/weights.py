@@ -3,7 +3,8 @@
 Two layouts (``keras/src/saving/saving_lib.py`` and ``keras/src/legacy/saving/legacy_h5_format.py``):
 
 - Keras 3 ``.weights.h5``: ``layers/<group>/vars/<i>`` datasets, nested for layers inside
-  layers, ``optimizer/vars/<i>`` for optimizer state. A group is named after the layer's
+  layers, ``optimizer/vars/<i>`` for optimizer state; a subclassed model's own variables in
+  ``vars/<i>`` and its layers under their attribute names (``block/vars/<i>``). A group is named after the layer's
   class in snake case (``dense``, ``batch_normalization_1``); its ``vars`` group carries the
   layer's own name. Variables are stored by position only, so their names are inferred for
   the built-in layer classes listed in :data:`VARIABLE_NAMES` and left unknown otherwise.
@@ -193,7 +194,9 @@ class _Builder:
         """A group under ``layers``: a layer, named after its class."""
         name = node["name"]
         path = f"{parent}/{name}" if parent else name
-        snake = _COUNTER.sub("", node["key"])
+        # A group under ``layers`` is named after the layer's class; an attribute group after the
+        # attribute, so its class can only be guessed from the layer's name (``dense_2``).
+        snake = _COUNTER.sub("", name if node.get("attribute") else node["key"])
         cls = VARIABLE_NAMES.get(snake, ("", {}))[0] or _CONTAINERS.get(snake, "")
         tensors = self._vars(node["vars"], path, snake)
         children = self._children(node, path, snake)
@@ -207,6 +210,9 @@ class _Builder:
         # Its class comes from the parent's known layout, or, for any recurrent layer's "cell",
         # the generic cell layout.
         snake = _ATTRIBUTES.get((parent_snake, key)) or ("rnn_cell" if key == "cell" else _COUNTER.sub("", key))
+        if snake not in VARIABLE_NAMES and key != "cell":
+            # A custom layer's attribute (``self.d = Dense(3)``): guess from the layer's own name.
+            snake = _COUNTER.sub("", name)
         tensors = self._vars(node["vars"], path, snake)
         children = self._children(node, path, snake)
         cls = VARIABLE_NAMES.get(snake, ("", {}))[0]

@@ -14,7 +14,9 @@ Reply for a Keras 3 file::
 where a ``var`` is ``[key, shape, dtype]`` (sorted by position) and a ``node`` is
 ``{"key", "name", "vars": [var, ...], "layers": [node, ...], "subs": [node, ...]}``; ``layers``
 are the groups under the node's ``layers`` group, ``subs`` its other groups (sub-layers kept
-under their attribute names), dropped when they hold nothing. For a legacy file::
+under their attribute names), dropped when they hold nothing. Top-level ``layers`` also holds
+the model's attribute groups (a subclassed model's ``self.block``), marked ``"attribute": true``;
+``extras`` holds the optimizer's state and anything that is not a group. For a legacy file::
 
     {"layout": "legacy", "layers": [[layer name, [[weight name, shape, dtype], ...]], ...],
      "metadata": {"keras_version": ..., "backend": ...}}
@@ -27,9 +29,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsafeFileError
 from paramscope.parsers.hdf5 import import_h5py
+from paramscope.readers.keras.h5_layout import dataset_dtype
 from paramscope.rules.names import natural_key
 
 __all__ = ["weights_part", "MAX_DEPTH", "MAX_OBJECTS"]
@@ -39,6 +41,8 @@ MAX_DEPTH = 64
 #: Most HDF5 objects visited in one file.
 MAX_OBJECTS = 1_000_000
 _COUNTER = re.compile(r"_\d+$")
+#: Top-level groups of a Keras 3 weights file that hold state outside the model.
+_NOT_MODEL = frozenset({"optimizer"})
 # What h5py and libhdf5 raise on a damaged file, besides OSError; a TypeError comes from a node
 # of an unexpected kind (a committed datatype where a group should be).
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, NotImplementedError)
@@ -110,9 +114,7 @@ class _Walker:
         declared = ds.attrs.get("dtype")
         if isinstance(declared, bytes):
             declared = declared.decode("utf-8", "replace")
-        if isinstance(declared, str) and declared:
-            return [shape, canonical_dtype(declared)]
-        return [shape, canonical_dtype(str(ds.dtype))]
+        return [shape, dataset_dtype(ds.dtype, declared if isinstance(declared, str) else None)]
 
     def _name(self, node: Any, key: str) -> str:
         vars_group = self._get(node, "vars")
@@ -121,12 +123,24 @@ class _Walker:
     # -- Keras 3 ---------------------------------------------------------------------------
 
     def keras3(self, f: Any) -> dict[str, Any]:
-        layers = self._children(f, 0) if "layers" in f else []
+        # saving_lib._save_state writes a model's own variables in ``vars``, the layers that
+        # Sequential and Functional track in ``layers``, and every other saveable attribute under
+        # its attribute name (``self.block = Block()`` -> ``block``; a list ``self.blocks`` ->
+        # ``blocks/dense``, ``blocks/dense_1``), in sorted attribute order. A subclassed model
+        # keeps most or all of its layers in those attribute groups. The optimizer (``optimizer``)
+        # is the one saveable that is not part of the model.
+        layers: list[dict[str, Any]] = []
         extras: list[list[Any]] = []
         for key in f:
-            if key in ("layers", "vars"):
+            if key == "vars":
+                continue
+            if key == "layers":
+                layers.extend(self._children(f, 0))
                 continue
             item = self._get(f, key)
+            if isinstance(item, self.h5py.Group) and key not in _NOT_MODEL:
+                layers.extend({**node, "attribute": True} for node in self._extra_child(item, key, 1))
+                continue
             if isinstance(item, self.h5py.Dataset):
                 tensors = [[key, *self._dataset(item)]]
             else:

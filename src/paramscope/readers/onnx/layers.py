@@ -10,44 +10,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from math import prod
 from pathlib import Path
 from typing import Any
 
 from paramscope.core.anatomy import Compute, Formula, Layer, Role, Tensor
+from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers.onnx.flops import node_compute
 from paramscope.readers.onnx.proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
 
-__all__ = ["GraphBuilder", "exporter_notes", "walk", "sum_computes"]
+__all__ = ["GraphBuilder", "exporter_notes", "walk"]
 
 Shape = tuple[int | None, ...]
-
-
-def sum_computes(parts: Iterable[Compute | None]) -> Compute | None:
-    """The sum of several computes; a part that is unknown makes that figure unknown.
-
-    Example:
-        >>> sum_computes([Compute(4, 0, 1), Compute(None, 0, 2, ("Foo",))])
-        Compute(flops=None, attention_flops=0, elementwise_flops=3, unknown_ops=('Foo',))
-    """
-    known = [c for c in parts if c is not None]
-    if not known:
-        return None
-
-    def add(values: list[int | None]) -> int | None:
-        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-
-    unknown: list[str] = []
-    for c in known:
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(
-        add([c.flops for c in known]),
-        add([c.attention_flops for c in known]),
-        add([c.elementwise_flops for c in known]),
-        tuple(unknown),
-    )
+#: Operators whose outputs are new data even when every input is a constant (random draws).
+_FROM_DATA = frozenset("RandomNormalLike RandomUniformLike Multinomial Bernoulli".split())
 
 
 def walk(layers: Iterable[Layer]) -> Iterator[Layer]:
@@ -80,7 +59,8 @@ class GraphBuilder:
         self.n_constants = 0
         self.renamed = 0
         self.ops: set[str] = set()
-        self.sparse_indices: dict[str, Tensor] = {}
+        self.sparse_values: dict[str, tuple[int, int]] = {}  # name -> (stored values, dense elements)
+        self.static: set[str] = set()
         self.siblings: dict[str, set[str]] = {}
         self.identities = 0
         self._collect(graph)
@@ -93,7 +73,6 @@ class GraphBuilder:
             self.inits[t.name] = self._initializer(t)
         for s in graph.sparse_initializers:
             self.inits[s.values.name] = self._sparse(s)
-            self.sparse_indices[s.values.name] = self._sparse_indices(s)
         for node in graph.nodes:
             for a in node.attrs.values():
                 for g in a.graphs:
@@ -178,23 +157,35 @@ class GraphBuilder:
         return Tensor(t.name, t.dims, t.dtype, role, is_param, f"init:{t.name}", ex.formula, why + where)
 
     def _sparse(self, s: OSparse) -> Tensor:
+        """A sparse initializer, counted as the dense tensor it stands for.
+
+        ONNX Runtime turns sparse initializers into dense tensors when it loads a model, and
+        a node computes with the dense tensor: its elements are the parameters. The file stores
+        only the non-zero values and their positions; the reply notes how many.
+        """
         self._check_data(s.values)
+        self._check_data(s.indices)
         nnz = s.values.dims[0] if s.values.dims else 0
-        dense = "x".join(str(d) for d in s.dims)
+        dense = prod(s.dims)
+        if len(s.values.dims) != 1 or nnz > dense or (s.indices.dims and s.indices.dims[0] != nnz):
+            raise CorruptFileError(
+                f"sparse initializer {s.values.name!r} stores values {list(s.values.dims)} and indices "
+                f"{list(s.indices.dims)} for a dense shape {list(s.dims)}, which do not fit together",
+                where=self.where,
+            )
+        self.sparse_values[s.values.name] = (nnz, dense)
+        dims = " x ".join(map(str, s.dims)) or "1"
         return Tensor(
             s.values.name,
-            s.values.dims,
+            s.dims,
             s.values.dtype,
             Role.UNKNOWN,
             True,
             f"init:{s.values.name}",
-            Formula("nnz", str(nnz)),
-            f"a sparse initializer: {nnz} stored values of a dense {dense} tensor",
+            Formula("dense dims", dims),
+            f"a sparse initializer, counted as the dense {dims} tensor nodes compute with; the file "
+            f"stores its {nnz:,} non-zero values and their positions",
         )
-
-    def _sparse_indices(self, s: OSparse) -> Tensor:
-        return Tensor(f"{s.values.name}.indices", s.indices.dims, s.indices.dtype, Role.BUFFER, False,
-                      f"init:{s.values.name}.indices", None, "positions of a sparse initializer's values")  # fmt: skip
 
     def _constant(self, node: ONode, key_scope: str) -> list[Tensor]:
         out = []
@@ -204,7 +195,7 @@ class GraphBuilder:
                 self._check_data(a.tensors[0])
                 shape, dtype = a.tensors[0].dims, a.tensors[0].dtype
             elif a.sparse:
-                shape, dtype = a.sparse[0].values.dims, a.sparse[0].values.dtype
+                shape, dtype = a.sparse[0].dims, a.sparse[0].values.dtype  # the dense tensor
             else:
                 kind = {"value_float": "float32", "value_int": "int64", "value_floats": "float32",
                         "value_ints": "int64"}.get(name)  # fmt: skip
@@ -230,8 +221,6 @@ class GraphBuilder:
             if t is not None and t not in tensors:
                 tensors.append(t)
                 self.used.add(name)
-                if name in self.sparse_indices:
-                    tensors.append(self.sparse_indices[name])
         children: list[Layer] = []
         for a in node.attrs.values():
             for gi, g in enumerate(a.graphs):
@@ -239,7 +228,7 @@ class GraphBuilder:
                 sub = self.layers(g, f"{scope}{label}/{gname}/", depth + 1)
                 children.append(Layer(gname, "Graph", f"{scope}{label}/{gname}", children=sub,
                                       note=f"subgraph {a.name!r} of {node.op_type}",
-                                      compute=sum_computes(c.compute for c in sub)))  # fmt: skip
+                                      compute=sum_compute(c.compute for c in sub)))  # fmt: skip
         if node.op_type == "Constant":
             tensors.extend(self._constant(node, key_scope or scope))
         fn = self.functions.get((node.domain, node.op_type))
@@ -251,7 +240,7 @@ class GraphBuilder:
             note = f"calls the model-local function {fn.domain}.{fn.name} ({len(fn.nodes)} nodes)"
             compute = Compute(None, None, None, unknown_ops=(f"function {fn.name}",))
         elif node.op_type in ("If", "Loop", "Scan"):
-            inner = sum_computes(c.compute for c in children)
+            inner = sum_compute(c.compute for c in children)
             if inner is None or (inner.flops, inner.attention_flops, inner.elementwise_flops) == (0, 0, 0):
                 compute = Compute(0, 0, 0)
             else:
@@ -259,7 +248,7 @@ class GraphBuilder:
                 compute = Compute(None, None, None, unknown_ops=(node.op_type,))
             note = "the FLOPs of its subgraphs are on the subgraph layers (If runs one branch, Loop a data-dependent number of times)"
         else:
-            compute = node_compute(node, self.shapes.get)
+            compute = node_compute(node, self.shapes.get, self.static.__contains__)
         ins = tuple(self.shapes[x] for x in node.inputs if x in self.shapes) or None
         outs = tuple(self.shapes[x] for x in node.outputs if x in self.shapes) or None
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
@@ -277,19 +266,31 @@ class GraphBuilder:
             origin=node.domain or "ai.onnx",
         )
 
+    def _mark_static(self, graph: OGraph) -> None:
+        """Values computed from weights and constants alone (a transposed or dequantised weight):
+        a product with one of them is a weight product, a product of two others an attention
+        product. Nodes are in topological order (the ONNX spec requires it); a subgraph sees
+        its outer graph's values."""
+        self.static.update(t.name for t in graph.initializers)
+        self.static.update(s.values.name for s in graph.sparse_initializers)
+        for node in graph.nodes:
+            inputs = [x for x in node.inputs if x]
+            if node.op_type == "Constant" or (inputs and node.op_type not in _FROM_DATA and all(x in self.static for x in inputs)):
+                self.static.update(o for o in node.outputs if o)
+
     def layers(self, graph: OGraph, scope: str, depth: int) -> tuple[Layer, ...]:
         """Layers for a graph's nodes, nested by the ``/`` parts of their names."""
+        self._mark_static(graph)
         flat = [self._node_layer(n, i, scope, depth) for i, n in enumerate(graph.nodes)]
         return _nest(flat, scope)
 
     def unused(self, graph: OGraph) -> tuple[Layer, ...]:
         """A layer for initializers no node uses (still stored, still counted)."""
         left = [t for name, t in self.inits.items() if name not in self.used]
-        sparse = [t for name, t in self.sparse_indices.items() if name not in self.used]
-        if not left and not sparse:
+        if not left:
             return ()
-        self.notes.append(f"{len(left) + len(sparse)} initializers are used by no node; they are listed under '(unused)'.")
-        return (Layer("(unused)", "", "(unused)", tuple(left + sparse), note="initializers no node reads"),)
+        self.notes.append(f"{len(left)} initializers are used by no node; they are listed under '(unused)'.")
+        return (Layer("(unused)", "", "(unused)", tuple(left), note="initializers no node reads"),)
 
 
 def _nest(flat: list[Layer], scope: str) -> tuple[Layer, ...]:
@@ -324,7 +325,7 @@ def _nest(flat: list[Layer], scope: str) -> tuple[Layer, ...]:
             if len(children) == 1 and not children[0].children:
                 out.append(children[0].with_(name=key))
             else:
-                out.append(Layer(key, "", path, children=children, compute=sum_computes(c.compute for c in children)))
+                out.append(Layer(key, "", path, children=children, compute=sum_compute(c.compute for c in children)))
         return tuple(out)
 
     return build(root, scope.rstrip("/"))
@@ -341,6 +342,14 @@ def exporter_notes(producer: str, builder: GraphBuilder, notes: list[str]) -> No
         notes.append(
             f"{builder.identities} Identity nodes pass initializers on under another name: the exporter "
             "stored tensors with equal values once (e.g. a running mean equal to a bias)."
+        )
+    if builder.sparse_values:
+        stored = sum(nnz for nnz, _ in builder.sparse_values.values())
+        dense = sum(n for _, n in builder.sparse_values.values())
+        notes.append(
+            f"{len(builder.sparse_values)} sparse initializers are counted as the dense tensors they stand for "
+            f"({dense:,} elements, as ONNX Runtime loads them); the file stores {stored:,} non-zero values "
+            "and their positions."
         )
     if builder.n_constants:
         notes.append(f"{builder.n_constants} Constant node values are listed as buffers, not parameters.")

@@ -21,7 +21,8 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError
-from paramscope.readers.onnx.layers import GraphBuilder, exporter_notes, sum_computes, walk
+from paramscope.core.compute import sum_compute
+from paramscope.readers.onnx.layers import GraphBuilder, exporter_notes, walk
 from paramscope.readers.onnx.proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers.onnx.shapes import infer_shapes
 from paramscope.parsers.protobuf import Buffer, FileBytes
@@ -135,7 +136,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         outputs=outputs,
         metadata=MappingProxyType(meta),
         notes=tuple(notes),
-        compute=sum_computes(la.compute for la in layers),
+        compute=sum_compute(la.compute for la in layers),
     )
 
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
+from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import canonical_dtype
 
 __all__ = ["can_read", "read"]
@@ -166,7 +167,9 @@ def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) ->
         compute = trace.compute.get(node.path) if run is not None else None
         calls = run.calls if run is not None else 0
         if run is None:
-            compute = _sum_compute([c.compute for c in children])
+            # A container never called itself does what its children do; a child with no
+            # compute was not called either, so it adds nothing.
+            compute = sum_compute([c.compute for c in children if c.compute is not None])
             elsewhere = [p for p in paths.get(id(m), ()) if p != node.path and p in trace.runs]
             if elsewhere:
                 parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
@@ -189,24 +192,6 @@ def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) ->
         calls=calls,
         compute=compute,
         origin=type(m).__module__,
-    )
-
-
-def _sum_compute(parts: list[Compute | None]) -> Compute | None:
-    """FLOPs of a container that is never called itself: the sum over its children."""
-    known = [c for c in parts if c is not None]
-    if not known:
-        return None
-
-    def add(xs: list[int | None]) -> int | None:
-        return None if any(x is None for x in xs) else sum(x for x in xs if x is not None)
-
-    unknown = tuple(dict.fromkeys(u for c in known for u in c.unknown_ops))
-    return Compute(
-        add([c.flops for c in known]),
-        add([c.attention_flops for c in known]),
-        add([c.elementwise_flops for c in known]),
-        unknown,
     )
 
 

@@ -48,7 +48,7 @@ _TORCH_DTYPES = frozenset(
         "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
         "complex32", "chalf", "complex64", "cfloat", "complex128", "cdouble",
         "int64", "long", "int32", "int", "int16", "short", "int8", "uint8",
-        "uint16", "uint32", "uint64", "bool",
+        "uint16", "uint32", "uint64", "bool", "float4_e2m1fn_x2",
     }
 )  # fmt: skip
 

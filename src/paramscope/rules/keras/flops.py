@@ -18,9 +18,14 @@ from math import prod
 from typing import Any
 
 from paramscope.core.anatomy import Compute, Shape
+from paramscope.core.compute import ZERO
+from paramscope.core.compute import sum_compute as core_sum_compute
+from paramscope.rules.keras.flops_sequence import attention_compute, conv_lstm_compute, recurrent_compute
 from paramscope.rules.keras.shapes import channels_last, ntuple
 
 __all__ = ["layer_compute", "sum_compute", "op_compute", "UNKNOWN"]
+
+# Recurrent and attention layers are costed in flops_sequence.py; wrappers and LoRA here.
 
 UNKNOWN = Compute(None, None, None)
 
@@ -142,6 +147,14 @@ _CONVS = frozenset(
 )
 
 
+_RECURRENT = frozenset({"SimpleRNN", "LSTM", "GRU", "RNN"})
+_CONV_LSTM = frozenset({"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+_ATTENTION = frozenset({"MultiHeadAttention", "GroupQueryAttention", "GroupedQueryAttention", "Attention",
+                        "AdditiveAttention"})  # fmt: skip
+#: Layers besides the convolutions that may carry LoRA factors (``lora_rank``).
+_LORA = frozenset({"Dense", "EinsumDense", "Embedding"})
+
+
 def layer_compute(
     class_name: str,
     config: Mapping[str, Any],
@@ -155,25 +168,93 @@ def layer_compute(
         4194304
     """
     out = output_shapes[0] if output_shapes else None
+    lora = _lora_merge(class_name, config, input_shapes)
+    if lora is not None:
+        # The merge is its own product, added to whatever the layer computes with the kernel.
+        total = core_sum_compute([lora, layer_compute(class_name, _without_lora(config), input_shapes, output_shapes)])
+        return total if total is not None else UNKNOWN
     if class_name in _FREE:
         return Compute(0, 0, 0)
     if not input_shapes or any(s is None for s in input_shapes):
         return UNKNOWN
     ins = [s for s in input_shapes if s is not None]
+    inner = config.get("layer")
     try:
         if class_name in _CONVS:
             return _conv(config, ins, out, class_name)
         if class_name in _COSTS:
             return _COSTS[class_name](config, ins, out)
+        if class_name in _RECURRENT:
+            return recurrent_compute(class_name, config, ins)
+        if class_name in _CONV_LSTM:
+            return conv_lstm_compute(class_name, config, ins)
+        if class_name in _ATTENTION:
+            return attention_compute(class_name, config, ins)
+        if class_name in ("Bidirectional", "TimeDistributed") and isinstance(inner, Mapping):
+            return _wrapper(class_name, config, inner, ins, out)
     except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
         return UNKNOWN
-    inner = config.get("layer")
     if class_name == "SpectralNormalization" and isinstance(inner, Mapping):
         # At inference the wrapper runs its layer with the normalised kernel.
         return layer_compute(str(inner.get("class_name")), inner.get("config") or {}, input_shapes, output_shapes)
     if class_name in _NO_PRODUCT:
         return Compute(0, 0, None)
     return Compute(None, None, None, (class_name,))
+
+
+def _wrapper(class_name: str, config: Mapping[str, Any], inner: Mapping[str, Any], ins: Sequence[Shape],
+             out: Shape | None) -> Compute:  # fmt: skip
+    """Bidirectional runs its layer forwards and (a copy, or ``backward_layer``) backwards; the
+    merge (concat: free; sum, mul, ave: elementwise) is not a product. TimeDistributed runs its
+    layer once per step of axis 1."""
+    inner_cls, inner_cfg = str(inner.get("class_name")), inner.get("config") or {}
+    if class_name == "Bidirectional":
+        back = config.get("backward_layer")
+        back_cls, back_cfg = (str(back.get("class_name")), back.get("config") or {}) if isinstance(back, Mapping) else (inner_cls, inner_cfg)
+        parts = [layer_compute(inner_cls, inner_cfg, ins, ()), layer_compute(back_cls, back_cfg, ins, ())]
+        merge = config.get("merge_mode", "concat")
+        total = core_sum_compute(parts)
+        if total is None:
+            return UNKNOWN
+        elementwise = total.elementwise_flops if merge in ("concat", None) else None
+        return Compute(total.flops, total.attention_flops, elementwise, total.unknown_ops)
+    x = ins[0]
+    step_out = None if out is None else (out[0], *out[2:])
+    once = layer_compute(inner_cls, inner_cfg, [(x[0], *x[2:])], [step_out] if step_out else [])
+    steps = x[1]
+
+    def times(v: int | None) -> int | None:
+        return None if v is None or steps is None else v * steps
+
+    return Compute(times(once.flops), times(once.attention_flops), times(once.elementwise_flops), once.unknown_ops)
+
+
+def _lora_merge(class_name: str, config: Mapping[str, Any], ins: Sequence[Shape | None]) -> Compute | None:
+    """The LoRA merge ``kernel + (alpha / rank) a @ b``, which Keras computes at every call
+    (``Dense.kernel`` and friends are properties): a product of two weights, ``2 x rows x rank x
+    columns`` FLOPs for a kernel of ``rows x columns`` (all axes but the last, and the last)."""
+    rank = config.get("lora_rank")
+    if not rank or (class_name not in _LORA and class_name not in _CONVS):
+        return None
+    from paramscope.rules.keras.registry import RuleInput, keras_rule
+
+    rule = keras_rule(class_name)
+    if rule is None or not ins or ins[0] is None:
+        return UNKNOWN
+    try:
+        weights = rule(RuleInput(class_name, dict(config), tuple(s for s in ins if s is not None))).weights
+    except (ValueError, KeyError, TypeError, IndexError, ZeroDivisionError):
+        return UNKNOWN
+    a = next((w.shape for w in weights if w.name.startswith("lora_") and w.name.endswith("_a")), None)
+    b = next((w.shape for w in weights if w.name.startswith("lora_") and w.name.endswith("_b")), None)
+    if a is None or b is None:
+        return UNKNOWN
+    rows = _mul(*a[:-1])
+    return Compute(_mul(2, rows, int(rank), b[-1]), 0, None)
+
+
+def _without_lora(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in ("lora_rank", "lora_alpha")}
 
 
 def op_compute(class_name: str) -> Compute:
@@ -189,18 +270,6 @@ def op_compute(class_name: str) -> Compute:
 
 
 def sum_compute(parts: Sequence[Compute | None]) -> Compute | None:
-    """The sum of several layers' FLOPs; a ``None`` part makes every figure unknown."""
-    if not parts:
-        return Compute(0, 0, 0)
-    flops: int | None = 0
-    att: int | None = 0
-    elem: int | None = 0
-    unknown: list[str] = []
-    for c in parts:
-        if c is None:
-            return None
-        flops = None if flops is None or c.flops is None else flops + c.flops
-        att = None if att is None or c.attention_flops is None else att + c.attention_flops
-        elem = None if elem is None or c.elementwise_flops is None else elem + c.elementwise_flops
-        unknown.extend(u for u in c.unknown_ops if u not in unknown)
-    return Compute(flops, att, elem, tuple(unknown))
+    """The sum of several Keras layers' FLOPs (:func:`paramscope.core.compute.sum_compute`);
+    a model or block with no layers does no arithmetic: 0, not unknown."""
+    return core_sum_compute(parts, empty=ZERO)
