@@ -24,16 +24,24 @@ ALLOWED: dict[str, set[str]] = {
     "readers": {"core", "parsers", "rules", "trace"},
     "analysis": {"core"},
     "render": {"core", "analysis"},
-    "targets": {"core"},
+    # The hub cache is a place on disk like any path: targets resolves ids to it.
+    "targets": {"core", "readers", "trace", "diagnose"},
+    "diagnose": {"core", "readers"},
+    "schemas": set(),
     "api": {"core", "readers", "analysis", "render"},
     "keras": {"core", "readers", "rules", "analysis", "api"},
-    "cli": {"", "core", "api", "render", "targets"},
+    "cli": {"", "core", "api", "analysis", "render", "targets", "diagnose", "trace"},
     "__main__": {"cli"},
     "__init__": {"core", "analysis", "api"},
 }
 
 #: What a renderer may take from analysis: the frozen result's types, never a function.
-RENDER_MAY_USE = {"ReportView", "Row", "LayerView", "TensorView", "ExtraView", "Totals"}
+RENDER_MAY_USE = {
+    "ReportView", "Row", "LayerView", "TensorView", "ExtraView", "Totals",
+    "TreemapView", "Node", "Leaf", "METRICS",  # the treemap's tree
+    "Diff", "Change", "Side",  # a comparison
+    "Verdict", "BUDGET_KEYS",  # checked budgets
+}
 
 
 def _imports(path: Path) -> list[tuple[str, tuple[str, ...], int]]:
