@@ -130,6 +130,18 @@ def test_deep_nesting_refused(tmp_path: Path, blob: bytes) -> None:
     assert_refused(path, "nests tuples or sets 101 deep", "limit of 100 levels")
 
 
+@pytest.mark.parametrize(
+    "blob",
+    [PROTO + b"]" * 300_000 + b"a" * 299_999 + b".", PROTO + b"}K\x01" * 300_000 + b"N" + b"s" * 300_000 + b"."],
+    ids=["lists", "dicts"],
+)
+def test_deep_lists_and_dicts_refused(tmp_path: Path, blob: bytes) -> None:
+    # Unhashable, so built without limit by the interpreter; the checkpoint walk bounds them.
+    path = tmp_path / "deep.pt"
+    path.write_bytes(blob)
+    assert_refused(path, "values nested deeper than 64 levels")
+
+
 def test_nesting_limit_counts_levels() -> None:
     ok = PROTO + b")" + b"\x85" * 99 + b"."
     assert scan_pickle(ok, **rules_kw()).value is not None  # type: ignore[arg-type]
