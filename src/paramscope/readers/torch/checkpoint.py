@@ -13,8 +13,7 @@ another reader (torch's among them) could read differently, so the pickle read h
 torch would load. The data pickle is interpreted by :mod:`paramscope.parsers.pickle`, which
 rebuilds only plain data, refuses every callable outside a short allow-list and bounds its work,
 so a hostile checkpoint fails with :class:`~paramscope.core.errors.UnsafeFileError` and nothing
-in it runs. Storage
-sizes are checked against the bytes present; tensor data is never read.
+in it runs. Storage sizes are checked against the bytes present; tensor data is never read.
 
 A Hugging Face folder (``pytorch_model.bin`` beside ``config.json``, or shards listed in
 ``pytorch_model.bin.index.json``) is read shard by shard and merged
