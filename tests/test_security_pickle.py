@@ -350,3 +350,18 @@ def test_errors_are_paramscope_errors_only() -> None:
             scan_pickle(blob, **rules_kw())  # type: ignore[arg-type]
         except ParamscopeError:
             pass
+
+
+def test_shared_submodule_counted_as_torch_counts_it(tmp_path: Path) -> None:
+    # One Linear object under two names: torch's parameters() yields its tensors once.
+    torch = pytest.importorskip("torch")
+    from paramscope import totals
+
+    shared = torch.nn.Linear(3, 4)
+    model = torch.nn.Sequential(shared, torch.nn.ReLU(), shared, torch.nn.Linear(4, 2))
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)
+    anatomy = read(path)
+    assert totals(anatomy).params == sum(p.numel() for p in model.parameters())
+    assert [name for name, _ in model.named_modules() if name] == [la.path for la in anatomy.layers]
+    assert any(n.startswith("2 is the same module object as 0") for n in anatomy.notes)

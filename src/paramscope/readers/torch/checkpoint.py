@@ -8,10 +8,12 @@ Two layouts exist (``torch/serialization.py``):
   protocol version, system info, the data), then a pickled list of storage keys, then for each
   key an 8-byte element count and the raw elements.
 
-The data pickle is interpreted by :mod:`paramscope.parsers.pickle`, which rebuilds only
-plain data and refuses every callable outside a short allow-list, so a hostile checkpoint
-fails with :class:`~paramscope.core.errors.UnsafeFileError` and nothing in it runs. Storage
-sizes are checked against the bytes present; tensor data is never read.
+A zip is opened through :func:`paramscope.parsers.zip.open_zip`, which refuses an archive that
+another reader (torch's among them) could read differently, so the pickle read here is the one
+torch would load. The data pickle is interpreted by :mod:`paramscope.parsers.pickle`, which
+rebuilds only plain data, refuses every callable outside a short allow-list and bounds its work,
+so a hostile checkpoint fails with :class:`~paramscope.core.errors.UnsafeFileError` and nothing
+in it runs. Storage sizes are checked against the bytes present; tensor data is never read.
 
 A Hugging Face folder (``pytorch_model.bin`` beside ``config.json``, or shards listed in
 ``pytorch_model.bin.index.json``) is read shard by shard and merged

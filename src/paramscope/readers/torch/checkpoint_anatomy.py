@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
-from paramscope.core.errors import CorruptFileError
+from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.torch.module_records import Declarations, module_layers
 from paramscope.readers.torch.tensor_pickle import ModuleRecord, StorageRef, TensorRef, brief
@@ -25,6 +25,10 @@ _MODEL_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "netw
 _MAX_DEPTH = 64
 _MAX_METADATA = 200
 _MAX_SHARED_NOTES = 20
+_DEPTH_WHY = (
+    ", paramscope's limit for a checkpoint (a training checkpoint nests a few levels: "
+    "optimizer -> state -> parameter -> tensor); refused"
+)
 
 
 def _walk(value: Any, prefix: str, depth: int, where: str, seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
@@ -35,7 +39,7 @@ def _walk(value: Any, prefix: str, depth: int, where: str, seen: set[int] | None
     pickle's objects even when its references form a DAG of 2**40 paths.
     """
     if depth > _MAX_DEPTH:
-        raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels at {prefix!r}", where=where)
+        raise UnsafeFileError(f"values nested deeper than {_MAX_DEPTH} levels at {prefix[:120]!r}{_DEPTH_WHY}", where=where)
     seen = set() if seen is None else seen
     if isinstance(value, (list, tuple)) and not any(isinstance(v, (dict, list, tuple, TensorRef)) for v in value):
         yield prefix, value  # a list of plain values (betas, parameter ids) is one fact
@@ -68,7 +72,7 @@ class _TensorFinder:
         if id(value) in self.known:
             return self.known[id(value)]
         if depth > _MAX_DEPTH:
-            raise CorruptFileError(f"values nested deeper than {_MAX_DEPTH} levels", where=self.where)
+            raise UnsafeFileError(f"values nested deeper than {_MAX_DEPTH} levels{_DEPTH_WHY}", where=self.where)
         self.known[id(value)] = False  # a container that holds itself adds nothing of its own
         items = value.values() if isinstance(value, dict) else value
         found = any(self(v, depth + 1) for v in items)
@@ -157,7 +161,10 @@ def _module_anatomy(
     shared: list[tuple[str, str]] = []
     layers = module_layers(model, where, decls, shared)
     for second, first in shared[:_MAX_SHARED_NOTES]:
-        notes.append(f"{second} is the same module object as {first}; it is listed once, under {first}, as torch's named_modules() lists it.")
+        notes.append(
+            f"{second} is the same module object as {first}; it is listed once, under {first}, "
+            "as torch's named_modules() lists it."
+        )
     if len(shared) > _MAX_SHARED_NOTES:
         notes.append(f"{len(shared) - _MAX_SHARED_NOTES} more modules are shared the same way.")
     classes = sorted({la.type for top in layers for la in top.walk()} | {model.cls.name})

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramscope.core.anatomy import Layer, Role, Tensor
-from paramscope.core.errors import CorruptFileError
+from paramscope.core.errors import UnsafeFileError
 from paramscope.readers.torch.tensor_pickle import ModuleRecord, TensorRef
 from paramscope.rules.names import explain_name
 
@@ -114,7 +114,11 @@ def _layer(rec: ModuleRecord, name: str, path: str, depth: int, where: str, seen
            decls: Declarations, shared: list[tuple[str, str]]) -> Layer:  # fmt: skip
     seen[id(rec)] = path
     if depth > _MAX_DEPTH:
-        raise CorruptFileError(f"modules nested deeper than {_MAX_DEPTH} at {path!r}", where=where)
+        raise UnsafeFileError(
+            f"modules nested deeper than {_MAX_DEPTH} levels at {path[:120]!r}, paramscope's limit for a pickled "
+            "model (real models nest a handful of levels); refused",
+            where=where,
+        )
     params, buffers, modules, undeclared = _members(rec, decls)
     transient = rec.state.get("_non_persistent_buffers_set")
     transient = transient if isinstance(transient, frozenset) else frozenset()
