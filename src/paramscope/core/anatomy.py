@@ -85,6 +85,9 @@ class Tensor:
             counted once in totals and shown as shared.
         formula: how its element count follows from the layer's config.
         why: one sentence explaining its role when that is not obvious.
+        overlap: elements it shares with tensors listed before it under other keys (a view
+            partly overlapping another view of one storage); totals count ``count - overlap``.
+            ``None`` when the overlap cannot be computed exactly (the totals are then incomplete).
     """
 
     name: str
@@ -95,6 +98,7 @@ class Tensor:
     key: str = ""
     formula: Formula | None = None
     why: str = ""
+    overlap: int | None = 0
 
     @property
     def count(self) -> int | None:

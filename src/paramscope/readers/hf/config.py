@@ -331,6 +331,9 @@ def read(source: Any, **options: Any) -> Anatomy:
             passed = {"inputs": specs}
         notes.append(said)
     rest = {k: v for k, v in options.items() if k not in ("input_size", "inputs")}
+    # whether a forward pass ran and stopped for want of data (the eager retry below can help);
+    # without inputs there is no pass, and the model is built once
+    retry = bool(passed) and passed.get("inputs") != []
     try:
         anatomy = read_any(model, **passed, **rest)
     except ModelError as e:
@@ -339,7 +342,8 @@ def read(source: Any, **options: Any) -> Anatomy:
         # The guessed inputs did not fit this model: still show its tensors.
         anatomy = read_any(model, **rest)
         notes.append(f"The default inputs did not fit ({_one_line(e)}); read without a forward pass.")
-    if passed.get("inputs") != [] and not anatomy.outputs and _attn(config) != "eager":
+        retry = False
+    if retry and not anatomy.outputs and _attn(config) != "eager":
         # Some attention masks inspect data (Tensor.item()), which the meta device cannot give;
         # the eager attention path builds the same products without that check.
         with _quiet(tf):
