@@ -130,7 +130,7 @@ def test_a_module_under_two_names_shows_its_calls_at_both() -> None:
     assert first.calls == second.calls == len(calls) == 2
     assert second.output_shapes == first.output_shapes == ((2, 4),)
     assert second.compute == first.compute
-    assert "same module object as first" in second.note
+    assert "same module object as first:" in second.note
     assert totals(a).params == sum(p.numel() for p in model.parameters())
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import torch
 
 from paramscope.trace.flops import FlopCounter, Tally
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype, model_device
+from paramscope.trace.moe import experts_for_pass
 from paramscope.core.anatomy import Compute, Shape
 from paramscope.core.errors import ModelError, TargetError
 
@@ -212,6 +213,23 @@ def trace(
         kinds = ["meta", "fake"] if on_meta else ["fake"]
         if not on_meta and _values_known(specs, example_inputs, example_kwargs) and _all_on_cpu(tensors):
             kinds.append("cpu")
+    with experts_for_pass(target) if device == "meta" else nullcontext("") as moe_note:
+        if moe_note:
+            notes.append(moe_note)
+        return _run(target, paths, specs, example_inputs, example_kwargs, kinds, on_meta, notes)
+
+
+def _run(
+    target: torch.nn.Module,
+    paths: Mapping[int, Sequence[str]],
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    kinds: Sequence[str],
+    on_meta: bool,
+    notes: list[str],
+) -> Trace:
+    """The passes in order, each tried when the one before stopped for want of data."""
     for i, kind in enumerate(kinds):
         result, failure = _attempt(target, paths, specs, example_inputs, example_kwargs, kind, on_meta)
         if failure is None:

@@ -188,17 +188,20 @@ def _model_class(tf: Any, config: Any) -> tuple[Any, str]:
 def _build_model(tf: Any, cls: Any, config: Any, where: str, **how: str) -> Any:
     """The model on the meta device.
 
-    Mixture-of-experts layers use transformers' ``batched_mm`` kernel: the default
-    ``grouped_mm`` has a meta implementation for bfloat16 only, and both do the same products
-    (each token times its top-k experts), so shapes and FLOPs are those of the default.
+    Mixture-of-experts layers use transformers' ``batched_mm`` kernel (see
+    :mod:`paramscope.trace.moe`, shared with the live reader): the default ``grouped_mm`` has a
+    meta implementation for bfloat16 only, and both do the same products (each token times its
+    top-k experts), so shapes and FLOPs are those of the default.
     """
     import torch
+
+    from paramscope.trace.moe import PASS_EXPERTS
 
     try:
         with torch.device("meta"):
             if cls is tf.AutoModel:
-                return cls.from_config(config, experts_implementation="batched_mm", **how)
-            return cls._from_config(config, experts_implementation="batched_mm", **how)
+                return cls.from_config(config, experts_implementation=PASS_EXPERTS, **how)
+            return cls._from_config(config, experts_implementation=PASS_EXPERTS, **how)
     except Exception as e:  # transformers raises many types for inconsistent configs
         raise ModelError(
             f"transformers could not build {getattr(cls, '__name__', cls)} from this config: "

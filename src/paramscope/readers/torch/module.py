@@ -148,22 +148,23 @@ def _layer(node: _Node, keys: StorageKeys, trace: Any, paths: dict[int, list[str
         compute = trace.compute.get(node.path) if run is not None else None
         calls = run.calls if run is not None else 0
         if run is None:
-            elsewhere = _elsewhere(node, trace, paths)
-            if elsewhere:
-                # one object under several names: hooks cannot tell which name a call used,
-                # so every name shows the object's calls, shapes and FLOPs (counted once in
-                # the model's total, and once in a container summing its children)
-                run = trace.runs[elsewhere[0]]
-                calls, compute = run.calls, trace.compute.get(elsewhere[0])
+            elsewhere = [p for p in paths.get(id(m), ()) if p != node.path and p in trace.runs]
+            twin = _twin(node, trace, paths)
+            if twin:
+                # one object under two names in one parent: hooks cannot tell which name a
+                # call used, so both names show the object's calls, shapes and FLOPs (counted
+                # once in the model's total, and once in a container summing its children)
+                run = trace.runs[twin]
+                calls, compute = run.calls, trace.compute.get(twin)
                 parts.append(
-                    f"The same module object as {', '.join(elsewhere)}: its calls, shapes and FLOPs "
-                    "are those of the object, counted once."
+                    f"The same module object as {twin}: its calls, shapes and FLOPs are those of "
+                    "the object, counted once."
                 )
             else:
-                compute = _sum_compute(
-                    [c.compute for c, n in zip(children, node.children) if not _elsewhere(n, trace, paths)]
-                )
-                if tensors:
+                compute = _sum_compute([c.compute for c, n in zip(children, node.children) if not _twin(n, trace, paths)])
+                if elsewhere:
+                    parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
+                elif tensors:
                     parts.append("Not called through its __call__ in the forward pass.")
     elif trace is not None:
         run = trace.runs.get(node.path)
@@ -185,11 +186,17 @@ def _layer(node: _Node, keys: StorageKeys, trace: Any, paths: dict[int, list[str
     )
 
 
-def _elsewhere(node: _Node, trace: Any, paths: dict[int, list[str]]) -> list[str]:
-    """Other paths of this node's module object where the pass saw it run (if this one did not)."""
+def _twin(node: _Node, trace: Any, paths: dict[int, list[str]]) -> str:
+    """Another name of this node's module object in the same parent, where the pass counted
+    its calls (``""`` if none). Names under different parents (T5's ``shared`` and
+    ``encoder.embed_tokens``) are told apart by the caller, and keep their own counts."""
     if node.path in trace.runs:
-        return []
-    return [p for p in paths.get(id(node.module), ()) if p != node.path and p in trace.runs]
+        return ""
+    parent = node.path.rpartition(".")[0]
+    for p in paths.get(id(node.module), ()):
+        if p != node.path and p in trace.runs and p.rpartition(".")[0] == parent:
+            return p
+    return ""
 
 
 def _sum_compute(parts: list[Compute | None]) -> Compute | None:
