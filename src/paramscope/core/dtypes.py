@@ -105,6 +105,12 @@ for _name, _bits, _aliases in [
     ("uint4", 4, ("u4",)),
     ("uint2", 2, ("u2",)),
     ("bool", 8, ("boolean",)),
+    # PyTorch's quantized dtypes (torch.ao): the stored integers, scale and zero point aside
+    ("qint8", 8, ()),
+    ("quint8", 8, ()),
+    ("qint32", 32, ()),
+    ("quint4x2", 4, ()),
+    ("quint2x4", 2, ()),
     ("string", 0, ()),
 ]:
     register_dtype(DType(_name, _bits), *_aliases)

@@ -230,18 +230,21 @@ def _run(
     notes: list[str],
 ) -> Trace:
     """The passes in order, each tried when the one before stopped for want of data."""
+    stopped = ""
     for i, kind in enumerate(kinds):
         result, failure = _attempt(target, paths, specs, example_inputs, example_kwargs, kind, on_meta)
         if failure is None:
             if kind == "cpu" and i > 0:
                 notes.append(
-                    "The pass without data stopped (the model's shapes depend on input values), so it "
-                    "ran for real on the CPU with the example tensors given."
+                    f"The pass without data stopped ({stopped}; the model needs input values or a "
+                    "kernel with no fake implementation), so it ran for real on the CPU with the "
+                    "example tensors given."
                 )
             result.notes[:0] = notes
             return result
         where, exc = failure
         if i + 1 < len(kinds) and _meta_limitation(exc):
+            stopped = f"{type(exc).__name__}: {_first_line(exc, 120)}"
             continue
         _fail(target, where, exc, specs, result)
         result.notes[:0] = notes

@@ -18,6 +18,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
 from paramscope.core.dtypes import canonical_dtype
+from paramscope.rules.torch.packed import packed_tensors
 from paramscope.readers.torch.storage import StorageKeys
 
 __all__ = ["can_read", "read"]
@@ -128,6 +129,22 @@ def _tensors(node: _Node, keys: StorageKeys, note: Any) -> tuple[Tensor, ...]:
                     overlap=overlap,
                 )
             )
+    for packed in packed_tensors(m):
+        tn = notes.get(packed.name)
+        full = f"{node.path}.{packed.name}" if node.path else packed.name
+        keys.keep.append(packed.tensor)
+        out.append(
+            Tensor(
+                name=packed.name,
+                shape=tuple(int(d) for d in packed.tensor.shape),
+                dtype=canonical_dtype(str(packed.tensor.dtype)),
+                role=Role.FROZEN if packed.is_param else Role.BUFFER,
+                is_param=packed.is_param,
+                key=full,
+                formula=tn.formula if tn is not None else None,
+                why=packed.why,
+            )
+        )
     return tuple(out)
 
 
