@@ -2,12 +2,16 @@
 
 How the pass runs without memory, and without changing the user's module:
 
-- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs,
-  and again under ``FakeTensorMode`` if that pass needs data;
+- a module with tensors on the ``meta`` device runs on ``meta`` inputs (any tensor it left on
+  another device is swapped, for the call only, for a ``meta`` stand-in), and again under
+  ``FakeTensorMode`` if that pass needs data;
 - any other module runs under ``FakeTensorMode``: its parameters and buffers are swapped, for
   the call only, for fake tensors of the same shape, dtype and device
   (``torch.func.functional_call``), so no weight is copied and no in-place update reaches the
   real tensors;
+- a model entirely on the CPU whose every input is an example tensor runs for real on the CPU,
+  on those tensors, when the pass without data could not (its shapes depend on the values, or
+  a kernel has no fake implementation);
 - with ``device`` other than ``"meta"`` the module runs for real on inputs made on that device
   (for models that need real values, at the cost of real compute).
 
@@ -207,12 +211,13 @@ def trace(
         notes.append(f"The pass ran the module {type(module).__name__} wraps (.module).")
     tensors = [*target.parameters(), *target.buffers()]
     on_meta = any(t.device.type == "meta" for t in tensors)
+    on_cpu = _all_on_cpu(tensors)
     if device != "meta":
         kinds = [str(device)]
     else:
         kinds = ["meta", "fake"] if on_meta else ["fake"]
-        if not on_meta and _values_known(specs, example_inputs, example_kwargs) and _all_on_cpu(tensors):
-            kinds.append("cpu")
+    if not on_meta and on_cpu and _values_known(specs, example_inputs, example_kwargs):
+        kinds.append("cpu")
     with experts_for_pass(target) if device == "meta" else nullcontext("") as moe_note:
         if moe_note:
             notes.append(moe_note)
@@ -258,6 +263,7 @@ def _values_known(specs: Sequence[InputSpec], example_inputs: Any, example_kwarg
 
 
 def _all_on_cpu(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor is a plain CPU tensor (not meta, not fake)."""
     return all(t.device.type == "cpu" and not isinstance(t, torch._subclasses.FakeTensor) for t in tensors)
 
 
@@ -351,7 +357,7 @@ def _attempt(
         es.enter_context(torch.no_grad())
         state: dict[str, torch.Tensor] | None = None
         fake: Any = None
-        if on_meta and not real and not scripted:
+        if (kind == "meta" or (kind == "fake" and on_meta)) and not scripted:
             state = _meta_state(module)
         if kind == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
