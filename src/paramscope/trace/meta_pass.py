@@ -35,6 +35,7 @@ import torch
 from paramscope.trace.flops import FlopCounter, Tally
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype, model_device
 from paramscope.trace.moe import experts_for_pass
+from paramscope.trace.snapshot import Snapshot
 from paramscope.core.anatomy import Compute, Shape
 from paramscope.core.errors import ModelError, TargetError
 
@@ -116,43 +117,6 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip().splitlines()
     line = text[0].rstrip(".") if text else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-class _Snapshot:
-    """Training flags and tensor attributes of every module, to restore after the pass."""
-
-    def __init__(self, root: torch.nn.Module) -> None:
-        # TorchScript modules keep their tensors in C++ (nothing Python code can reassign):
-        # only their training flag is saved
-        self.items = [
-            (m, m.training, {}, {}, {})
-            if isinstance(m, torch.jit.ScriptModule)
-            else (m, m.training, dict(m._parameters), dict(m._buffers), {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)})
-            for m in root.modules()
-        ]
-
-    def restore(self) -> None:
-        for m, training, params, buffers, attrs in self.items:
-            m.training = training
-            if isinstance(m, torch.jit.ScriptModule):
-                continue
-            stores: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (
-                (m._parameters, params),
-                (m._buffers, buffers),
-            )
-            for store, saved in stores:
-                for k in list(store):
-                    if k not in saved:
-                        del store[k]
-                for k, v in saved.items():
-                    if store.get(k) is not v:
-                        store[k] = v
-            d = vars(m)
-            for k in [k for k, v in d.items() if isinstance(v, torch.Tensor) and attrs.get(k) is not v]:
-                if k in attrs:
-                    d[k] = attrs[k]
-                else:
-                    del d[k]
 
 
 def trace(
@@ -337,7 +301,7 @@ def _attempt(
         if run.output_shapes is None:
             run.output_shapes = shapes_of(output)
 
-    snapshot = _Snapshot(module)
+    snapshot = Snapshot(module)
     with ExitStack() as es:
         for m in {id(m): m for m in module.modules()}.values():
             if isinstance(m, torch.jit.ScriptModule):
