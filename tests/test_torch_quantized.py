@@ -119,3 +119,24 @@ def test_per_channel_quantized_model() -> None:
     assert names["weight_scale"].shape == tuple(q[0].weight().q_per_channel_scales().shape) == (6,)
     for m in (q[0], q[2]):
         check(m)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_quantized_linear_flops_follow_the_product_formula(bias: bool) -> None:
+    m = nnqd.Linear(8, 4, bias_=bias)
+    x = torch.randn(3, 8)
+    a = read(m, example_inputs=x)
+    with torch.no_grad():
+        out = m(x)
+    assert a.outputs == (tuple(out.shape),)
+    # X (3, 8) times the (4, 8) int8 weight: 2 x M x K x N; the bias adds 1 per output element
+    assert a.compute is not None and a.compute.flops == 2 * 3 * 8 * 4
+    assert a.compute.elementwise_flops == (out.numel() if bias else 0)
+
+
+def test_static_quantized_model_runs_on_its_quantized_example() -> None:
+    m = nnq.Linear(8, 4)
+    x = torch.quantize_per_tensor(torch.randn(3, 8), 0.1, 0, torch.quint8)
+    a = read(m, example_inputs=x)
+    assert a.outputs == (tuple(m(x).shape),)
+    assert a.compute is not None and a.compute.flops == 2 * 3 * 8 * 4

@@ -340,8 +340,12 @@ def _attempt(
             call_args, call_kwargs = build_inputs(
                 specs, example_inputs, example_kwargs, float_dtype(module), input_device, real, fake=fake
             )
-        except (RuntimeError, AssertionError) as exc:  # e.g. a device this machine lacks
-            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
+            if not real and (example_inputs is not None or bool(example_kwargs)):
+                # an example without a fake or meta form (a quantized tensor): the pass without
+                # data stops here, and a real pass on the example may follow
+                return result, ("", exc if _meta_limitation(exc) else NotImplementedError(f"meta: {exc}"))
+            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None  # e.g. a device this machine lacks
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:

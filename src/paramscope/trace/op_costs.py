@@ -182,6 +182,10 @@ _REGISTERED_ATTENTION = frozenset(
 _SCORE_COST = 6
 
 
+#: torch.ao quantized linear kernels: (X, packed weight, ...) -> Y; a product like ``addmm``.
+_QUANTIZED_LINEAR = frozenset({"linear", "linear_dynamic", "linear_relu", "linear_relu_dynamic"})
+
+
 @dataclass(frozen=True, slots=True)
 class OpCost:
     """What one operator call costs; ``unknown`` names an operator without a formula."""
@@ -314,6 +318,22 @@ def elementwise_cost(name: str, func: Any, args: tuple[Any, ...], kwargs: Mappin
     return None
 
 
+def _quantized_linear(name: str, args: tuple[Any, ...], out: Any) -> OpCost:
+    """``2 x M x K x N`` for ``X (M, K)`` times the packed ``(N, K)`` weight; the bias (if the
+    packed weight has one) and a fused relu add 1 per output element each."""
+    n_out = _numel(out)
+    flops = 2 * _numel(args[0]) * int(out.shape[-1])
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    try:
+        # the packed object is a real kernel object: unpack it outside the fake-tensor mode
+        with _disable_current_modes():
+            has_bias = args[1].unpack()[1] is not None
+    except Exception:  # noqa: BLE001 - a packed object that cannot be unpacked: bias unknown
+        return OpCost(flops=flops, unknown=f"quantized.{name}", unknown_kind="elementwise")
+    return OpCost(flops=flops, elementwise=n_out * (int(has_bias) + int("relu" in name)))
+
+
 def op_cost(
     func: Any,
     args: tuple[Any, ...],
@@ -353,6 +373,8 @@ def op_cost(
         if packet in flop_registry and q.dim() == 4:
             att = int(flop_registry[packet](*args, **kwargs, out_val=out))
         return OpCost(attention=att, elementwise=elem)
+    if ns == "quantized" and name in _QUANTIZED_LINEAR:
+        return _quantized_linear(name, args, out)
     vec = _VECTOR_PRODUCTS.get(name) if ns == "aten" else None
     if vec is not None:
         a, b = args[vec[0]], args[vec[1]]
