@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from paramscope.core.anatomy import Anatomy, Layer, Tensor
+from paramscope.core.dtypes import n_bytes
 
 __all__ = [
     "DTypeTotal",
@@ -72,14 +73,28 @@ class Totals:
 
 
 def unique_tensors(tensors: Iterable[Tensor]) -> Iterator[Tensor]:
-    """The tensors with duplicates of one storage (equal non-empty key) dropped."""
+    """The tensors with duplicates of one storage (equal non-empty key) dropped.
+
+    Each storage appears where it is first listed; when one of its names is a parameter (a
+    buffer registered over a parameter's storage), the parameter is the one kept, so the
+    storage is counted as the parameter it is.
+    """
+    items = list(tensors)
+    chosen: dict[str, Tensor] = {}
+    for t in items:
+        if t.key:
+            first = chosen.get(t.key)
+            if first is None or (t.is_param and not first.is_param):
+                chosen[t.key] = t
     seen: set[str] = set()
-    for t in tensors:
+    for t in items:
         if t.key:
             if t.key in seen:
                 continue
             seen.add(t.key)
-        yield t
+            yield chosen[t.key]
+        else:
+            yield t
 
 
 def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
@@ -95,9 +110,12 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
     for t in unique_tensors(tensors):
         n += 1
         count, size = t.count, t.n_bytes
-        if count is None:
+        if count is None or t.overlap is None:
             complete = bytes_complete = counts_complete = False
             continue
+        if t.overlap:  # elements already counted with an overlapping view of the same storage
+            count -= t.overlap
+            size = n_bytes(t.dtype, count)
         counts[t.counted_as] += count
         dtype_count[t.dtype] = dtype_count.get(t.dtype, 0) + count
         if size is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from paramscope.analysis.view import ReportView
 from paramscope.core.anatomy import Role
+from paramscope.core.dtypes import n_bytes
 
 __all__ = ["METRICS", "Leaf", "Node", "TreemapView", "build_treemap"]
 
@@ -118,8 +119,14 @@ def build_treemap(view: ReportView) -> TreemapView:
                 continue
             if key:
                 first_owner[key] = owner_prefix + tv.name
-            count = tv.count if tv.raw.is_param else 0
-            leaves.append(Leaf(tv.name, count, tv.n_bytes, None, tv.role, tv.dtype))
+            elements, size = tv.count, tv.n_bytes
+            overlap = tv.raw.overlap
+            if overlap is None:  # a view whose overlap with another cannot be computed
+                elements = size = None
+            elif overlap and elements is not None:  # drawn once, with the view listed first
+                elements -= overlap
+                size = n_bytes(tv.dtype, elements)
+            leaves.append(Leaf(tv.name, elements if tv.raw.is_param else 0, size, None, tv.role, tv.dtype))
         own.append((tuple(leaves), tuple(shares)))
 
     def flops_of(i: int) -> int | None:

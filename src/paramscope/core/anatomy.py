@@ -90,6 +90,9 @@ class Tensor:
         why: one sentence explaining its role when that is not obvious.
         persistent: whether the model saves it (``False`` for PyTorch's non-persistent buffers,
             which live on the module but not in its ``state_dict``).
+        overlap: elements it shares with tensors listed before it under other keys (a view
+            partly overlapping another view of one storage); totals count ``count - overlap``.
+            ``None`` when the overlap cannot be computed exactly (the totals are then incomplete).
     """
 
     name: str
@@ -101,6 +104,7 @@ class Tensor:
     formula: Formula | None = None
     why: str = ""
     persistent: bool = True
+    overlap: int | None = 0
 
     @property
     def count(self) -> int | None:

@@ -124,6 +124,12 @@ for _name, _bits, _aliases in [
     ("void16", 16, ()),
     ("void32", 32, ()),
     ("void64", 64, ()),
+    # PyTorch's quantized dtypes (torch.ao): the stored integers, scale and zero point aside
+    ("qint8", 8, ()),
+    ("quint8", 8, ()),
+    ("qint32", 32, ()),
+    ("quint4x2", 4, ()),
+    ("quint2x4", 2, ()),
 ]:
     register_dtype(DType(_name, _bits), *_aliases)
 

@@ -153,18 +153,28 @@ def _make(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, real
     return torch.zeros(shape, dtype=dtype, device=device)  # token id 0 is valid for any vocabulary
 
 
-def _convert(value: Any, device: torch.device, real: bool) -> Any:
-    """Example tensors remade (shape and dtype kept) on the device of the pass."""
+def _convert(value: Any, device: torch.device, real: bool, fake: Any = None) -> Any:
+    """Example tensors on the device of the pass.
+
+    A real pass keeps the user's values (the tensor itself, or a copy on the pass's device):
+    a model whose shapes or branches depend on its inputs must see them. A pass without data
+    keeps shape, dtype and strides only: under fake tensors the example becomes a fake of it
+    (``FakeTensorMode.from_tensor`` copies metadata, never values), on ``meta`` an empty tensor.
+    """
     import torch
 
     if isinstance(value, torch.Tensor):
-        return _make(tuple(value.shape), value.dtype, device, real)
+        if real:
+            return value.to(device)
+        if fake is not None and value.device == device and device.type != "meta":
+            return fake.from_tensor(value)
+        return _make(tuple(value.shape), value.dtype, device, False)
     if isinstance(value, tuple):
-        return tuple(_convert(v, device, real) for v in value)
+        return tuple(_convert(v, device, real, fake) for v in value)
     if isinstance(value, list):
-        return [_convert(v, device, real) for v in value]
+        return [_convert(v, device, real, fake) for v in value]
     if isinstance(value, dict):
-        return {k: _convert(v, device, real) for k, v in value.items()}
+        return {k: _convert(v, device, real, fake) for k, v in value.items()}
     return value
 
 
@@ -175,16 +185,20 @@ def build_inputs(
     float_dtype: torch.dtype,
     device: torch.device,
     real: bool,
+    *,
+    fake: Any = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The positional and keyword arguments of the forward pass.
 
     Args:
         specs: inputs to make (see :func:`input_specs`).
-        example_inputs: positional example tensors or values (tensors are remade).
+        example_inputs: positional example tensors or values (see :func:`_convert`: a real
+            pass keeps their values, a pass without data their shapes and dtypes).
         example_kwargs: keyword example tensors or values.
         float_dtype: dtype of inputs given by size alone.
         device: where to make them.
         real: make real values (random floats, zero integers) instead of empty tensors.
+        fake: the ``FakeTensorMode`` of a fake pass, to turn example tensors into fakes.
 
     Raises:
         TargetError: a spec's dtype has no PyTorch equivalent.
@@ -204,7 +218,7 @@ def build_inputs(
             kwargs[s.name] = t
     if example_inputs is not None:
         ex = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        args.extend(_convert(v, device, real) for v in ex)
+        args.extend(_convert(v, device, real, fake) for v in ex)
     for k, v in (example_kwargs or {}).items():
-        kwargs[k] = _convert(v, device, real)
+        kwargs[k] = _convert(v, device, real, fake)
     return tuple(args), kwargs

@@ -2,12 +2,16 @@
 
 How the pass runs without memory, and without changing the user's module:
 
-- a module whose tensors are all on the ``meta`` device runs as it is, on ``meta`` inputs,
-  and again under ``FakeTensorMode`` if that pass needs data;
+- a module with tensors on the ``meta`` device runs on ``meta`` inputs (any tensor it left on
+  another device is swapped, for the call only, for a ``meta`` stand-in), and again under
+  ``FakeTensorMode`` if that pass needs data;
 - any other module runs under ``FakeTensorMode``: its parameters and buffers are swapped, for
   the call only, for fake tensors of the same shape, dtype and device
   (``torch.func.functional_call``), so no weight is copied and no in-place update reaches the
   real tensors;
+- a model entirely on the CPU whose every input is an example tensor runs for real on the CPU,
+  on those tensors, when the pass without data could not (its shapes depend on the values, or
+  a kernel has no fake implementation);
 - with ``device`` other than ``"meta"`` the module runs for real on inputs made on that device
   (for models that need real values, at the cost of real compute).
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,8 @@ import torch
 
 from paramscope.trace.flops import FlopCounter, Tally
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype, model_device
+from paramscope.trace.moe import experts_for_pass
+from paramscope.trace.snapshot import Snapshot
 from paramscope.core.anatomy import Compute, Shape
 from paramscope.core.errors import ModelError, TargetError
 
@@ -57,6 +63,7 @@ class Trace:
         outputs: shapes of the tensors in the model's output, in order.
         mode: ``"meta"``, ``"fake"`` or the device of a real run.
         failure: a sentence saying why the pass stopped, ``""`` if it completed.
+        notes: sentences on how the pass ran (a wrapper unwrapped, per-module shapes missing).
     """
 
     runs: dict[str, ModuleRun] = field(default_factory=dict)
@@ -66,6 +73,7 @@ class Trace:
     outputs: tuple[Shape, ...] = ()
     mode: str = "meta"
     failure: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def shapes_of(value: Any, _depth: int = 0) -> tuple[Shape, ...]:
@@ -111,37 +119,6 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-class _Snapshot:
-    """Training flags and tensor attributes of every module, to restore after the pass."""
-
-    def __init__(self, root: torch.nn.Module) -> None:
-        self.items = [
-            (m, m.training, dict(m._parameters), dict(m._buffers), {k: v for k, v in vars(m).items() if isinstance(v, torch.Tensor)})
-            for m in root.modules()
-        ]
-
-    def restore(self) -> None:
-        for m, training, params, buffers, attrs in self.items:
-            m.training = training
-            stores: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (
-                (m._parameters, params),
-                (m._buffers, buffers),
-            )
-            for store, saved in stores:
-                for k in list(store):
-                    if k not in saved:
-                        del store[k]
-                for k, v in saved.items():
-                    if store.get(k) is not v:
-                        store[k] = v
-            d = vars(m)
-            for k in [k for k, v in d.items() if isinstance(v, torch.Tensor) and attrs.get(k) is not v]:
-                if k in attrs:
-                    d[k] = attrs[k]
-                else:
-                    del d[k]
-
-
 def trace(
     module: torch.nn.Module,
     paths: Mapping[int, Sequence[str]],
@@ -153,15 +130,27 @@ def trace(
 ) -> Trace:
     """Run one forward pass and record shapes and FLOPs per module path.
 
-    A model on ``meta`` first runs as it is (the fastest pass); if that needs data, it runs
-    again under fake tensors, where model code that checks for tracing (transformers' mask
-    helpers) skips its data-dependent checks, as it does for a model on CPU.
+    A model with tensors on ``meta`` first runs as it is (the fastest pass; tensors left on
+    another device, as some transformers models leave a few, are swapped for ``meta`` ones
+    for the call); if that needs data, it runs again under fake tensors, where model code
+    that checks for tracing (transformers' mask helpers) skips its data-dependent checks.
+
+    Example values are kept wherever the pass has data: a real pass (``device="cpu"``) runs on
+    the user's own example tensors, moved to that device. A pass without data sees only their
+    shapes and dtypes; if it stops for want of values and the model is entirely on the CPU with
+    real weights and every input is an example tensor, it runs once more for real on the CPU,
+    on those tensors (the outputs then depend on them, as in the user's own call).
+
+    Wrappers: ``nn.DataParallel`` and ``DistributedDataParallel`` run their wrapped
+    ``.module``; TorchScript modules run as they are under fake tensors (they take no hooks, so
+    per-module shapes are missing and a note says so); modules that refuse ``eval()`` (the
+    module of ``torch.export``) run in the mode they were exported in.
 
     Args:
         module: the model (left as it was found).
         paths: for each module object (by ``id``), the paths it is reachable at.
         specs: inputs to build, see :mod:`paramscope.trace.inputs`.
-        example_inputs: positional example tensors (only their shapes and dtypes are used).
+        example_inputs: positional example tensors.
         example_kwargs: keyword example tensors.
         device: ``"meta"`` for a pass without memory, else a device for a real pass.
 
@@ -177,22 +166,92 @@ def trace(
         >>> t.outputs, t.total.flops  # doctest: +SKIP
         (((3, 2),), 48)
     """
-    tensors = [*module.parameters(), *module.buffers()]
-    on_meta = bool(tensors) and all(t.device.type == "meta" for t in tensors)
+    notes: list[str] = []
+    target = module
+    if isinstance(module, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+        # the wrapper scatters inputs over devices and calls .module on each; one pass of the
+        # wrapped module is the same work (the stateless call the pass uses refuses the wrapper)
+        target = module.module
+        notes.append(f"The pass ran the module {type(module).__name__} wraps (.module).")
+    tensors = [*target.parameters(), *target.buffers()]
+    on_meta = any(t.device.type == "meta" for t in tensors)
+    on_cpu = _all_on_cpu(tensors)
     if device != "meta":
         kinds = [str(device)]
     else:
         kinds = ["meta", "fake"] if on_meta else ["fake"]
+    if not on_meta and on_cpu and _values_known(specs, example_inputs, example_kwargs):
+        kinds.append("cpu")
+    with experts_for_pass(target) if device == "meta" else nullcontext("") as moe_note:
+        if moe_note:
+            notes.append(moe_note)
+        return _run(target, paths, specs, example_inputs, example_kwargs, kinds, on_meta, notes)
+
+
+def _run(
+    target: torch.nn.Module,
+    paths: Mapping[int, Sequence[str]],
+    specs: Sequence[InputSpec],
+    example_inputs: Any,
+    example_kwargs: Mapping[str, Any] | None,
+    kinds: Sequence[str],
+    on_meta: bool,
+    notes: list[str],
+) -> Trace:
+    """The passes in order, each tried when the one before stopped for want of data."""
+    stopped = ""
     for i, kind in enumerate(kinds):
-        result, failure = _attempt(module, paths, specs, example_inputs, example_kwargs, kind, on_meta)
+        result, failure = _attempt(target, paths, specs, example_inputs, example_kwargs, kind, on_meta)
         if failure is None:
+            if kind == "cpu" and i > 0:
+                notes.append(
+                    f"The pass without data stopped ({stopped}; the model needs input values or a "
+                    "kernel with no fake implementation), so it ran for real on the CPU with the "
+                    "example tensors given."
+                )
+            result.notes[:0] = notes
             return result
         where, exc = failure
         if i + 1 < len(kinds) and _meta_limitation(exc):
+            stopped = f"{type(exc).__name__}: {_first_line(exc, 120)}"
             continue
-        _fail(module, where, exc, specs, result)
+        _fail(target, where, exc, specs, result)
+        result.notes[:0] = notes
         return result
     raise AssertionError("unreachable")
+
+
+def _values_known(specs: Sequence[InputSpec], example_inputs: Any, example_kwargs: Mapping[str, Any] | None) -> bool:
+    """Whether every input is an example the user gave (so a real pass has its real values)."""
+    return not specs and (example_inputs is not None or bool(example_kwargs))
+
+
+def _all_on_cpu(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor is a plain CPU tensor (not meta, not fake)."""
+    return all(t.device.type == "cpu" and not isinstance(t, torch._subclasses.FakeTensor) for t in tensors)
+
+
+def _meta_state(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Meta stand-ins for the tensors a mostly-meta model left on another device (``None``: none).
+
+    One stand-in per tensor object, so that tied tensors stay tied during the call.
+    """
+    made: dict[int, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
+    named = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    for name, t in named:
+        if t.device.type != "meta":
+            if id(t) not in made:
+                made[id(t)] = torch.empty_like(t, device="meta")
+            state[name] = made[id(t)]
+    return state or None
+
+
+def _eval(module: torch.nn.Module, result: Trace) -> None:
+    try:
+        module.eval()
+    except NotImplementedError:  # torch.export's module: its graph fixed the mode when exported
+        result.notes.append(f"{type(module).__name__} refuses eval(); the pass ran in the mode it was exported in.")
 
 
 def _attempt(
@@ -207,6 +266,7 @@ def _attempt(
     """One pass of the given kind ("meta", "fake" or a device); the failure, if any, and where."""
     result = Trace(mode=kind)
     real = kind not in ("meta", "fake")
+    scripted = isinstance(module, torch.jit.ScriptModule)
     stack: list[str] = []
     if kind == "meta" or (kind == "fake" and on_meta):
         input_device = torch.device("meta")
@@ -241,18 +301,28 @@ def _attempt(
         if run.output_shapes is None:
             run.output_shapes = shapes_of(output)
 
-    snapshot = _Snapshot(module)
+    snapshot = Snapshot(module)
     with ExitStack() as es:
         for m in {id(m): m for m in module.modules()}.values():
+            if isinstance(m, torch.jit.ScriptModule):
+                continue  # TorchScript modules take no Python hooks
             try:
                 es.callback(m.register_forward_pre_hook(pre, with_kwargs=True).remove)
                 es.callback(m.register_forward_hook(post, with_kwargs=True).remove)
-            except (RuntimeError, AttributeError):  # scripted modules take no hooks
+            except (RuntimeError, AttributeError):
                 continue
+        if scripted:
+            result.notes.append(
+                f"{type(module).__name__} is a TorchScript module, which takes no hooks: the model's "
+                "output shapes and FLOPs are measured, per-module shapes and FLOPs are not."
+            )
         es.callback(snapshot.restore)
-        module.eval()
+        _eval(module, result)
         es.enter_context(torch.no_grad())
         state: dict[str, torch.Tensor] | None = None
+        fake: Any = None
+        if (kind == "meta" or (kind == "fake" and on_meta)) and not scripted:
+            state = _meta_state(module)
         if kind == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -261,15 +331,21 @@ def _attempt(
             es.callback(setattr, log, "disabled", log.disabled)
             log.disabled = True
             fake = es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-            if not on_meta:  # swap real tensors for fakes during the call; meta ones need not
+            # swap real tensors for fakes during the call (a TorchScript module's own tensors
+            # cannot be swapped: the fake mode wraps them as constants when they are used)
+            if not on_meta and not scripted:
                 state = {n: fake.from_tensor(t) for n, t in module.named_parameters(remove_duplicate=False)}
                 state.update({n: fake.from_tensor(t) for n, t in module.named_buffers(remove_duplicate=False)})
         try:
             call_args, call_kwargs = build_inputs(
-                specs, example_inputs, example_kwargs, float_dtype(module), input_device, real
+                specs, example_inputs, example_kwargs, float_dtype(module), input_device, real, fake=fake
             )
-        except (RuntimeError, AssertionError) as exc:  # e.g. a device this machine lacks
-            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
+            if not real and (example_inputs is not None or bool(example_kwargs)):
+                # an example without a fake or meta form (a quantized tensor): the pass without
+                # data stops here, and a real pass on the example may follow
+                return result, ("", exc if _meta_limitation(exc) else NotImplementedError(f"meta: {exc}"))
+            raise TargetError(f"cannot make the inputs on {input_device}: {_first_line(exc)}") from None  # e.g. a device this machine lacks
         result.inputs = shapes_of((call_args, call_kwargs))
         counter = FlopCounter(lambda: stack, [*call_args, *call_kwargs.values()])
         try:
@@ -284,7 +360,6 @@ def _attempt(
     result.compute = {p: counter.tallies.get(p, Tally()).compute() for p in result.runs}
     result.total = counter.total.compute()
     return result, None
-
 
 def _caused_by_inputs(exc: Exception, target: torch.nn.Module) -> bool:
     """Whether a failure points at the inputs: a bad argument, or a torch.nn layer refusing them.

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import flop_registry
 __all__ = [
     "ELEMENTWISE_COST",
     "FREE_OPS",
+    "FREE_NAMESPACES",
     "NO_FORMULA_ELEMENTWISE",
     "OpCost",
     "FREE",
@@ -129,6 +130,7 @@ FREE_OPS: frozenset[str] = frozenset(
         "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk", "block_diag", "tensor_split",
         "narrow_copy", "select_copy", "slice_copy", "permute_copy", "view_copy", "expand_copy",
         "index_fill", "masked_fill_copy", "item", "equal", "is_nonzero", "_has_compatible_shallow_copy_type",
+        "eye",
     }
 )
 
@@ -140,6 +142,16 @@ NO_FORMULA_ELEMENTWISE: frozenset[str] = frozenset(
         "_unique2", "unique_consecutive", "unique_dim", "grid_sampler_2d",
         "grid_sampler_3d", "col2im", "histc", "bincount", "searchsorted", "bucketize",
     }
+)
+
+#: Operator namespaces that only mark or annotate (profiler ranges from ``record_function``): 0 FLOPs.
+FREE_NAMESPACES: frozenset[str] = frozenset({"prim", "profiler"})
+
+#: Matrix-vector and vector-vector products PyTorch's registry leaves out: (first, second)
+#: operand positions. They cost 2 FLOPs per multiply-add, like ``mm``; see :func:`op_cost` for
+#: which figure they go to.
+_VECTOR_PRODUCTS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {"mv": (0, 1), "addmv": (1, 2), "dot": (0, 1), "vdot": (0, 1)}
 )
 
 _MATMUL_OPERANDS: Mapping[str, tuple[int, int]] = MappingProxyType(
@@ -168,6 +180,10 @@ _REGISTERED_ATTENTION = frozenset(
 )
 #: Per attention score: scale 1 + softmax 5, + 1 for an additive or causal mask.
 _SCORE_COST = 6
+
+
+#: torch.ao quantized linear kernels: (X, packed weight, ...) -> Y; a product like ``addmm``.
+_QUANTIZED_LINEAR = frozenset({"linear", "linear_dynamic", "linear_relu", "linear_relu_dynamic"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +298,14 @@ def elementwise_cost(name: str, func: Any, args: tuple[Any, ...], kwargs: Mappin
             training = bool(args[5]) if len(args) > 5 else bool(kwargs.get("training", False))
             per = (5 if training else 2) + _affine(args, 1)
         return per * (n_in if basis == "in" else n_out)
+    if name == "_weight_norm_interface":
+        # w = g * v / ||v||: the norm of v (2 per element of v: square, sum), g / norm (1 per
+        # element of g), times v (1 per element of v)
+        return 3 * n_in + (_numel(args[1]) if len(args) > 1 else 0)
+    if name == "embedding_renorm":
+        # each looked-up row: its norm (2 per element) and the rescale (1 per element); a pass
+        # without data cannot tell repeated indices apart, so every index counts
+        return 3 * _numel(args[1]) * int(args[0].shape[-1])
     if name in _WINDOW_POOLS:
         return n_out * _kernel_volume(args[1])
     if name in ("_embedding_bag", "embedding_bag", "_embedding_bag_forward_only"):
@@ -292,6 +316,22 @@ def elementwise_cost(name: str, func: Any, args: tuple[Any, ...], kwargs: Mappin
     if torch.Tag.reduction in tags:
         return n_in
     return None
+
+
+def _quantized_linear(name: str, args: tuple[Any, ...], out: Any) -> OpCost:
+    """``2 x M x K x N`` for ``X (M, K)`` times the packed ``(N, K)`` weight; the bias (if the
+    packed weight has one) and a fused relu add 1 per output element each."""
+    n_out = _numel(out)
+    flops = 2 * _numel(args[0]) * int(out.shape[-1])
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    try:
+        # the packed object is a real kernel object: unpack it outside the fake-tensor mode
+        with _disable_current_modes():
+            has_bias = args[1].unpack()[1] is not None
+    except Exception:  # noqa: BLE001 - a packed object that cannot be unpacked: bias unknown
+        return OpCost(flops=flops, unknown=f"quantized.{name}", unknown_kind="elementwise")
+    return OpCost(flops=flops, elementwise=n_out * (int(has_bias) + int("relu" in name)))
 
 
 def op_cost(
@@ -322,7 +362,7 @@ def op_cost(
     ns, name = _name(func)
     packet = getattr(func, "_overloadpacket", None)
     tags = getattr(func, "tags", ())
-    if ns == "prim" or getattr(func, "is_view", False) or torch.Tag.inplace_view in tags or name in FREE_OPS:
+    if ns in FREE_NAMESPACES or getattr(func, "is_view", False) or torch.Tag.inplace_view in tags or name in FREE_OPS:
         return FREE
     if name in _FUSED_ATTENTION_EXTRA or (ns == "aten" and name in _REGISTERED_ATTENTION):
         bound = _bind(func, args, kwargs)
@@ -333,6 +373,21 @@ def op_cost(
         if packet in flop_registry and q.dim() == 4:
             att = int(flop_registry[packet](*args, **kwargs, out_val=out))
         return OpCost(attention=att, elementwise=elem)
+    if ns == "quantized" and name in _QUANTIZED_LINEAR:
+        return _quantized_linear(name, args, out)
+    vec = _VECTOR_PRODUCTS.get(name) if ns == "aten" else None
+    if vec is not None:
+        a, b = args[vec[0]], args[vec[1]]
+        n = 2 * _numel(a)  # one multiply-add per element of the matrix (mv) or vector (dot)
+        bias = _numel(out) if name == "addmv" else 0
+        data = int(is_activation(a)) + int(is_activation(b))
+        if data == 2:
+            return OpCost(attention=n, elementwise=bias)
+        if data == 1:
+            return OpCost(flops=n, elementwise=bias)
+        # both operands are weights or buffers (spectral_norm's sigma = u . (W v)): work on the
+        # weights themselves, not per input, counted with the elementwise figure
+        return OpCost(elementwise=n + bias)
     if packet is not None and packet in flop_registry:
         n = int(flop_registry[packet](*args, **kwargs, out_val=out))
         bias = 0

@@ -188,17 +188,20 @@ def _model_class(tf: Any, config: Any) -> tuple[Any, str]:
 def _build_model(tf: Any, cls: Any, config: Any, where: str, **how: str) -> Any:
     """The model on the meta device.
 
-    Mixture-of-experts layers use transformers' ``batched_mm`` kernel: the default
-    ``grouped_mm`` has a meta implementation for bfloat16 only, and both do the same products
-    (each token times its top-k experts), so shapes and FLOPs are those of the default.
+    Mixture-of-experts layers use transformers' ``batched_mm`` kernel (see
+    :mod:`paramscope.trace.moe`, shared with the live reader): the default ``grouped_mm`` has a
+    meta implementation for bfloat16 only, and both do the same products (each token times its
+    top-k experts), so shapes and FLOPs are those of the default.
     """
     import torch
+
+    from paramscope.trace.moe import PASS_EXPERTS
 
     try:
         with torch.device("meta"):
             if cls is tf.AutoModel:
-                return cls.from_config(config, experts_implementation="batched_mm", **how)
-            return cls._from_config(config, experts_implementation="batched_mm", **how)
+                return cls.from_config(config, experts_implementation=PASS_EXPERTS, **how)
+            return cls._from_config(config, experts_implementation=PASS_EXPERTS, **how)
     except Exception as e:  # transformers raises many types for inconsistent configs
         raise ModelError(
             f"transformers could not build {getattr(cls, '__name__', cls)} from this config: "
@@ -333,6 +336,9 @@ def read(source: Any, **options: Any) -> Anatomy:
             passed = {"inputs": specs}
         notes.append(said)
     rest = {k: v for k, v in options.items() if k not in ("input_size", "inputs")}
+    # whether a forward pass ran and stopped for want of data (the eager retry below can help);
+    # without inputs there is no pass, and the model is built once
+    retry = bool(passed) and passed.get("inputs") != []
     try:
         anatomy = read_any(model, **passed, **rest)
     except ModelError as e:
@@ -341,7 +347,8 @@ def read(source: Any, **options: Any) -> Anatomy:
         # The guessed inputs did not fit this model: still show its tensors.
         anatomy = read_any(model, **rest)
         notes.append(f"The default inputs did not fit ({_one_line(e)}); read without a forward pass.")
-    if passed.get("inputs") != [] and not anatomy.outputs and _attn(config) != "eager":
+        retry = False
+    if retry and not anatomy.outputs and _attn(config) != "eager":
         # Some attention masks inspect data (Tensor.item()), which the meta device cannot give;
         # the eager attention path builds the same products without that check.
         with _quiet(tf):

@@ -19,6 +19,8 @@ from typing import Any
 from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
 from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import canonical_dtype
+from paramscope.rules.torch.packed import packed_tensors
+from paramscope.readers.torch.storage import StorageKeys
 
 __all__ = ["can_read", "read"]
 
@@ -57,43 +59,16 @@ def _walk(name: str, path: str, module: Any, ancestors: frozenset[int], paths: d
     return node
 
 
-class _Keys:
-    """One key per storage: the identity of the tensor object, and for tensors with memory also
-    the storage they view (two Parameter objects over one storage are one tensor)."""
-
-    def __init__(self) -> None:
-        self.by_id: dict[int, str] = {}
-        self.by_storage: dict[tuple[Any, ...], str] = {}
-        self.aliases: list[tuple[str, str]] = []  # (name, first name) of distinct objects sharing storage
-        self.keep: list[Any] = []  # keeps ids valid while the reader runs
-
-    def key(self, t: Any, full_name: str) -> str:
-        k = self.by_id.get(id(t))
-        if k is not None:
-            return k
-        self.keep.append(t)
-        storage = self._storage(t)
-        if storage is not None and storage in self.by_storage:
-            k = self.by_storage[storage]
-            self.aliases.append((full_name, k))
-        else:
-            k = full_name
-            if storage is not None:
-                self.by_storage[storage] = k
-        self.by_id[id(t)] = k
-        return k
-
-    @staticmethod
-    def _storage(t: Any) -> tuple[Any, ...] | None:
-        try:
-            if t.device.type == "meta":
-                return None
-            ptr = t.untyped_storage().data_ptr()
-            if not ptr:
-                return None
-            return (str(t.device), ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), str(t.dtype))
-        except (RuntimeError, NotImplementedError, AttributeError, TypeError, ValueError):
-            return None  # tensor subclasses without a plain storage: identity only
+def _register_parameters(node: _Node, keys: StorageKeys) -> None:
+    """Give every parameter its key first: a buffer over a parameter's storage then shares the
+    parameter's key (and is counted as it), whatever the order the tree lists them in."""
+    for name, t in node.module._parameters.items():
+        if t is not None:
+            full = f"{node.path}.{name}" if node.path else name
+            keys.params.add(full)
+            keys.key(t, full)
+    for child in node.children:
+        _register_parameters(child, keys)
 
 
 def _rule_note(module: Any) -> tuple[Any, str]:
@@ -115,7 +90,7 @@ def _is_lazy(t: Any) -> bool:
     return mixin is not None and isinstance(t, mixin)
 
 
-def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
+def _tensors(node: _Node, keys: StorageKeys, note: Any) -> tuple[Tensor, ...]:
     m = node.module
     notes = note.tensors if note is not None else {}
     out: list[Tensor] = []
@@ -133,6 +108,14 @@ def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
             why = tn.why if tn is not None else ""
             if not is_param and name in non_persistent:
                 why = f"{why} {_NON_PERSISTENT}".strip()
+            key = keys.key(t, full)
+            if not is_param and key in keys.params:
+                why = f"{why} Shares its storage with the parameter {key}: counted once, as that parameter.".strip()
+            overlap = keys.overlap.get(key, 0)
+            if overlap:
+                why = f"{why} A view overlapping another view of its storage in {overlap:,} elements, counted once.".strip()
+            elif overlap is None:
+                why = f"{why} A strided view of a storage other tensors also view: the elements they share are not computed.".strip()
             lazy = _is_lazy(t)
             out.append(
                 Tensor(
@@ -141,16 +124,33 @@ def _tensors(node: _Node, keys: _Keys, note: Any) -> tuple[Tensor, ...]:
                     dtype=canonical_dtype(str(t.dtype)),
                     role=role,
                     is_param=is_param,
-                    key=keys.key(t, full),
+                    key=key,
                     formula=tn.formula if tn is not None else None,
                     why=why if not lazy else f"{why} Not initialised yet (lazy module): its size is unknown.".strip(),
                     persistent=is_param or name not in non_persistent,
+                    overlap=overlap,
                 )
             )
+    for packed in packed_tensors(m):
+        tn = notes.get(packed.name)
+        full = f"{node.path}.{packed.name}" if node.path else packed.name
+        keys.keep.append(packed.tensor)
+        out.append(
+            Tensor(
+                name=packed.name,
+                shape=tuple(int(d) for d in packed.tensor.shape),
+                dtype=canonical_dtype(str(packed.tensor.dtype)),
+                role=Role.FROZEN if packed.is_param else Role.BUFFER,
+                is_param=packed.is_param,
+                key=full,
+                formula=tn.formula if tn is not None else None,
+                why=packed.why,
+            )
+        )
     return tuple(out)
 
 
-def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) -> Layer:
+def _layer(node: _Node, keys: StorageKeys, trace: Any, paths: dict[int, list[str]]) -> Layer:
     m = node.module
     note, rule_error = _rule_note(m)
     tensors = _tensors(node, keys, note)
@@ -167,14 +167,28 @@ def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) ->
         compute = trace.compute.get(node.path) if run is not None else None
         calls = run.calls if run is not None else 0
         if run is None:
-            # A container never called itself does what its children do; a child with no
-            # compute was not called either, so it adds nothing.
-            compute = sum_compute([c.compute for c in children if c.compute is not None])
             elsewhere = [p for p in paths.get(id(m), ()) if p != node.path and p in trace.runs]
-            if elsewhere:
-                parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
-            elif tensors:
-                parts.append("Not called through its __call__ in the forward pass.")
+            twin = _twin(node, trace, paths)
+            if twin:
+                # one object under two names in one parent: hooks cannot tell which name a
+                # call used, so both names show the object's calls, shapes and FLOPs (counted
+                # once in the model's total, and once in a container summing its children)
+                run = trace.runs[twin]
+                calls, compute = run.calls, trace.compute.get(twin)
+                parts.append(
+                    f"The same module object as {twin}: its calls, shapes and FLOPs are those of "
+                    "the object, counted once."
+                )
+            else:
+                # A container never called itself does what its children do; a child with no
+                # compute was not called either, so it adds nothing.
+                compute = sum_compute(
+                    [c.compute for c, n in zip(children, node.children) if not _twin(n, trace, paths) and c.compute is not None]
+                )
+                if elsewhere:
+                    parts.append(f"The same module object as {', '.join(elsewhere)}, where its calls are counted.")
+                elif tensors:
+                    parts.append("Not called through its __call__ in the forward pass.")
     elif trace is not None:
         run = trace.runs.get(node.path)
         calls = run.calls if run is not None else 1
@@ -195,7 +209,20 @@ def _layer(node: _Node, keys: _Keys, trace: Any, paths: dict[int, list[str]]) ->
     )
 
 
-def _root_tensor_layers(root: _Node, keys: _Keys) -> list[Layer]:
+def _twin(node: _Node, trace: Any, paths: dict[int, list[str]]) -> str:
+    """Another name of this node's module object in the same parent, where the pass counted
+    its calls (``""`` if none). Names under different parents (T5's ``shared`` and
+    ``encoder.embed_tokens``) are told apart by the caller, and keep their own counts."""
+    if node.path in trace.runs:
+        return ""
+    parent = node.path.rpartition(".")[0]
+    for p in paths.get(id(node.module), ()):
+        if p != node.path and p in trace.runs and p.rpartition(".")[0] == parent:
+            return p
+    return ""
+
+
+def _root_tensor_layers(root: _Node, keys: StorageKeys) -> list[Layer]:
     """Tensors owned by the model itself, each as a one-tensor layer (as flat files show them)."""
     note, _ = _rule_note(root.module)
     return [Layer(name=t.name, type="", path=t.name, tensors=(t,), origin=type(root.module).__module__) for t in _tensors(root, keys, note)]
@@ -218,7 +245,9 @@ def read(
         module: the model; it is not changed (see :mod:`paramscope.trace.meta_pass`).
         input_size: shape(s) of positional float inputs for a forward pass, e.g. ``(1, 3, 224, 224)``.
         inputs: spec strings such as ``["input_ids=int64[1,128]"]``.
-        example_inputs: positional example tensors (only shapes and dtypes are used).
+        example_inputs: positional example tensors. A pass without data uses their shapes and
+            dtypes; a real pass (``device="cpu"``, or the fallback for a model on the CPU whose
+            shapes depend on input values) runs on them as given.
         example_kwargs: keyword example tensors.
         device: ``"meta"`` (default) runs without memory; another device runs for real.
         depth: accepted for symmetry with the renderers, which fold the tree; the full tree is built.
@@ -241,7 +270,8 @@ def read(
     specs = input_specs(input_size, inputs)
     paths: dict[int, list[str]] = {}
     root = _walk("", "", module, frozenset(), paths)
-    keys = _Keys()
+    keys = StorageKeys()
+    _register_parameters(root, keys)
     notes: list[str] = []
     lazy = any(_is_lazy(t) for t in module.parameters())
     trace = None
@@ -252,16 +282,20 @@ def read(
         from paramscope.trace.meta_pass import trace as run_trace
 
         trace = run_trace(module, paths, specs, example_inputs=example_inputs, example_kwargs=example_kwargs, device=device)
+        notes.extend(trace.notes)
         if trace.failure:
             notes.append(trace.failure)
     else:
         notes.append(_NO_INPUT_NOTE)
     layers = tuple(_root_tensor_layers(root, keys)) + tuple(_layer(c, keys, trace, paths) for c in root.children)
     for name, first in keys.aliases:
-        notes.append(
-            f"{name} and {first} are distinct Parameter objects over one storage; counted once "
-            "(model.parameters() would count both)."
-        )
+        if name in keys.params:
+            notes.append(
+                f"{name} and {first} are distinct Parameter objects over one storage; counted once "
+                "(model.parameters() would count both)."
+            )
+        else:
+            notes.append(f"The buffer {name} shares its storage with the parameter {first}; counted once, as the parameter.")
     cls = type(module)
     ok = trace is not None and not trace.failure
     meta = {"class": f"{cls.__module__}.{cls.__qualname__}"}

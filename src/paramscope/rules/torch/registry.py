@@ -22,7 +22,7 @@ __all__ = [
 
 #: Modules holding the built-in rules; imported on the first lookup.
 _FAMILIES = Families(
-    "paramscope.rules.torch", ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision")
+    "paramscope.rules.torch", ("nn", "norm", "recurrent", "attention", "hf", "hf_encoders", "hf_vision", "quantized")
 )
 
 
