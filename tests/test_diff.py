@@ -137,8 +137,9 @@ def test_a_gguf_export_matches_its_safetensors_by_name(tmp_path: Path) -> None:
 
 def test_a_keras_model_and_its_pytorch_port() -> None:
     keras = pytest.importorskip("keras")
-    k = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
-                          keras.layers.Dense(2)])
+    # Named: Keras numbers unnamed layers across the whole process.
+    k = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="dense"),
+                          keras.layers.BatchNormalization(name="batch_normalization"), keras.layers.Dense(2, name="dense_1")])
     t = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
     d = diff(read(k), read(t))
     pairs = {(c.a.name, c.b.name) for c in d.renamed}
