@@ -13,7 +13,7 @@ from typing import Any
 
 from paramscope.analysis.totals import Totals
 from paramscope.analysis.totals import totals as _totals
-from paramscope.api import Report, explain, read, summary
+from paramscope.api import Report, explain, memory, read, render_memory, summary
 from paramscope.core import (
     Anatomy,
     Compute,
@@ -52,7 +52,9 @@ __all__ = [
     "UnsupportedFormatError",
     "__version__",
     "explain",
+    "memory",
     "read",
+    "render_memory",
     "summary",
     "totals",
 ]

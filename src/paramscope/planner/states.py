@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from paramscope.core.dtypes import n_bytes as dtype_bytes
-from paramscope.memory.setup import PRECISIONS, MemorySetup
+from paramscope.planner.setup import PRECISIONS, MemorySetup
 
 __all__ = ["ParamGroup", "Part", "ModelStates", "optimizer_bytes_per_param", "model_states"]
 
@@ -121,7 +121,7 @@ def model_states(groups: Iterable[ParamGroup], setup: MemorySetup, stored_dtype:
         stored_dtype: the model's floating dtype as stored (inference default).
 
     Example:
-        >>> from paramscope.memory.setup import make_setup
+        >>> from paramscope.planner.setup import make_setup
         >>> g = [ParamGroup(7_500_000_000, "float32", True)]
         >>> s = model_states(g, make_setup(train=True, precision="fp16-mixed", shard="zero1", dp=64), None)
         >>> s.params.n_bytes + s.grads.n_bytes + s.optimizer.n_bytes

@@ -3,7 +3,7 @@
 Every option is checked here, before any model is built, so that an impossible setup ends in
 one line saying what is wrong and what to do (:class:`~paramscope.core.errors.TargetError`).
 Checks that need the model (tensor parallelism against the head count, ``seq`` against the
-model's inputs) are in :mod:`paramscope.memory.plan`.
+model's inputs) are in :mod:`paramscope.planner.plan`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class MemorySetup:
 
     Attributes:
         train: training step (forward, backward, optimizer step) instead of inference.
-        batch: sequences (or samples) per device per micro-batch.
+        batch: sequences (or samples) per device per micro-batch; ``None``: the first
+            dimension of the inputs given (1 for configs).
         seq: tokens per sequence for token models (the KV cache's context for inference);
             ``None``: the model's default input.
         precision: a key of :data:`PRECISIONS`; ``None``: stored dtype for inference, fp32
@@ -70,7 +71,7 @@ class MemorySetup:
     """
 
     train: bool = False
-    batch: int = 1
+    batch: int | None = None
     seq: int | None = None
     precision: str | None = None
     optimizer: str = "adamw"
@@ -105,7 +106,7 @@ def _choice(name: str, value: Any, choices: tuple[str, ...] | dict[str, Any]) ->
 def make_setup(
     *,
     train: bool = False,
-    batch: int = 1,
+    batch: int | None = None,
     seq: int | None = None,
     precision: str | None = None,
     optimizer: str = "adamw",
@@ -133,9 +134,10 @@ def make_setup(
         ...
         paramscope.core.errors.TargetError: --shard zero3 spreads states over data-parallel devices: give their number with --dp N (e.g. --dp 8)
     """
-    from paramscope.memory.devices import device_bytes
+    from paramscope.planner.devices import device_bytes
 
-    _whole("batch", batch, 1)
+    if batch is not None:
+        _whole("batch", batch, 1)
     if seq is not None:
         _whole("seq", seq, 1)
     if precision is not None:

@@ -1,0 +1,167 @@
+"""Activation bytes of one step on one device, before tensor parallelism: measured or estimated.
+
+PyTorch modules and Hugging Face configs are measured by
+:func:`paramscope.trace.memory_pass.measure` (forward and backward on meta, what autograd
+keeps and when each tensor dies). Keras models are estimated from their layer output shapes:
+training keeps every layer's output for backward (a layer's gradient needs its input, which is
+the previous layer's output); inference needs one layer's input and output at a time. The
+estimate is labelled as such in the plan's notes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy
+from paramscope.core.dtypes import n_bytes as dtype_bytes
+from paramscope.planner.setup import PRECISIONS, MemorySetup
+from paramscope.planner.sources import Prepared
+
+__all__ = ["Activations", "activations"]
+
+
+@dataclass(frozen=True, slots=True)
+class Activations:
+    """Activation bytes measured at ``batch`` x ``seq`` on one device, unsharded.
+
+    Attributes:
+        forward_peak: training: most bytes alive during the forward pass; inference: the
+            prefill (or single forward) peak. ``None`` when unknown.
+        forward_end: training: bytes kept at the end of the forward pass.
+        backward: training: ``(activation, gradient)`` bytes at each allocation of backward.
+        grad_bytes: parameter gradient bytes the measured pass made (to rescale to shards).
+        score_bytes: bytes of L x S attention matrices kept at the end of the forward pass.
+        decode_peak: inference: the peak of a one-token step.
+        by_module: ``(path, bytes)`` kept at the end of the forward pass.
+        batch: the batch measured.
+        seq: the sequence length measured.
+        n_blocks: repeated blocks found (for selective recomputation).
+        estimated: from shapes, not measured.
+        failure: why they are unknown.
+    """
+
+    forward_peak: int | None = None
+    forward_end: int | None = None
+    backward: tuple[tuple[int, int], ...] = ()
+    grad_bytes: int = 0
+    score_bytes: int = 0
+    decode_peak: int | None = None
+    by_module: tuple[tuple[str, int], ...] = ()
+    batch: int = 1
+    seq: int | None = None
+    n_blocks: int = 0
+    estimated: bool = False
+    failure: str = ""
+
+
+def working_dtype(setup: MemorySetup, stored: str | None) -> str:
+    """The dtype weights and activations are computed in."""
+    if setup.precision is not None:
+        return PRECISIONS[setup.precision][0]
+    return "float32" if setup.train else (stored or "float32")
+
+
+def activations(prep: Prepared, setup: MemorySetup, stored: str | None) -> Activations:
+    """Activation bytes of the planned step (see the module docstring)."""
+    work = working_dtype(setup, stored)
+    if prep.kind == "keras":
+        return _keras(prep.anatomy, setup, prep.batch, work)
+    if prep.module is None:
+        return Activations(batch=prep.batch, seq=prep.seq, failure="no forward pass")
+    import torch
+
+    from paramscope.trace.memory_pass import measure, repeated_blocks
+
+    dtype = getattr(torch, work)
+    forward = _forward_kwargs(prep.module)
+    labels = "input_ids" if setup.train and "labels" in forward and prep.seq is not None else None
+    extra = {"use_cache": False} if "use_cache" in forward else {}
+    checkpointing = setup.checkpointing if setup.train else "none"
+    profile = measure(
+        prep.module, prep.specs, train=setup.train, dtype=dtype, attention=setup.attention,
+        checkpointing=checkpointing, extra_kwargs=extra, labels=labels, score_side=prep.seq,
+    )
+    _, blocks = repeated_blocks(prep.module)
+    if profile.failure:
+        return Activations(batch=prep.batch, seq=prep.seq, failure=profile.failure, n_blocks=len(blocks))
+    decode = None
+    if not setup.train and prep.seq is not None and prep.seq > 1 and prep.kind in ("hf", "file"):
+        one = [type(s)(s.name, s.dtype, (s.shape[0], 1, *s.shape[2:])) for s in prep.specs]
+        step = measure(prep.module, one, train=False, dtype=dtype, attention=setup.attention, extra_kwargs=extra)
+        decode = None if step.failure else step.forward_peak
+    return Activations(
+        forward_peak=profile.forward_peak,
+        forward_end=profile.forward_end if setup.train else None,
+        backward=tuple(profile.backward),
+        grad_bytes=profile.grad_bytes,
+        score_bytes=profile.score_bytes,
+        decode_peak=decode,
+        by_module=tuple(profile.by_module.items()),
+        batch=prep.batch,
+        seq=prep.seq,
+        n_blocks=len(blocks),
+    )
+
+
+def _forward_kwargs(module: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _keras(anatomy: Anatomy, setup: MemorySetup, batch: int, work: str) -> Activations:
+    outputs: list[tuple[str, int]] = []
+    largest_step = 0
+    for layer in anatomy.walk():
+        if layer.children or not layer.output_shapes:
+            continue
+        size = 0
+        for shape in layer.output_shapes:
+            dims = [batch if d is None else d for d in shape]
+            size += dtype_bytes(work, prod(dims)) or 0
+        outputs.append((layer.path or layer.name, size * max(layer.calls, 1)))
+        inputs = 0
+        for shape in layer.input_shapes or ():
+            inputs += dtype_bytes(work, prod(batch if d is None else d for d in shape)) or 0
+        largest_step = max(largest_step, inputs + size)
+    if not outputs:
+        return Activations(batch=batch, failure="the Keras model has no layer output shapes")
+    kept = sum(n for _, n in outputs)
+    largest = max(n for _, n in outputs)
+    if not setup.train:
+        return Activations(forward_peak=largest_step, batch=batch, by_module=tuple(outputs), estimated=True)
+    grads = sum(
+        dtype_bytes(work, t.count or 0) or 0 for layer in anatomy.walk() for t in layer.tensors if t.role.value == "trainable"
+    )
+    # Backward starts with every output kept and the loss gradient (the size of the last
+    # output); gradients appear as activations are released, so the two ends bound the peak.
+    backward = ((kept + largest, 0), (largest, grads))
+    return Activations(
+        forward_peak=kept, forward_end=kept, backward=backward, grad_bytes=grads, batch=batch,
+        by_module=tuple(outputs), estimated=True,
+    )
+
+
+_INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
+
+
+def group_paths(by_module: tuple[tuple[str, int], ...]) -> list[tuple[str, int, int]]:
+    """``(pattern, bytes, repeat)``: paths with block indices written ``*``, in first-seen order.
+
+    Example:
+        >>> group_paths((("h.0.mlp", 4), ("h.1.mlp", 4), ("lm_head", 8)))
+        [('h.*.mlp', 8, 2), ('lm_head', 8, 1)]
+    """
+    order: dict[str, tuple[int, set[str]]] = {}
+    for path, n in by_module:
+        pattern = _INDEX.sub("*", path) if path else "(model)"
+        total, members = order.get(pattern, (0, set()))
+        members.add(path)
+        order[pattern] = (total + n, members)
+    return [(p, n, len(m)) for p, (n, m) in order.items()]
