@@ -39,6 +39,8 @@ class Activations:
         batch: the batch measured.
         seq: the sequence length measured.
         n_blocks: repeated blocks found (for selective recomputation).
+        blocks_path: the path of the module list holding them (``model.layers``).
+        extrapolated_from: measured on a copy with this many blocks (0: the whole model).
         estimated: from shapes, not measured.
         failure: why they are unknown.
     """
@@ -53,6 +55,8 @@ class Activations:
     batch: int = 1
     seq: int | None = None
     n_blocks: int = 0
+    blocks_path: str = ""
+    extrapolated_from: int = 0
     estimated: bool = False
     failure: str = ""
 
@@ -80,11 +84,23 @@ def activations(prep: Prepared, setup: MemorySetup, stored: str | None) -> Activ
     labels = "input_ids" if setup.train and "labels" in forward and prep.seq is not None else None
     extra = {"use_cache": False} if "use_cache" in forward else {}
     checkpointing = setup.checkpointing if setup.train else "none"
+    blocks_path, blocks = repeated_blocks(prep.module)
+    short = [_truncated(prep, blocks, k) for k in (_K, _K + 1)] if setup.train else [None]
+    if None not in short:
+        profiles = [
+            measure(
+                m, prep.specs, train=True, dtype=dtype, attention=setup.attention, checkpointing=checkpointing,
+                extra_kwargs=extra, labels=labels, score_side=prep.seq,
+            )
+            for m in short
+        ]
+        if not any(p.failure for p in profiles) and len(profiles[0].block_marks) == _K:
+            return _extrapolate(profiles[0], profiles[1], len(blocks), blocks_path, prep)
     profile = measure(
         prep.module, prep.specs, train=setup.train, dtype=dtype, attention=setup.attention,
         checkpointing=checkpointing, extra_kwargs=extra, labels=labels, score_side=prep.seq,
     )
-    _, blocks = repeated_blocks(prep.module)
+    blocks_path, blocks = repeated_blocks(prep.module)
     if profile.failure:
         return Activations(batch=prep.batch, seq=prep.seq, failure=profile.failure, n_blocks=len(blocks))
     decode = None
@@ -103,6 +119,95 @@ def activations(prep: Prepared, setup: MemorySetup, stored: str | None) -> Activ
         batch=prep.batch,
         seq=prep.seq,
         n_blocks=len(blocks),
+        blocks_path=blocks_path,
+    )
+
+
+#: Blocks kept when a deep model is measured through a shortened copy (see _extrapolate).
+_K = 2
+#: Models with more repeated blocks than this are measured through a shortened copy.
+_SHORTEN_ABOVE = 6
+
+
+def _truncated(prep: Prepared, blocks: list[Any], k: int) -> Any:
+    """The same Hugging Face model with only ``k`` blocks, when its blocks are all alike.
+
+    Every block must have the same parameter shapes, and the config must not give layers
+    different kinds (sliding and full attention, dense and expert layers); otherwise ``None``.
+    """
+    if prep.config is None or len(blocks) <= _SHORTEN_ABOVE:
+        return None
+    import copy
+
+    def shapes(b: Any) -> list[tuple[str, tuple[int, ...]]]:
+        return [(n, tuple(p.shape)) for n, p in b.named_parameters()]
+
+    first = shapes(blocks[0])
+    if any(shapes(b) != first for b in blocks[1:]):
+        return None
+    config = copy.deepcopy(prep.config)
+    target = getattr(config, "text_config", None) or config
+    kinds = getattr(target, "layer_types", None)
+    if isinstance(kinds, (list, tuple)):
+        if len(set(kinds)) > 1:
+            return None
+        target.layer_types = list(kinds)[:k]
+    for name in ("first_k_dense_replace", "moe_layer_freq", "mlp_only_layers", "max_window_layers"):
+        if getattr(target, name, None) not in (None, 0, 1, [], ()):
+            return None
+    try:
+        target.num_hidden_layers = k
+    except (AttributeError, TypeError):
+        return None
+    from paramscope.readers.hf import config as hf
+
+    tf = hf._transformers()
+    with hf._quiet(tf):
+        model = hf._build_model(tf, type(prep.module), config, "")
+    _, short_blocks = __import__("paramscope.trace.memory_pass", fromlist=["x"]).repeated_blocks(model)
+    if len(short_blocks) != k or shapes(short_blocks[0]) != first:
+        return None
+    return model
+
+
+def _extrapolate(p: Any, p_next: Any, n_blocks: int, blocks_path: str, prep: Prepared) -> Activations:
+    """A ``_K``-block measurement extended to ``n_blocks`` alike blocks.
+
+    Blocks that are alike keep alike activations (``kept`` bytes each at the end of the forward
+    pass: the difference between the ``_K + 1``- and the ``_K``-block measurements) and make
+    alike gradients (``grad`` bytes each). Backward runs the blocks last to first:
+    the measured timeline is cut where each block's first gradient is accumulated, and the
+    stretch of one block is repeated, with the activations of the blocks not yet reached still
+    alive and the gradients of those already done accumulated.
+    """
+    prefix = f"{blocks_path}."
+    kept = p_next.forward_end - p.forward_end
+    grad = p.block_grad_bytes
+    extra = n_blocks - _K
+    t = p.backward
+    m1, m0 = p.block_marks[1], p.block_marks[0]
+    timeline = [(int(a + extra * kept), g) for a, g in t[:m1]]
+    for i in range(n_blocks - 1, 0, -1):
+        timeline.extend((int(a + (i - 1) * kept), g + (n_blocks - 1 - i) * grad) for a, g in t[m1:m0])
+    timeline.extend((a, g + extra * grad) for a, g in t[m0:])
+    by_module = dict(p.by_module)
+    last = f"{prefix}{_K - 1}"
+    for path, n in p.by_module.items():
+        if path == last or path.startswith(last + "."):
+            for j in range(_K, n_blocks):
+                by_module[f"{prefix}{j}{path[len(last):]}"] = n
+    return Activations(
+        forward_peak=int(p.forward_peak + extra * kept),
+        forward_end=int(p.forward_end + extra * kept),
+        backward=tuple(timeline),
+        grad_bytes=p.grad_bytes + extra * grad,
+        score_bytes=p.score_bytes * n_blocks // _K,
+        by_module=tuple(by_module.items()),
+        batch=prep.batch,
+        seq=prep.seq,
+        n_blocks=n_blocks,
+        blocks_path=blocks_path,
+        extrapolated_from=_K,
     )
 
 
@@ -148,19 +253,17 @@ def _keras(anatomy: Anatomy, setup: MemorySetup, batch: int, work: str) -> Activ
     )
 
 
-_INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.|$)")
-
-
-def group_paths(by_module: tuple[tuple[str, int], ...]) -> list[tuple[str, int, int]]:
-    """``(pattern, bytes, repeat)``: paths with block indices written ``*``, in first-seen order.
+def group_paths(by_module: tuple[tuple[str, int], ...], blocks_path: str) -> list[tuple[str, int, int]]:
+    """``(pattern, bytes, repeat)``: the repeated blocks' indices written ``*``, in first-seen order.
 
     Example:
-        >>> group_paths((("h.0.mlp", 4), ("h.1.mlp", 4), ("lm_head", 8)))
+        >>> group_paths((("h.0.mlp", 4), ("h.1.mlp", 4), ("lm_head", 8)), "h")
         [('h.*.mlp', 8, 2), ('lm_head', 8, 1)]
     """
+    index = re.compile(rf"^({re.escape(blocks_path)}\.)\d+(?=\.|$)") if blocks_path else None
     order: dict[str, tuple[int, set[str]]] = {}
     for path, n in by_module:
-        pattern = _INDEX.sub("*", path) if path else "(model)"
+        pattern = (index.sub(r"\1*", path) if index else path) or "(model)"
         total, members = order.get(pattern, (0, set()))
         members.add(path)
         order[pattern] = (total + n, members)

@@ -194,12 +194,11 @@ def evaluate(ing: Ingredients, setup: MemorySetup) -> tuple[tuple[Figure, ...], 
             a_bwd: int | None = int(round(max(max(a - drop, 0) * scale + gr * g_ratio for a, gr in acts.backward)))
         else:
             a_bwd = None
-        a_bwd_only = None if not acts.backward else int(round(max(max(a - drop, 0) * scale for a, _ in acts.backward)))
         opt_tmp = _optimizer_temporary(setup, states)
         phases.append(_phase("forward", (("params", p), ("optimizer", o), ("activations", a_fwd), ("temporary", temporary_fwd))))
         phases.append(_phase("backward", (("params", p), ("optimizer", o), ("activations + grads", a_bwd), ("temporary", temporary_bwd))))
         phases.append(_phase("optimizer step", (("params", p), ("grads", g), ("optimizer", o), ("temporary", opt_tmp))))
-        act_value = None if a_fwd is None or a_bwd_only is None else max(a_fwd, a_bwd_only)
+        act_value = a_fwd
         act_formula = _act_formula(acts, batch, seq, setup)
         temp = max(temporary_fwd, temporary_bwd, opt_tmp)
         t_formula = t_formula + (f"; optimizer step {opt_tmp:,} B (two tensors the size of the largest parameter)" if opt_tmp else "")
@@ -307,7 +306,7 @@ def plan(source: Any, setup: MemorySetup, *, input_size: Any = None, inputs: Any
         notes.append("Selective recomputation drops the L x S attention matrices, which flash attention never stores: same as none here.")
     if setup.pp > 1:
         notes.append(f"Pipeline: weights of the larger of {setup.pp} stages; activations as one stage of 1F1B keeps ({setup.pp} micro-batches of {setup.pp}-th of the layers: one micro-batch of all layers).")
-    by_module = tuple(ModuleActivation(p, n, r) for p, n, r in group_paths(ing.acts.by_module))
+    by_module = tuple(ModuleActivation(p, n, r) for p, n, r in group_paths(ing.acts.by_module, ing.acts.blocks_path))
     return MemoryPlan(
         name=ing.name, source=ing.source, mode="training" if setup.train else "inference", setup=setup,
         figures=figures, peak=peak, phases=phases, by_module=by_module,

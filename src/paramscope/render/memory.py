@@ -87,11 +87,11 @@ def memory_document(plan: MemoryPlan) -> Document:
         rows = sorted(plan.by_module, key=lambda m: -m.n_bytes)[:20]
         blocks.append(
             Table(
-                "Activations kept at the end of the forward pass, by module",
+                "Activations by module",
                 (Column("Module"), Column("Repeat", "right"), Column("Bytes", "right"), Column("GiB", "right")),
                 tuple((fmt.safe(m.path), f"x{m.repeat}" if m.repeat > 1 else "", fmt.count(m.n_bytes),
                        f"{m.n_bytes / (1 << 30):.3f}") for m in rows),
-                footer=("(measured at the batch and sequence of the pass, before tensor parallelism)",),
+                footer=("kept at the end of the forward pass, as measured (before tensor parallelism)",),
             )
         )
     blocks.append("Not counted: " + "; ".join(plan.not_counted) + ".")

@@ -18,6 +18,8 @@ rather than on the meta kernels:
 - ``scaled_dot_product_attention`` runs the flash (no mask) or memory-efficient (mask) kernel,
   which keep q, k, v, the output and the log-sum-exp, as the CUDA backends do; with
   ``attention="math"`` the decomposition that keeps the L x S score matrices runs instead;
+- dropout runs the fused kernel, which keeps a 1-byte mask, as on CUDA (the CPU path keeps a
+  mask in the activation's dtype);
 - full activation checkpointing wraps each repeated block's forward in
   ``torch.utils.checkpoint`` (non-reentrant), so the block keeps its input and is recomputed
   during backward, as in a real run.
@@ -55,6 +57,9 @@ class MemoryProfile:
         by_module: bytes alive at the end of the forward pass, by the module that made them.
         score_bytes: bytes of L x S attention matrices alive at the end of the forward pass.
         grad_bytes: parameter gradient bytes at the end of backward.
+        block_marks: for each repeated block (by index), the position in ``backward`` where
+            the first gradient of its parameters was accumulated.
+        block_grad_bytes: gradient bytes of one repeated block's parameters.
         failure: why the pass stopped (``""`` if it completed); the module and the error.
     """
 
@@ -64,6 +69,8 @@ class MemoryProfile:
     by_module: dict[str, int] = field(default_factory=dict)
     score_bytes: int = 0
     grad_bytes: int = 0
+    block_marks: dict[int, int] = field(default_factory=dict)
+    block_grad_bytes: int = 0
     failure: str = ""
 
     @property
@@ -108,6 +115,13 @@ def _sdpa(
         query, key, value, attn_mask.expand(*query.shape[:-1], key.shape[-2]), True, dropout_p, is_causal, scale=scale
     )
     return out[0]
+
+
+def _dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+    """Dropout as CUDA runs it: the fused kernel keeps a 1-byte mask (the CPU path keeps a float one)."""
+    if not training or p == 0.0:
+        return input
+    return torch.native_dropout(input, p, True)[0]
 
 
 class _Tracker(TorchDispatchMode):
@@ -249,6 +263,8 @@ def measure(
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+        _, blocks = repeated_blocks(module)
+        block_of = {id(p): i for i, b in enumerate(blocks) for p in b.parameters()}
         metas: dict[int, torch.Tensor] = {}
         state: dict[str, torch.Tensor] = {}
         for name, p in module.named_parameters(remove_duplicate=False):
@@ -273,9 +289,22 @@ def measure(
                 es.callback(m.register_forward_hook(post).remove)
             except (RuntimeError, AttributeError):
                 continue
-        for t in metas.values():
+
+        def on_grad(p: torch.Tensor, block: int | None) -> None:
+            if p.grad is not None:
+                tracker.make_grad(p.grad)
+            if block is not None:
+                profile.block_marks.setdefault(block, len(tracker.timeline))
+
+        for orig_id, t in metas.items():
             if t.requires_grad:
-                t.register_post_accumulate_grad_hook(lambda p: tracker.make_grad(p.grad) if p.grad is not None else None)
+                t.register_post_accumulate_grad_hook(lambda p, b=block_of.get(orig_id): on_grad(p, b))
+        if blocks:
+            profile.block_grad_bytes = sum(
+                metas[id(p)].numel() * metas[id(p)].element_size() for p in blocks[0].parameters() if metas[id(p)].requires_grad
+            )
+        es.callback(setattr, torch.nn.functional, "dropout", torch.nn.functional.dropout)
+        torch.nn.functional.dropout = _dropout  # type: ignore[assignment]
         if attention == "flash":
             es.callback(setattr, torch.nn.functional, "scaled_dot_product_attention",
                         torch.nn.functional.scaled_dot_product_attention)
