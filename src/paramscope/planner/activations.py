@@ -86,13 +86,14 @@ def activations(prep: Prepared, setup: MemorySetup, stored: str | None) -> Activ
     checkpointing = setup.checkpointing if setup.train else "none"
     blocks_path, blocks = repeated_blocks(prep.module)
     short = [_truncated(prep, blocks, k) for k in (_K, _K + 1)] if setup.train else [None]
-    if None not in short:
+    if all(m is not None for m in short):
         profiles = [
             measure(
                 m, prep.specs, train=True, dtype=dtype, attention=setup.attention, checkpointing=checkpointing,
                 extra_kwargs=extra, labels=labels, score_side=prep.seq,
             )
             for m in short
+            if m is not None
         ]
         if not any(p.failure for p in profiles) and len(profiles[0].block_marks) == _K:
             return _extrapolate(profiles[0], profiles[1], len(blocks), blocks_path, prep)

@@ -27,6 +27,7 @@ rather than on the meta kernels:
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -158,6 +159,9 @@ class _Tracker(TorchDispatchMode):
         if score:
             self.score -= n
 
+    def _on_free(self, key: int, _ref: Any) -> None:
+        self._freed(key)
+
     def make_grad(self, t: torch.Tensor) -> None:
         key = id(t.untyped_storage())
         entry = self.live.get(key)
@@ -179,7 +183,7 @@ class _Tracker(TorchDispatchMode):
             n = int(st.nbytes())
             side = self.score_side
             score = side is not None and t.dim() >= 3 and t.shape[-1] == side and t.shape[-2] == side
-            ref = weakref.ref(st, lambda _r, k=key: self._freed(k))
+            ref = weakref.ref(st, functools.partial(self._on_free, key))
             self.live[key] = (ref, n, self.stack[-1] if self.stack else "", score)
             self.act += n
             self.score += n if score else 0
@@ -304,11 +308,11 @@ def measure(
                 metas[id(p)].numel() * metas[id(p)].element_size() for p in blocks[0].parameters() if metas[id(p)].requires_grad
             )
         es.callback(setattr, torch.nn.functional, "dropout", torch.nn.functional.dropout)
-        torch.nn.functional.dropout = _dropout  # type: ignore[assignment]
+        torch.nn.functional.dropout = _dropout
         if attention == "flash":
             es.callback(setattr, torch.nn.functional, "scaled_dot_product_attention",
                         torch.nn.functional.scaled_dot_product_attention)
-            torch.nn.functional.scaled_dot_product_attention = _sdpa  # type: ignore[assignment]
+            torch.nn.functional.scaled_dot_product_attention = _sdpa
         if train and checkpointing == "full":
             _wrap_blocks(module, es)
         module.train(train)
@@ -370,7 +374,7 @@ def _wrap_blocks(module: torch.nn.Module, es: ExitStack) -> None:
             return checkpoint(_f, *a, use_reentrant=False, **k)
 
         had = "forward" in vars(block)
-        block.forward = wrapped  # type: ignore[method-assign]
+        block.forward = wrapped
         if had:
             es.callback(setattr, block, "forward", original)
         else:
