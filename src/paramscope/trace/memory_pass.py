@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype
-from paramscope.trace.meta_pass import _first_line, _Snapshot
+from paramscope.trace.meta_pass import _first_line, _meta_limitation, _Snapshot
 
 __all__ = ["MemoryProfile", "measure", "repeated_blocks"]
 
@@ -194,10 +194,10 @@ class _Tracker(TorchDispatchMode):
         return out
 
 
-def _meta_like(t: torch.Tensor, dtype: torch.dtype | None, grad: bool) -> torch.Tensor:
-    """An empty stand-in (a fake tensor under the pass's FakeTensorMode) in the working dtype."""
+def _meta_like(t: torch.Tensor, dtype: torch.dtype | None, grad: bool, device: torch.device) -> torch.Tensor:
+    """An empty stand-in (a fake tensor under FakeTensorMode) in the working dtype."""
     dt = dtype if dtype is not None and t.is_floating_point() else t.dtype
-    m = torch.empty(t.shape, dtype=dt, device="cpu")
+    m = torch.empty(t.shape, dtype=dt, device=device)
     return m.requires_grad_(grad) if grad and m.is_floating_point() else m
 
 
@@ -247,6 +247,27 @@ def measure(
         (32772, 4198400)
     """
     profile = MemoryProfile()
+    for kind in ("meta", "fake"):
+        profile, exc = _attempt(module, specs, train, dtype, attention, checkpointing, extra_kwargs, labels, score_side, kind)
+        if exc is None or kind == "fake" or not _meta_limitation(exc):
+            break
+    return profile
+
+
+def _attempt(
+    module: torch.nn.Module,
+    specs: Sequence[InputSpec],
+    train: bool,
+    dtype: torch.dtype | None,
+    attention: str,
+    checkpointing: str,
+    extra_kwargs: Mapping[str, Any] | None,
+    labels: str | None,
+    score_side: int | None,
+    kind: str,
+) -> tuple[MemoryProfile, Exception | None]:
+    """One step on bare meta tensors (fast) or under FakeTensorMode (for code that needs data)."""
+    profile = MemoryProfile()
     stack: list[str] = []
     tracker = _Tracker(stack, score_side)
     paths: dict[int, str] = {}
@@ -262,25 +283,30 @@ def measure(
     snapshot = _Snapshot(module)
     with ExitStack() as es:
         es.callback(snapshot.restore)
-        # Fake tensors rather than bare meta ones: model code that checks for tracing (masks
-        # built from data in transformers) skips its data-dependent checks, as under torch.compile.
-        from torch._subclasses.fake_tensor import FakeTensorMode
+        device = torch.device("meta")
+        if kind == "fake":
+            # Fake tensors where bare meta ones fail: model code that checks for tracing (masks
+            # built from data in transformers) skips its data-dependent checks, as under torch.compile.
+            from torch._subclasses.fake_tensor import FakeTensorMode
 
-        es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            es.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            device = torch.device("cpu")
+        else:
+            _meta_is_tracing(es)
         _, blocks = repeated_blocks(module)
         block_of = {id(p): i for i, b in enumerate(blocks) for p in b.parameters()}
         metas: dict[int, torch.Tensor] = {}
         state: dict[str, torch.Tensor] = {}
         for name, p in module.named_parameters(remove_duplicate=False):
             if id(p) not in metas:
-                metas[id(p)] = _meta_like(p, dtype, train and p.requires_grad)
+                metas[id(p)] = _meta_like(p, dtype, train and p.requires_grad, device)
             state[name] = metas[id(p)]
         for name, b in module.named_buffers(remove_duplicate=False):
             if id(b) not in metas:
-                metas[id(b)] = _meta_like(b, dtype, False)
+                metas[id(b)] = _meta_like(b, dtype, False, device)
             state[name] = metas[id(b)]
         work_dtype = dtype or float_dtype(module)
-        args, kwargs = build_inputs(specs, None, None, work_dtype, torch.device("cpu"), False)
+        args, kwargs = build_inputs(specs, None, None, work_dtype, device, False)
         if labels is not None and labels in kwargs:
             kwargs["labels"] = kwargs[labels]
         kwargs.update(extra_kwargs or {})
@@ -328,10 +354,27 @@ def measure(
             where = stack[-1] if stack else ""
             name = f"'{where}'" if where else f"the model ({type(module).__name__})"
             profile.failure = f"the step on the meta device stopped in {name} with {type(exc).__name__}: {_first_line(exc)}"
-            return profile
+            return profile, exc
     profile.backward = tracker.timeline
     profile.grad_bytes = tracker.grad
-    return profile
+    return profile, None
+
+
+def _meta_is_tracing(es: ExitStack) -> None:
+    """transformers skips its data-dependent mask checks when it is tracing; a meta tensor has
+    no data either, so for the pass it counts as tracing (restored afterwards)."""
+    import sys
+
+    masking = sys.modules.get("transformers.masking_utils")
+    original = getattr(masking, "is_tracing", None)
+    if masking is None or original is None:
+        return
+
+    def is_tracing(tensor: Any = None) -> bool:
+        return bool(original(tensor)) or (isinstance(tensor, torch.Tensor) and tensor.is_meta)
+
+    es.callback(setattr, masking, "is_tracing", original)
+    masking.is_tracing = is_tracing
 
 
 class _Step(torch.nn.Module):
