@@ -111,3 +111,26 @@ def test_renders_every_format(fmt: str) -> None:
     plan = paramscope.memory(model, train=True, optimizer="adam", input_size=(8, 4096), device="a100-40gb")
     text = paramscope.render_memory(plan, format=fmt)
     assert "17,117,824" in text and "Not counted" in text
+
+
+def test_checkpoint_with_config_beside(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    doc = {**LLAMA, "num_hidden_layers": 2}
+    config = transformers.AutoConfig.for_model(**{k: v for k, v in doc.items() if k != "architectures"})
+    model = transformers.LlamaForCausalLM(config).to(torch.float16)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors_torch.save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    stored = sum(t.numel() * t.element_size() for t in state.values())
+
+    plan = paramscope.memory(tmp_path / "model.safetensors", seq=64, batch=2)
+    assert plan.figure("params").n_bytes == stored
+    assert plan.figure("kv_cache").n_bytes == 2 * 2 * 32 * 2 * 64 * 2 * 2
+    assert plan.peak is not None and [p.name for p in plan.phases] == ["prefill", "decode"]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (tmp_path / "model.safetensors").rename(alone / "model.safetensors")
+    weights_only = paramscope.memory(alone / "model.safetensors")
+    assert weights_only.figure("activations").n_bytes is None and weights_only.peak is None

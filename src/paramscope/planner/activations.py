@@ -82,7 +82,9 @@ def activations(prep: Prepared, setup: MemorySetup, stored: str | None) -> Activ
     dtype = getattr(torch, work)
     forward = _forward_kwargs(prep.module)
     labels = "input_ids" if setup.train and "labels" in forward and prep.seq is not None else None
-    extra = {"use_cache": False} if "use_cache" in forward else {}
+    extra: dict[str, Any] = {"use_cache": False} if "use_cache" in forward else {}
+    if not setup.train and "logits_to_keep" in forward:
+        extra["logits_to_keep"] = 1  # as generate() runs the prefill: logits of the last token only
     checkpointing = setup.checkpointing if setup.train else "none"
     blocks_path, blocks = repeated_blocks(prep.module)
     short = [_truncated(prep, blocks, k) for k in (_K, _K + 1)] if setup.train else [None]
@@ -264,7 +266,7 @@ def group_paths(by_module: tuple[tuple[str, int], ...], blocks_path: str) -> lis
     index = re.compile(rf"^({re.escape(blocks_path)}\.)\d+(?=\.|$)") if blocks_path else None
     order: dict[str, tuple[int, set[str]]] = {}
     for path, n in by_module:
-        pattern = (index.sub(r"\1*", path) if index else path) or "(model)"
+        pattern = (index.sub(r"\1*", path) if index else path) or "(top level: loss, outputs)"
         total, members = order.get(pattern, (0, set()))
         members.add(path)
         order[pattern] = (total + n, members)

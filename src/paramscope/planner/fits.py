@@ -67,7 +67,7 @@ def fit(ing: Ingredients, setup: MemorySetup, peak: int | None) -> Fit | None:
     batch = largest(lambda b: ok(replace(setup, batch=b)), 1 << 20)
     seq = None
     if setup.seq is not None and setup.attention == "flash" and ing.acts.seq:
-        seq = largest(lambda n: ok(replace(setup, seq=n)))
+        seq = largest(lambda n: ok(replace(setup, seq=n)), _positions(ing.config) or _LIMIT)
     gpus = None
     if setup.shard != "none":
         dp = _fewest(lambda n: ok(replace(setup, dp=n)), 4096)
@@ -75,6 +75,16 @@ def fit(ing: Ingredients, setup: MemorySetup, peak: int | None) -> Fit | None:
     elif peak <= device:
         gpus = setup.tp * setup.pp
     return Fit(setup.device_name, device, peak <= device, device - peak, batch, seq, gpus)
+
+
+def _positions(config: object) -> int | None:
+    """The longest sequence the model's position embeddings allow, if the config says."""
+    config = getattr(config, "text_config", None) or config
+    for name in ("max_position_embeddings", "n_positions", "max_target_positions"):
+        n = getattr(config, name, None)
+        if isinstance(n, int) and n > 0:
+            return n
+    return None
 
 
 def _fewest(fits: Callable[[int], bool], hi: int) -> int | None:

@@ -69,7 +69,8 @@ class Fit:
         fits: the peak is at most the device's memory; ``None`` when the peak is unknown.
         headroom: device bytes minus the peak (negative: over by that much).
         largest_batch: the largest per-device batch that fits (``None``: not found or unknown).
-        longest_seq: the longest sequence that fits at this batch (token models).
+        longest_seq: the longest sequence that fits at this batch (token models), at most
+            the model's ``max_position_embeddings``.
         fewest_gpus: the fewest devices for this sharding (the data-parallel size times tensor
             and pipeline sizes); ``None`` when no number up to 4,096 is enough.
     """

@@ -88,6 +88,10 @@ def prepare(source: Any, setup: MemorySetup, *, input_size: Any = None, inputs: 
         specs = input_specs(input_size, inputs)
         return _torch(anatomy, source, specs, setup)
     anatomy = read(source)
+    if anatomy.framework == "keras":  # paramscope's own Keras builder, Keras .h5 files
+        if setup.seq is not None:
+            raise TargetError("--seq sets the tokens of a token model; this Keras model has no token inputs (use --batch)")
+        return Prepared(anatomy, "keras", batch=setup.batch or 1)
     config_path = _companion_config(source)
     if config_path is None:
         if setup.seq is not None:

@@ -91,7 +91,7 @@ def memory_document(plan: MemoryPlan) -> Document:
                 (Column("Module"), Column("Repeat", "right"), Column("Bytes", "right"), Column("GiB", "right")),
                 tuple((fmt.safe(m.path), f"x{m.repeat}" if m.repeat > 1 else "", fmt.count(m.n_bytes),
                        f"{m.n_bytes / (1 << 30):.3f}") for m in rows),
-                footer=("kept at the end of the forward pass, as measured (before tensor parallelism)",),
+                footer=("kept at the end of the forward pass, before tensor parallelism",),
             )
         )
     blocks.append("Not counted: " + "; ".join(plan.not_counted) + ".")
