@@ -38,6 +38,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from paramscope.trace.gpu_kernels import flash_sdpa, fused_dropout
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype
 from paramscope.trace.meta_pass import _first_line, _meta_limitation, _Snapshot
 
@@ -94,35 +95,6 @@ def repeated_blocks(module: torch.nn.Module) -> tuple[str, list[torch.nn.Module]
         if n > best[0]:
             best = (n, path, kids)
     return best[1], best[2]
-
-
-def _sdpa(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None, enable_gqa: bool = False,
-) -> torch.Tensor:
-    """scaled_dot_product_attention as the CUDA flash and memory-efficient kernels run it."""
-    if enable_gqa and key.shape[-3] != query.shape[-3]:
-        rep = query.shape[-3] // key.shape[-3]
-        key = key.repeat_interleave(rep, dim=-3)
-        value = value.repeat_interleave(rep, dim=-3)
-    if attn_mask is None:
-        out = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False, scale=scale)
-        return out[0]
-    if attn_mask.dtype == torch.bool:  # the kernel takes an additive bias, as torch converts it
-        attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-            attn_mask.logical_not(), float("-inf")
-        )
-    out = torch.ops.aten._scaled_dot_product_efficient_attention(
-        query, key, value, attn_mask.expand(*query.shape[:-1], key.shape[-2]), True, dropout_p, is_causal, scale=scale
-    )
-    return out[0]
-
-
-def _dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
-    """Dropout as CUDA runs it: the fused kernel keeps a 1-byte mask (the CPU path keeps a float one)."""
-    if not training or p == 0.0:
-        return input
-    return torch.native_dropout(input, p, True)[0]
 
 
 class _Tracker(TorchDispatchMode):
@@ -334,11 +306,11 @@ def _attempt(
                 metas[id(p)].numel() * metas[id(p)].element_size() for p in blocks[0].parameters() if metas[id(p)].requires_grad
             )
         es.callback(setattr, torch.nn.functional, "dropout", torch.nn.functional.dropout)
-        torch.nn.functional.dropout = _dropout
+        torch.nn.functional.dropout = fused_dropout
         if attention == "flash":
             es.callback(setattr, torch.nn.functional, "scaled_dot_product_attention",
                         torch.nn.functional.scaled_dot_product_attention)
-            torch.nn.functional.scaled_dot_product_attention = _sdpa
+            torch.nn.functional.scaled_dot_product_attention = flash_sdpa
         if train and checkpointing == "full":
             _wrap_blocks(module, es)
         module.train(train)
@@ -374,7 +346,7 @@ def _meta_is_tracing(es: ExitStack) -> None:
         return bool(original(tensor)) or (isinstance(tensor, torch.Tensor) and tensor.is_meta)
 
     es.callback(setattr, masking, "is_tracing", original)
-    masking.is_tracing = is_tracing
+    setattr(masking, "is_tracing", is_tracing)  # noqa: B010 - a module found at run time
 
 
 class _Step(torch.nn.Module):
