@@ -66,6 +66,7 @@ def test_inference_text_with_kv_cache(llama: Path, capsys: pytest.CaptureFixture
         (["--dp", "0"], "--dp 0 is not a whole number >= 1"),
         (["--train", "--shard", "zero3"], "give their number with --dp N"),
         (["--device", "1KiB"], "less than one repeated block's weights"),
+        (["--pp", "16"], "--pp 16 needs at least 16 repeated blocks"),
     ],
 )
 def test_impossible_setups_get_one_line(llama: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,3 +112,62 @@ def test_gpt2_adamw_matches_memtracker(checkpointing: str) -> None:
     _close(plan.figure("optimizer").n_bytes, oracle["optimizer"], "optimizer states")
     forward = next(p for p in plan.phases if p.name == "forward")
     _close(dict(forward.parts)["activations"], oracle["activations"], "activations at the forward peak")
+
+
+_FSDP_SCRIPT = """
+import json, torch, torch.distributed as dist, transformers
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.testing._internal.distributed.fake_pg import FakeStore
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker, _FSDPRefType as R
+dist.init_process_group("fake", rank=0, world_size=4, store=FakeStore())
+cfg = transformers.AutoConfig.for_model(**json.loads(%r))
+cfg._attn_implementation = "eager"
+mesh = init_device_mesh("cpu", (4,))
+with FakeTensorMode():
+    model = transformers.LlamaForCausalLM(cfg)
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    opt = torch.optim.AdamW(model.parameters(), foreach=False)
+    ids = torch.zeros(2, 128, dtype=torch.int64)
+    tracker = FSDPMemTracker(model, opt)
+    with tracker:
+        for i in range(2):
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            loss.backward(); del loss
+            opt.step(); opt.zero_grad(set_to_none=True)
+            if i == 0:
+                tracker.reset_mod_stats()
+    peak = next(iter(tracker.get_tracker_snapshot("peak").values()))
+dist.destroy_process_group()
+print(json.dumps({"peak": peak["Total"], "params": peak[R.SHARDED_PARAM], "optimizer": peak[R.OPT],
+                  "activations": peak[R.ACT] + peak[R.TEMP]}))
+"""
+
+
+def test_llama_fsdp_matches_fsdp_memtracker() -> None:
+    """FSDP2 over 4 ranks of a fake process group, run in a child process (it sets global state)."""
+    import json
+    import subprocess
+    import sys
+
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch.distributed._tools.fsdp2_mem_tracker")
+    doc = {"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8,
+           "num_key_value_heads": 2, "intermediate_size": 688, "vocab_size": 1000, "max_position_embeddings": 512}
+    done = subprocess.run([sys.executable, "-c", _FSDP_SCRIPT % json.dumps(doc)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    oracle = json.loads(done.stdout.strip().splitlines()[-1])
+
+    config = transformers.AutoConfig.for_model(**doc)
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config)
+    plan = paramscope.memory(model, train=True, inputs=["input_ids=int64[2,128]"], attention="math", shard="fsdp", dp=4)
+    _close(plan.peak, oracle["peak"], "peak")
+    _close(plan.figure("params").n_bytes, oracle["params"], "sharded parameters")
+    _close(plan.figure("optimizer").n_bytes, oracle["optimizer"], "sharded optimizer states")
+    backward = next(p for p in plan.phases if p.name == "backward")
+    _close(dict(backward.parts)["activations + grads"], oracle["activations"], "activations at the peak")

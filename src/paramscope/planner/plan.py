@@ -135,6 +135,12 @@ def ingredients(prep: Prepared, setup: MemorySetup) -> Ingredients:
     if prep.config is None and prep.module is not None:
         heads = _module_heads(prep.module)
     check_tensor_parallel(setup.tp, heads, kv_heads)
+    n_blocks = len(_blocks(anatomy))
+    if setup.pp > 1 and setup.pp > n_blocks:
+        raise TargetError(
+            f"--pp {setup.pp} needs at least {setup.pp} repeated blocks to split, and this model has "
+            f"{n_blocks or 'none'}; choose --pp {max(n_blocks, 1)} or fewer"
+        )
     if setup.tp > 1 and heads is None:
         raise TargetError(f"--tp {setup.tp}: the model's attention heads are not known, so its split cannot be checked")
     if setup.device is not None and unit:
