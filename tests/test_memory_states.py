@@ -89,3 +89,14 @@ def test_inference_has_no_gradients_or_optimizer() -> None:
     assert plan.mode == "inference"
     assert plan.figure("grads").n_bytes == 0 and plan.figure("optimizer").n_bytes == 0
     assert plan.peak is not None and plan.peak > plan.figure("params").n_bytes
+
+
+def test_adafactor_and_8bit_adam_hand_worked() -> None:
+    # A 1,000 x 500 matrix and a 500-vector, fp32 training.
+    groups = [ParamGroup(500_000, "float32", True, rows_cols=1_500, largest=500_000),
+              ParamGroup(500, "float32", True, split=False, largest=500, small=500)]
+    ada = model_states(groups, make_setup(train=True, optimizer="adafactor"), None)
+    assert ada.optimizer.n_bytes == 4 * (1_000 + 500) + 4 * 500  # factored rows + cols; the vector in full
+    eight = model_states(groups, make_setup(train=True, optimizer="adamw-8bit"), None)
+    # 1 byte per state, one fp32 absmax per 2,048 elements per state; small tensors stay 32-bit (8 B).
+    assert eight.optimizer.n_bytes == round(500_500 * (2 + 8 / 2048)) + 500 * (8 - 2)
