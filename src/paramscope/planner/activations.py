@@ -193,12 +193,19 @@ def _extrapolate(p: Any, p_next: Any, n_blocks: int, blocks_path: str, prep: Pre
     for i in range(n_blocks - 1, 0, -1):
         timeline.extend((int(a + (i - 1) * kept), g + (n_blocks - 1 - i) * grad) for a, g in t[m1:m0])
     timeline.extend((a, g + extra * grad) for a, g in t[m0:])
-    by_module = dict(p.by_module)
-    last = f"{prefix}{_K - 1}"
+    # Every block but the last keeps what block 0 keeps; the last keeps what the copy's last keeps.
+    by_module: dict[str, int] = {}
     for path, n in p.by_module.items():
-        if path == last or path.startswith(last + "."):
-            for j in range(_K, n_blocks):
-                by_module[f"{prefix}{j}{path[len(last):]}"] = n
+        head, _, rest = path[len(prefix):].partition(".") if path.startswith(prefix) else ("", "", "")
+        if not head.isdigit():
+            by_module[path] = n
+            continue
+        tail = f".{rest}" if rest else ""
+        if int(head) == _K - 1:
+            by_module[f"{prefix}{n_blocks - 1}{tail}"] = n
+        elif int(head) == 0:
+            for j in range(n_blocks - 1):
+                by_module[f"{prefix}{j}{tail}"] = n
     return Activations(
         forward_peak=int(p.forward_peak + extra * kept),
         forward_end=int(p.forward_end + extra * kept),
