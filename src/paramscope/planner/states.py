@@ -140,6 +140,7 @@ def model_states(groups: Iterable[ParamGroup], setup: MemorySetup, stored_dtype:
     state_b = 4 if master else work_b
     k, k_text = optimizer_bytes_per_param(setup.optimizer if setup.train else "none", state_b, master)
     t, p, dp = setup.tp, setup.pp, setup.dp
+    cast = setup.train or setup.precision is not None  # inference keeps each tensor as stored
 
     def per_device(select: str, bpe: float | None, trainable_only: bool, params_only: bool = True) -> int:
         """Largest pipeline stage's elements (x bytes per element), tensor-parallel split applied."""
@@ -152,8 +153,8 @@ def model_states(groups: Iterable[ParamGroup], setup: MemorySetup, stored_dtype:
             if select == "buffers" and g.is_param:
                 continue
             size: float
-            if bpe is None:  # stored bytes, or the working dtype for floating tensors
-                dt = work if g.dtype in _FLOAT else g.dtype
+            if bpe is None:  # the working dtype for floating tensors, else (and for plain inference) as stored
+                dt = work if g.dtype in _FLOAT and cast else g.dtype
                 size = float(dtype_bytes(dt, g.count) or 0)
             else:
                 size = g.count * bpe
