@@ -135,3 +135,23 @@ def test_checkpoint_with_config_beside(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").rename(alone / "model.safetensors")
     weights_only = paramscope.memory(alone / "model.safetensors")
     assert weights_only.figure("activations").n_bytes is None and weights_only.peak is None
+
+
+def test_gguf_kv_cache_from_its_metadata(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    w.add_uint32("llama.block_count", 2)
+    w.add_uint32("llama.embedding_length", 256)
+    w.add_uint32("llama.attention.head_count", 8)
+    w.add_uint32("llama.attention.head_count_kv", 2)
+    w.add_tensor("blk.0.attn_q.weight", np.zeros((256, 256), np.float16))
+    w.add_tensor("blk.0.attn_norm.weight", np.ones(256, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    plan = paramscope.memory(tmp_path / "m.gguf", seq=1000, batch=3)
+    assert plan.figure("params").n_bytes == 256 * 256 * 2 + 256 * 4  # each tensor as stored
+    assert plan.figure("kv_cache").n_bytes == 2 * 2 * 32 * 2 * 1000 * 3 * 2  # f16 cache
+    assert plan.figure("activations").n_bytes is None and plan.peak is None

@@ -117,7 +117,7 @@ def _config_get(config: Any, *names: str) -> int | None:
         return None
     c = getattr(config, "text_config", None) or config
     for n in names:
-        v = getattr(c, n, None)
+        v = c.get(n) if isinstance(c, dict) else getattr(c, n, None)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:
             return v
     return None
@@ -242,6 +242,8 @@ def _kv(ing: Ingredients, setup: MemorySetup, batch: int, seq: int | None, work_
         return KVCache(0, "not a token model: no KV cache")
     if ing.config is None:
         return KVCache(None, "?", "no config: the KV cache layout is not known")
+    if isinstance(ing.config, dict) and setup.precision is None:
+        work_b = ing.config.get("kv_cache_dtype_bytes", work_b)  # a GGUF file: llama.cpp caches in f16
     return kv_cache(ing.config, batch=batch, seq=seq, dtype_bytes=work_b, tp=setup.tp, pp=setup.pp)
 
 

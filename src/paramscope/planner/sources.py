@@ -93,6 +93,11 @@ def prepare(source: Any, setup: MemorySetup, *, input_size: Any = None, inputs: 
             raise TargetError("--seq sets the tokens of a token model; this Keras model has no token inputs (use --batch)")
         return Prepared(anatomy, "keras", batch=setup.batch or 1)
     config_path = _companion_config(source)
+    gguf_config = _gguf_config(anatomy) if config_path is None else None
+    if gguf_config is not None:
+        return Prepared(anatomy, "file", None, gguf_config, [], setup.batch or 1, setup.seq, [
+            "Architecture from the GGUF metadata: KV cache counted in f16 (llama.cpp's default cache type); "
+            "activations unknown (no forward pass without a config.json beside the file)."])
     if config_path is None:
         if setup.seq is not None:
             raise TargetError(
@@ -106,6 +111,32 @@ def prepare(source: Any, setup: MemorySetup, *, input_size: Any = None, inputs: 
     built.kind = "file"
     built.notes.append(f"Weights from the checkpoint; activations and KV cache from {os.path.basename(config_path)} beside it.")
     return built
+
+
+def _gguf_config(anatomy: Anatomy) -> dict[str, Any] | None:
+    """A config for the KV cache from a GGUF file's ``{arch}.*`` metadata, if it has one."""
+    if anatomy.framework != "gguf":
+        return None
+    meta = anatomy.metadata
+    arch = meta.get("general.architecture", "")
+
+    def number(key: str) -> int | None:
+        text = meta.get(f"{arch}.{key}", "")
+        return int(text) if text.isdigit() else None
+
+    doc = {
+        "model_type": arch,
+        "num_hidden_layers": number("block_count"),
+        "num_attention_heads": number("attention.head_count"),
+        "num_key_value_heads": number("attention.head_count_kv"),
+        "hidden_size": number("embedding_length"),
+        "head_dim": number("attention.key_length"),
+        "sliding_window": number("attention.sliding_window"),
+        "kv_cache_dtype_bytes": 2,
+    }
+    if doc["num_hidden_layers"] is None or doc["num_attention_heads"] is None:
+        return None
+    return {k: v for k, v in doc.items() if v is not None}
 
 
 def _hf(source: Any, setup: MemorySetup, read: Any) -> Prepared:
