@@ -155,3 +155,35 @@ def test_gguf_kv_cache_from_its_metadata(tmp_path: Path) -> None:
     assert plan.figure("params").n_bytes == 256 * 256 * 2 + 256 * 4  # each tensor as stored
     assert plan.figure("kv_cache").n_bytes == 2 * 2 * 32 * 2 * 1000 * 3 * 2  # f16 cache
     assert plan.figure("activations").n_bytes is None and plan.peak is None
+
+
+def test_tensor_and_pipeline_parallel_split_the_weights() -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model(**{k: v for k, v in LLAMA.items() if k != "architectures"})
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config)
+    matrices = sum(p.numel() for p in model.parameters() if p.dim() >= 2)
+    vectors = sum(p.numel() for p in model.parameters() if p.dim() < 2)
+    layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    outside = sum(p.numel() for p in model.parameters()) - 8 * layer
+    buffers = sum(b.numel() * 4 for b in model.buffers())  # the rotary inv_freq, fp32
+    tp = paramscope.memory(LLAMA, precision="fp32", tp=2, seq=16)
+    assert tp.figure("params").n_bytes == 4 * (matrices // 2 + vectors) + buffers
+    pp = paramscope.memory(LLAMA, precision="fp32", pp=2, seq=16)
+    embed, head_and_norm = 1000 * 256, 1000 * 256 + 256
+    assert outside == embed + head_and_norm
+    assert pp.figure("params").n_bytes == 4 * (4 * layer + max(embed, head_and_norm)) + buffers
+
+
+def test_selective_recompute_drops_attention_matrices() -> None:
+    pytest.importorskip("transformers")
+
+    def activations(checkpointing: str, attention: str) -> int | None:
+        plan = paramscope.memory(LLAMA, train=True, seq=128, checkpointing=checkpointing, attention=attention)
+        return plan.figure("activations").n_bytes
+
+    assert activations("selective", "flash") == activations("none", "flash")  # flash stores no L x S
+    none, selective, full = (activations(c, "math") for c in ("none", "selective", "full"))
+    assert none is not None and selective is not None and full is not None
+    assert full < selective < none

@@ -154,7 +154,11 @@ class _Tracker(TorchDispatchMode):
                 continue
             n = int(st.nbytes())
             side = self.score_side
-            score = side is not None and t.dim() >= 3 and t.shape[-1] == side and t.shape[-2] == side
+            # Per-head L x S matrices: (b*h, L, S) from bmm or (b, h, L, S); a (b, 1, L, S) mask is not one.
+            score = (
+                side is not None and t.dim() >= 3 and t.shape[-1] == side and t.shape[-2] == side
+                and (t.dim() == 3 or t.shape[-3] > 1)
+            )
             ref = weakref.ref(st, functools.partial(self._on_free, key))
             self.live[key] = (ref, n, self.stack[-1] if self.stack else "", score)
             self.act += n
