@@ -2,10 +2,9 @@
 
 The figures are what the driver reports as total memory (``nvidia-smi``'s ``memory.total``, in
 MiB = 1,048,576 bytes), which is a little below the marketed size because part of the HBM
-holds ECC and driver reservations. Sources per entry: ``nvidia-smi`` outputs published with
-each board (NVIDIA forums, cloud provider docs), and for the H100 and H200 a run of
-``torch.cuda.get_device_properties(0).total_memory`` noted in docs/memory.md. A user's own
-number always wins: ``--device 79GiB``.
+holds ECC and driver reservations. Source per entry: ``nvidia-smi`` outputs published for each
+board (vendor forums, cloud provider documentation); they vary by a few MiB with the driver and
+the ECC setting. A user's own number always wins: ``--device 79GiB``.
 """
 
 from __future__ import annotations
