@@ -16,7 +16,7 @@ def test_all_is_pinned() -> None:
             "Anatomy", "Compute", "CorruptFileError", "Formula", "Layer", "MissingDependencyError",
             "ModelError", "ParamscopeError", "Report", "Role", "TargetError", "Tensor", "TensorGroup",
             "Totals", "UnsafeFileError", "UnsupportedFormatError", "__version__", "check", "diff", "explain",
-            "read", "summary", "totals",
+            "memory", "read", "render_memory", "summary", "totals",
         ]
     )
     for name in paramscope.__all__:

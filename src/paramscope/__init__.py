@@ -13,7 +13,7 @@ from typing import Any
 
 from paramscope.analysis.totals import Totals
 from paramscope.analysis.totals import totals as _totals
-from paramscope.api import Report, check, diff, explain, read, summary
+from paramscope.api import Report, check, diff, explain, memory, read, render_memory, summary
 from paramscope.core import (
     Anatomy,
     Compute,
@@ -54,7 +54,9 @@ __all__ = [
     "check",
     "diff",
     "explain",
+    "memory",
     "read",
+    "render_memory",
     "summary",
     "totals",
 ]

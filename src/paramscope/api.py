@@ -5,13 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paramscope.core.anatomy import Anatomy, set_html_display, set_table_export
 from paramscope.core.errors import ParamscopeError
 from paramscope.readers import read as _read_source
 
-__all__ = ["FORMATS", "STYLES", "Report", "default_width", "read", "summary", "explain", "diff", "check"]
+if TYPE_CHECKING:
+    from paramscope.planner.result import MemoryPlan
+
+__all__ = [
+    "FORMATS", "STYLES", "Report", "default_width", "read", "summary", "explain", "diff", "check", "memory",
+    "render_memory",
+]
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
@@ -221,6 +227,100 @@ def explain(
 
     doc = explain_document(view, layer=layer)
     return _report(doc, format, width, view.name, anatomy)
+
+
+def memory(
+    source: Any,
+    *,
+    train: bool = False,
+    batch: int | None = None,
+    seq: int | None = None,
+    precision: str | None = None,
+    optimizer: str = "adamw",
+    checkpointing: str = "none",
+    shard: str = "none",
+    dp: int | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    sequence_parallel: bool = False,
+    offload: str = "none",
+    device: str | int | None = None,
+    attention: str = "flash",
+    input_size: Any = None,
+    inputs: Any = None,
+) -> MemoryPlan:
+    """Memory of one device to serve or train a model: parts, moments of a step, peak, fit.
+
+    Args:
+        source: anything :func:`read` reads (a ``torch.nn.Module`` with ``input_size`` or
+            ``inputs``, a Hugging Face ``config.json``, a Keras model, a checkpoint file).
+        train: plan a training step (forward, backward, optimizer step); default inference.
+        batch: sequences per device (default: the inputs' first dimension, 1 for configs).
+        seq: tokens per sequence for token models; for inference, the KV cache's context.
+        precision: ``fp32``, ``fp16``, ``bf16``, ``fp16-mixed`` or ``bf16-mixed`` (default:
+            stored dtype for inference, fp32 for training).
+        optimizer: ``sgd``, ``sgd-momentum``, ``adam``, ``adamw``, ``adafactor``,
+            ``adamw-8bit`` or ``none``.
+        checkpointing: ``none``, ``full`` or ``selective`` activation checkpointing.
+        shard: ``none``, ``zero1``, ``zero2``, ``zero3`` or ``fsdp``, over ``dp`` devices.
+        dp: data-parallel size (needed with ``shard``).
+        tp: tensor-parallel size; pp: pipeline stages; sequence_parallel: with ``tp``.
+        offload: ``none``, ``optimizer`` or ``params`` (moved to host memory).
+        device: a device name (``"h100-80gb"``) or size (``"24GiB"``, bytes) to check the fit.
+        attention: ``flash`` (default; what CUDA kernels keep) or ``math`` (L x S matrices kept).
+        input_size: PyTorch modules: the input shape; inputs: typed input specs.
+
+    Returns:
+        The plan (see :class:`~paramscope.planner.MemoryPlan`); :func:`render_memory` formats it.
+
+    Raises:
+        TargetError: an impossible setup, with what to do.
+
+    Example:
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(512,))
+        >>> m = keras.Model(x, keras.layers.BatchNormalization()(x))
+        >>> plan = memory(m, train=True, optimizer="adam")
+        >>> plan.figure("grads").n_bytes, plan.figure("optimizer").n_bytes
+        (4096, 8192)
+    """
+    from paramscope.planner import make_setup, plan_memory
+
+    setup = make_setup(
+        train=train, batch=batch, seq=seq, precision=precision, optimizer=optimizer,
+        checkpointing=checkpointing, shard=shard, dp=dp, tp=tp, pp=pp,
+        sequence_parallel=sequence_parallel, offload=offload, device=device, attention=attention,
+    )
+    return plan_memory(source, setup, input_size=input_size, inputs=inputs)
+
+
+def render_memory(plan: MemoryPlan, *, format: str = "text", width: int = 120) -> str:
+    """A memory plan as text, Markdown, HTML or the ``paramscope-memory/1`` JSON document.
+
+    Example:
+        >>> from paramscope import keras
+        >>> x = keras.Input(shape=(8,))
+        >>> plan = memory(keras.Model(x, keras.layers.Dense(4)(x)))
+        >>> render_memory(plan, format="json").splitlines()[1]
+        '  "schema": "paramscope-memory/1",'
+    """
+    _check(format, "paramscope")
+    from paramscope.render import memory as view
+
+    if format == "json":
+        return view.render_memory_json(plan)
+    doc = view.memory_document(plan)
+    if format == "markdown":
+        from paramscope.render.markdown import render_markdown
+
+        return render_markdown(doc)
+    if format == "html":
+        from paramscope.render.html import render_html
+
+        return render_html(doc, title=plan.name)
+    from paramscope.render.text import render_text
+
+    return render_text(doc, width=width)
 
 
 def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anatomy, ascii: bool = False) -> Report:

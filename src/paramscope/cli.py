@@ -26,6 +26,7 @@ examples:
   paramscope explain model.keras --layer batch_normalization
   paramscope summary examples/torch_seed.py:model --input-size 1,4096 --format json
   paramscope summary gpt2/config.json --input input_ids=int64[1,1024]
+  paramscope memory config.json --train --seq 4096 --precision bf16-mixed --shard zero3 --dp 64
 
 'paramscope summary --help' and 'paramscope explain --help' list the options.
 Exit status: 0 on success, 2 on bad input or options (one line on stderr; --debug for the traceback).
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paramscope import __version__
 
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,diff,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,memory,diff,check}")
     s = sub.add_parser(
         "summary", help="one row per layer with counts, totals, memory and FLOPs",
         description="One row per layer: output shape, parameters split by role, FLOPs and the\n"
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
+    _add_memory(sub)
     _add_diff(sub)
     _add_check(sub)
     # Each subcommand knows its siblings, to say where an option given to the wrong one belongs.
@@ -250,6 +252,48 @@ def _add_check(sub: Any) -> None:
                    help="read budgets from this pyproject.toml instead of the nearest one")
     c.add_argument("--format", "-f", choices=("text", "json"), default="text", help="output format")
     _add_inputs(c)
+
+
+def _add_memory(sub: Any) -> None:
+    """The ``memory`` subcommand's options (see :func:`paramscope.memory`)."""
+    from paramscope.planner import setup as s
+
+    m = sub.add_parser("memory", help="memory per device to serve or train: parts, peak, fit")
+    _add_common(m)
+    m.add_argument("--train", action="store_true", help="plan a training step (default: inference)")
+    m.add_argument("--batch", type=int, default=None, help="sequences per device (default: the input's, 1 for configs)")
+    m.add_argument("--seq", type=int, default=None, help="tokens per sequence; for inference the KV cache's context")
+    m.add_argument("--precision", choices=tuple(s.PRECISIONS), default=None,
+                   help="default: stored dtype for inference, fp32 for training")
+    m.add_argument("--optimizer", choices=s.OPTIMIZERS, default="adamw", help="default: adamw")
+    m.add_argument("--checkpointing", choices=s.CHECKPOINTING, default="none", help="activation checkpointing")
+    m.add_argument("--shard", choices=s.SHARDING, default="none", help="ZeRO stage or FSDP, with --dp")
+    m.add_argument("--dp", type=int, default=None, help="data-parallel devices the sharding spreads over")
+    m.add_argument("--tp", type=int, default=1, help="Megatron tensor-parallel size")
+    m.add_argument("--sp", action="store_true", help="Megatron sequence parallelism (with --tp)")
+    m.add_argument("--pp", type=int, default=1, help="pipeline stages")
+    m.add_argument("--offload", choices=s.OFFLOAD, default="none", help="what moves to host memory")
+    m.add_argument("--device", default=None, help="a device (h100-80gb, a100-40gb) or size (24GiB): does it fit")
+    m.add_argument("--attention", choices=s.ATTENTION, default="flash",
+                   help="flash (default: what CUDA kernels keep) or math (L x S matrices kept)")
+
+
+def _run_memory(args: argparse.Namespace, source: Any, width: int) -> Any:
+    from paramscope.api import Report, memory, render_memory
+    from paramscope.core.anatomy import Anatomy
+
+    plan = memory(
+        source, train=args.train, batch=args.batch, seq=args.seq, precision=args.precision,
+        optimizer=args.optimizer, checkpointing=args.checkpointing, shard=args.shard, dp=args.dp,
+        tp=args.tp, pp=args.pp, sequence_parallel=args.sp, offload=args.offload, device=args.device,
+        attention=args.attention, **_reader_options(args),
+    )
+    view = None
+    if args.format == "text":
+        from paramscope.render.memory import memory_document
+
+        view = memory_document(plan)
+    return Report(render_memory(plan, format=args.format, width=width), args.format, Anatomy(plan.name, "plan"), view)
 
 
 def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -366,6 +410,8 @@ def _run(args: argparse.Namespace) -> Any:
     options = _reader_options(args)
     source = resolve_target(args.target)
     check_input_options(source, options)
+    if args.command == "memory":
+        return _run_memory(args, source, args.width or _terminal_width())
     try:
         anatomy = read(source, **options)
     except UnsupportedFormatError as e:
