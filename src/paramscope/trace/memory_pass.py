@@ -40,7 +40,8 @@ from torch.utils._pytree import tree_flatten
 
 from paramscope.trace.gpu_kernels import flash_sdpa, fused_dropout
 from paramscope.trace.inputs import InputSpec, build_inputs, float_dtype
-from paramscope.trace.meta_pass import _first_line, _meta_limitation, _Snapshot
+from paramscope.trace.meta_pass import _first_line, _meta_limitation
+from paramscope.trace.snapshot import Snapshot
 
 __all__ = ["MemoryProfile", "measure", "repeated_blocks"]
 
@@ -256,7 +257,7 @@ def _attempt(
         if stack:
             stack.pop()
 
-    snapshot = _Snapshot(module)
+    snapshot = Snapshot(module)
     with ExitStack() as es:
         es.callback(snapshot.restore)
         device = torch.device("meta")
