@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from paramscope.core.anatomy import Anatomy, Formula, Layer, Role, Tensor
-from paramscope.core.tree import Explanation, FlatTensor, build_tree
+from paramscope.core.tree import Explanation, FlatTensor, build_tree, check_names
 
 __all__ = [
     "NameRule",
@@ -396,12 +396,24 @@ def _sort_key(name: str, sep: str) -> tuple[object, ...]:
 
 
 def map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
-    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``."""
-    return replace(
-        layer,
-        tensors=tuple(fn(layer, t) for t in layer.tensors),
-        children=tuple(map_tensors(c, fn) for c in layer.children),
-    )
+    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``.
+
+    Built children first with an explicit stack, so a deep tree needs no recursion.
+    """
+    done: dict[int, Layer] = {}
+    stack: list[tuple[Layer, bool]] = [(layer, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children)
+            continue
+        done[id(node)] = replace(
+            node,
+            tensors=tuple(fn(node, t) for t in node.tensors),
+            children=tuple(done[id(c)] for c in node.children),
+        )
+    return done[id(layer)]
 
 
 def anatomy_from_flat(
@@ -449,6 +461,8 @@ def anatomy_from_flat(
         ('Linear', 6)
     """
     tensors = list(flat)
+    # Names are checked before they are sorted or split: sorting splits every name.
+    check_names(tensors, sep, where=source or None)
     if sort:
         tensors.sort(key=lambda ft: _sort_key(ft.name, sep))
     out_notes = list(notes)

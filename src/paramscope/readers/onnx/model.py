@@ -21,6 +21,7 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError
+from paramscope.readers.onnx.bounds import check_model
 from paramscope.readers.onnx.layers import GraphBuilder, exporter_notes, sum_computes, walk
 from paramscope.readers.onnx.proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers.onnx.shapes import infer_shapes
@@ -77,10 +78,12 @@ def read(source: Any, **options: Any) -> Anatomy:
         if size <= _READ_LIMIT:
             buf = Buffer(f.read(), where)
             model = parse_model(buf)
+            check_model(model, where)
             stripped = strip_tensor_data(buf)
         else:
             buf = Buffer(FileBytes(f.fileno(), size), where)
             model = parse_model(buf)
+            check_model(model, where)
             stripped = strip_tensor_data(buf)
     notes: list[str] = []
     meta: dict[str, str] = {
