@@ -35,8 +35,8 @@ MAX_NAME_CHARS = 4096
 #: has 9); the renderers and analyses walk the tree by recursion, which this bounds.
 MAX_NAME_PARTS = 128
 #: Tensors in one checkpoint (all shards together). The largest real checkpoints hold about
-#: 100,000 (DeepSeek-V3: 91,991); a safetensors header of 100 MB holds at most ~2 million.
-MAX_TENSORS = 4_000_000
+#: 100,000; a safetensors header of 100 MB (the format's own limit) holds about 2 million.
+MAX_TENSORS = 2_000_000
 #: ONNX nodes, counting every subgraph node and every node of every model-local function
 #: call (a function called twice counts its nodes twice). Exported graphs have up to tens of
 #: thousands (an LLM: a few hundred nodes per block); each node costs ~2 KB while read, so

@@ -221,6 +221,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     if not raw.lstrip(b" \t\r\n").startswith(b"{"):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     doc = loads_strict(raw, where=f"{spath}, header at byte 8", max_bytes=MAX_HEADER_BYTES)
+    del raw  # up to 100 MB, not needed once parsed
     if not isinstance(doc, dict):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     data_start = 8 + n
@@ -373,17 +374,18 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     found = _locate(source)
     if not found.files:
         raise TargetError("folder holds no .safetensors file", where=os.fspath(source))
-    headers = [read_header(f) for f in found.files]
     flat: list[FlatTensor] = []
     owner: dict[str, Path] = {}
     notes: list[str] = [CHECKPOINT_NOTE]
     metadata: dict[str, str] = {}
     unindexed = 0
-    for h in headers:
+    # One header at a time: a shard's entries are dropped once its flat tensors are made.
+    for file in found.files:
+        h = read_header(file)
         for k, v in h.metadata.items():
             metadata.setdefault(k, short(v))
+        shard = Path(h.path)
         for e in h.entries:
-            shard = Path(h.path)
             if found.weight_map is not None and found.weight_map.get(e.name) != shard:
                 unindexed += 1
                 continue
@@ -410,8 +412,9 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
             )
         for k, v in found.index_meta.items():
             metadata.setdefault(f"index.{k}", short(v))
-    if len(headers) > 1:
-        metadata["shards"] = str(len(headers))
+    del h, owner  # a million-tensor header's entries are not needed past this point
+    if len(found.files) > 1:
+        metadata["shards"] = str(len(found.files))
     in_folder = found.index is not None or Path(source).is_dir()
     tied: dict[str, str] = {}
     how = ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from types import MappingProxyType
 
 from paramscope.core.anatomy import Anatomy, Formula, Layer, Role, Tensor
@@ -246,6 +247,18 @@ RULES: tuple[NameRule, ...] = (
     _r("weight bias kernel", _T, "a learned tensor"),
 )
 
+
+def _index(rules: Sequence[NameRule]) -> dict[str, tuple[NameRule, ...]]:
+    """Rules by the tensor names they match, in table order: one lookup instead of a scan."""
+    out: dict[str, list[NameRule]] = {}
+    for rule in rules:
+        for name in rule.tensors:
+            out.setdefault(name, []).append(rule)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+_BY_TENSOR = _index(RULES)
+
 #: What a module's last name component is for, by convention (HF, GGUF and common code).
 PURPOSE: Mapping[str, str] = MappingProxyType(
     {
@@ -341,7 +354,7 @@ def explain_name(
         ('Linear', '11008 x 4096', 'MLP up projection: linear map, stored (out, in)')
     """
     module = path.rsplit(sep, 1)[-1]
-    for rule in RULES:
+    for rule in _BY_TENSOR.get(tensor, ()):
         if _matches(rule, module, tensor, shape, siblings):
             formula = rule.formula(shape) if rule.formula is not None and shape is not None else None
             purpose = PURPOSE.get(module)
@@ -389,10 +402,17 @@ _LATE = "LayerNorm layernorm layer_norm final_layer_norm norm ln_f output_norm p
 _RANK = {n: i for i, n in enumerate(_EARLY)} | {n: 2000 + i for i, n in enumerate(_LATE)}
 
 
+@lru_cache(maxsize=1 << 16)
+def _component_key(component: str) -> tuple[object, ...]:
+    # Components repeat across a checkpoint ("model", "layers", "0", ...): a header of a
+    # million tensors has a few thousand distinct ones, so each is keyed once.
+    return (_RANK.get(component, 1000), natural_key(component))
+
+
 def _sort_key(name: str, sep: str) -> tuple[object, ...]:
     module, _, local = name.rpartition(sep)
-    path = tuple((_RANK.get(c, 1000), natural_key(c)) for c in module.split(sep)) if module else ()
-    return (path, _FIRST.get(local, len(_FIRST)), natural_key(local))
+    path = tuple(_component_key(c) for c in module.split(sep)) if module else ()
+    return (path, _FIRST.get(local, len(_FIRST)), _component_key(local)[1])
 
 
 def map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
