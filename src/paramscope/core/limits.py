@@ -22,6 +22,8 @@ __all__ = [
     "MAX_INBOUND",
     "MAX_KERAS_CONFIG_BYTES",
     "MAX_HF_LAYERS",
+    "MAX_HF_EXPERTS",
+    "MAX_HF_EXPERT_MODULES",
     "MAX_HF_PARAMS",
     "exceeded",
     "check",
@@ -55,8 +57,16 @@ MAX_INBOUND = 65_536
 #: (ConvNeXtXLarge, measured) is under 1 MB as JSON.
 MAX_KERAS_CONFIG_BYTES = 32 * 1024 * 1024
 #: Hidden layers (``num_hidden_layers`` and its aliases) of a Hugging Face config. The
-#: deepest real transformers have a few hundred.
-MAX_HF_LAYERS = 10_000
+#: deepest real transformers have under 200 (Llama-3.1-405B: 126). Building on the meta device
+#: costs ~30 ms and ~130 KB per layer here (10,000 tiny layers: over 300 s, 1.3 GB), so the
+#: limit keeps a hostile config's build bounded too.
+MAX_HF_LAYERS = 1_000
+#: Experts per layer of a Hugging Face config (``num_local_experts``, ``n_routed_experts``).
+#: The most in a released model is a few hundred (DeepSeek-V3: 256).
+MAX_HF_EXPERTS = 16_384
+#: Layers times experts per layer: the expert modules built. Real: DeepSeek-V3 61 x 256 =
+#: 15,616; Kimi-K2 61 x 384 = 23,424.
+MAX_HF_EXPERT_MODULES = 100_000
 #: Parameters a Hugging Face config may describe, estimated from its sizes before anything
 #: is built (10**13: 10 trillion, about 5x the largest model announced).
 MAX_HF_PARAMS = 10**13
@@ -71,7 +81,7 @@ def exceeded(what: str, value: int, limit: int, name: str, *, where: str | None 
     """The error for ``what`` (of ``value``) being past ``limit`` (the constant ``name``).
 
     Example:
-        >>> str(exceeded("a tensor name has 9,000 parts", 9000, 128, "MAX_NAME_PARTS"))[:63]
+        >>> str(exceeded("a tensor name has 9,000 parts", 9000, 128, "MAX_NAME_PARTS"))[:66]
         'a tensor name has 9,000 parts, over the limit MAX_NAME_PARTS = 128'
     """
     return LimitError(f"{what}, over the limit {name} = {limit:,}; {_ADVICE}", limit=name, value=value, where=where)

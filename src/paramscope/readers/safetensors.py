@@ -21,6 +21,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError
+from paramscope.core.files import folder_member, open_regular
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.hf.folder import folder_facts, read_index, short
@@ -193,7 +194,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     """
     spath = os.fspath(path)
     try:
-        with open(spath, "rb") as f:
+        with open_regular(spath) as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
@@ -334,9 +335,11 @@ def _locate(source: str | os.PathLike[str]) -> _Found:
                 where=str(p),
             )
         if indexes:
-            index = indexes[0]
+            index = folder_member(folder, indexes[0].name, what="index")
         else:
-            files = tuple(folder / n for n in names if n.endswith(".safetensors") and (folder / n).is_file())
+            # Every weight file found by listing the folder follows the folder's rule: a
+            # symlink out of it, or a FIFO, is refused, as the index's shards are.
+            files = tuple(folder_member(folder, n, what="weight file") for n in names if n.endswith(".safetensors"))
             return _Found(files, None, folder, None, {})
     elif _is_index(p):
         index = p

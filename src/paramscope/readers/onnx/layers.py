@@ -16,6 +16,7 @@ from typing import Any
 from paramscope.core.anatomy import Compute, Formula, Layer, Role, Tensor
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.files import folder_member
 from paramscope.readers.onnx.flops import node_compute
 from paramscope.readers.onnx.proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
@@ -150,6 +151,9 @@ class GraphBuilder:
             raise CorruptFileError(
                 f"tensor {t.name!r} needs {expected} bytes but its external data says {length}", where=self.where
             )
+        # The folder's rule (symlinks out of it and FIFOs refused); a missing file is noted.
+        target = folder_member(folder, location, what=f"external data of tensor {t.name!r}", where=self.where,
+                               must_exist=False, noun="the model's folder")  # fmt: skip
         if not target.is_file():
             note = f"External data file {location!r} is missing; sizes come from the tensors' dims."
             if note not in self.notes:
