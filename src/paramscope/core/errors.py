@@ -48,7 +48,7 @@ class UnsafeFileError(CorruptFileError):
     """The file asks for something paramscope refuses to do (run code, leave its folder, ...)."""
 
 
-class LimitError(CorruptFileError):
+class LimitError(UnsafeFileError):
     """The file asks for more work than any real model needs (names, nodes, layers, bytes).
 
     Attributes:

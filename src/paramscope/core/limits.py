@@ -53,9 +53,11 @@ MAX_KERAS_LAYERS = 1_000_000
 #: models concatenate at most a few hundred tensors.
 MAX_INBOUND = 65_536
 #: Bytes of a Keras ``config.json`` (inside a ``.keras`` archive, in an ``.h5``'s
-#: ``model_config`` attribute or a ``.json`` file). The largest ``keras.applications`` config
-#: (ConvNeXtXLarge, measured) is under 1 MB as JSON.
-MAX_KERAS_CONFIG_BYTES = 32 * 1024 * 1024
+#: ``model_config`` attribute or a ``.json`` file), checked while inflating or reading. The
+#: largest ``keras.applications`` config, NASNetLarge (1,041 layers), is 1,033,217 bytes as
+#: JSON (measured). JSON of small objects takes ~25x its size in memory (16 MiB of ``{},``:
+#: about 400 MB), which is what keeps this cap well under 1 GiB.
+MAX_KERAS_CONFIG_BYTES = 16 * 1024 * 1024
 #: Hidden layers (``num_hidden_layers`` and its aliases) of a Hugging Face config. The
 #: deepest real transformers have under 200 (Llama-3.1-405B: 126). Building on the meta device
 #: costs ~30 ms and ~130 KB per layer here (10,000 tiny layers: over 300 s, 1.3 GB), so the
