@@ -41,7 +41,7 @@ def _graphs(graph: OGraph) -> Iterator[OGraph]:
         stack.extend(sub for node in g.nodes for a in node.attrs.values() for sub in a.graphs)
 
 
-def _expanded(nodes: list[ONode], functions: Mapping[_Key, OFunction], cost: dict[_Key, int],
+def _expanded(nodes: list[ONode], functions: Mapping[_Key, OFunction], cost: dict[_Key, tuple[int, int]],
               chain: list[_Key], where: str) -> int:  # fmt: skip
     """Layers ``nodes`` become once every function call is expanded (subgraphs included)."""
     total = 0
@@ -55,10 +55,9 @@ def _expanded(nodes: list[ONode], functions: Mapping[_Key, OFunction], cost: dic
     return total
 
 
-def _function_cost(key: _Key, functions: Mapping[_Key, OFunction], cost: dict[_Key, int],
+def _function_cost(key: _Key, functions: Mapping[_Key, OFunction], cost: dict[_Key, tuple[int, int]],
                    chain: list[_Key], where: str) -> int:  # fmt: skip
-    if key in cost:
-        return cost[key]
+    """Layers one call of ``key`` expands to; ``cost`` keeps (layers, call-chain height) per function."""
     if key in chain:
         loop = " -> ".join(f"{d}.{n}" for d, n in [*chain[chain.index(key):], key])
         raise LimitError(
@@ -66,17 +65,27 @@ def _function_cost(key: _Key, functions: Mapping[_Key, OFunction], cost: dict[_K
             "model cannot run and is refused",
             limit="recursion", value=len(chain), where=where,
         )
-    if len(chain) >= limits.MAX_ONNX_FUNCTION_DEPTH:
+    if key not in cost:
+        if len(chain) >= limits.MAX_ONNX_FUNCTION_DEPTH:  # before recursing any deeper
+            raise limits.exceeded(
+                f"model-local functions call each other {len(chain) + 1} deep (at {key[0]}.{key[1]})",
+                len(chain) + 1, limits.MAX_ONNX_FUNCTION_DEPTH, "MAX_ONNX_FUNCTION_DEPTH", where=where,
+            )
+        chain.append(key)
+        # Capped so that a 2**1000 expansion stays a small number while it is added up.
+        n = min(_expanded(functions[key].nodes, functions, cost, chain, where), limits.MAX_ONNX_NODES + 1)
+        chain.pop()
+        callees = {(c.domain, c.op_type) for c in _all_nodes(functions[key].nodes)} & functions.keys()
+        cost[key] = (n, 1 + max((cost[c][1] for c in callees if c in cost), default=0))
+    # The height is kept with the count: a function first met near the top and later called
+    # from deep down still nests its whole chain there.
+    depth = len(chain) + cost[key][1]
+    if depth > limits.MAX_ONNX_FUNCTION_DEPTH:
         raise limits.exceeded(
-            f"model-local functions call each other {len(chain) + 1} deep (at {key[0]}.{key[1]})",
-            len(chain) + 1, limits.MAX_ONNX_FUNCTION_DEPTH, "MAX_ONNX_FUNCTION_DEPTH", where=where,
+            f"model-local functions call each other {depth} deep (through {key[0]}.{key[1]})",
+            depth, limits.MAX_ONNX_FUNCTION_DEPTH, "MAX_ONNX_FUNCTION_DEPTH", where=where,
         )
-    chain.append(key)
-    # Capped so that a 2**1000 expansion stays a small number while it is added up.
-    n = min(_expanded(functions[key].nodes, functions, cost, chain, where), limits.MAX_ONNX_NODES + 1)
-    chain.pop()
-    cost[key] = n
-    return n
+    return cost[key][0]
 
 
 def check_model(model: OModel, where: str) -> int:
