@@ -421,9 +421,11 @@ def _splits(first: GGUFHeader, path: Path) -> tuple[list[GGUFHeader], list[str]]
         sibling = path.with_name(f"{m['prefix']}-{k:05d}-of-{count:05d}.gguf")
         if sibling.name == path.name:
             h = first
-        elif os.path.lexists(sibling):
+        elif os.path.lexists(sibling) and (
             # The folder's rule: a split is a regular file inside the first split's folder.
-            h = read_header(folder_member(path.parent, sibling.name, what="split", noun="the model's folder"))
+            split := folder_member(path.parent, sibling.name, what="split", noun="the model's folder", must_exist=False)
+        ).is_file():
+            h = read_header(split)
         else:
             missing.append(sibling.name)
             continue

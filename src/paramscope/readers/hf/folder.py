@@ -122,8 +122,12 @@ def _facts(doc: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
 def _config(folder: Path, name: str) -> dict[str, Any] | None:
     if not os.path.lexists(folder / name):
         return None
-    # A config.json beside the weights follows the folder's rule: inside it, a regular file.
-    doc = load_json(folder_member(folder, name, what="config file"), MAX_CONFIG_BYTES)
+    # A config.json beside the weights follows the folder's rule: inside it, a regular file
+    # (a dangling link, as in a half-downloaded hub cache, is ignored like a missing file).
+    cfg = folder_member(folder, name, what="config file", must_exist=False)
+    if not cfg.is_file():
+        return None
+    doc = load_json(cfg, MAX_CONFIG_BYTES)
     return doc if isinstance(doc, dict) else None
 
 
