@@ -23,6 +23,7 @@ from _attacks import (
     keras_archive_bomb,
     onnx_chain,
     onnx_function_bomb,
+    onnx_model,
     onnx_named,
     onnx_self_call,
     run_cli,
@@ -225,3 +226,19 @@ def test_hf_config_check_runs_before_transformers_is_imported(tmp_path: Path) ->
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules, 'imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=dict(os.environ))
+
+
+def test_onnx_many_distinct_unknown_op_types_are_each_listed_once(tmp_path: Path) -> None:
+    # 5,000 custom op types (the attack had 100,000): merged in linear time, none lost or repeated.
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    from paramscope.readers import read
+
+    ops = [f"Op{i}" for i in range(5000)]
+    nodes = [helper.make_node(op, ["x"], [f"t{i}"], domain="custom") for i, op in enumerate(ops)]
+    path = tmp_path / "ops.onnx"
+    path.write_bytes(onnx_model(nodes + [helper.make_node("Relu", ["x"], ["y"])]))
+    anatomy = read(path)
+    assert anatomy.compute is not None
+    assert list(anatomy.compute.unknown_ops) == [f"custom.{op}" for op in ops]
