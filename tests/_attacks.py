@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,12 @@ def gguf_file(path: Path, name: str, metadata: dict[str, str] | None = None) -> 
 # --- ONNX -------------------------------------------------------------------------------------
 
 
-def onnx_model(nodes: list[Any], functions: list[Any] = (), initializers: list[Any] = ()) -> bytes:  # type: ignore[assignment]
+def onnx_model(nodes: Sequence[Any], functions: Sequence[Any] = (), initializers: Sequence[Any] = ()) -> bytes:
     """A model around ``nodes`` (x -> ... -> y), written by the onnx package."""
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        list(nodes), "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], list(initializers),
     )  # fmt: skip
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
