@@ -463,6 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (RecursionError, MemoryError) as e:
+        # Limits stop hostile files before these; one that gets through still says what it
+        # means for the input rather than naming a Python exception.
+        if args.debug:
+            raise
+        target = getattr(args, "target", None) or f"{args.a} or {args.b}"  # diff names two
+        print(f"paramscope: error: {_one_line(_EXHAUSTED[type(e)].format(target=target))}", file=sys.stderr)
+        return 2
     except Exception as e:  # a bug, or a failure inside the user's own model code
         if args.debug:
             raise
@@ -492,6 +500,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _safe_output(text: str) -> str:
     # Lone surrogates from a file's names would make the write fail; JSON already escapes them.
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_EXHAUSTED: dict[type[BaseException], str] = {
+    RecursionError: "{target}: nests deeper than paramscope can walk (Python's recursion limit); "
+    "a real model does not, so the input is refused as corrupt or hostile",
+    MemoryError: "{target}: reading it needs more memory than is available; if it is a genuine "
+    "model, report it with the file's source (run again with --debug for the traceback)",
+}
 
 
 def _one_line(text: str) -> str:

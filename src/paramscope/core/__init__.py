@@ -17,6 +17,7 @@ from paramscope.core.errors import (
     ModelError as ModelError,
     ParamscopeError as ParamscopeError,
     TargetError as TargetError,
+    LimitError as LimitError,
     UnsafeFileError as UnsafeFileError,
     UnsupportedFormatError as UnsupportedFormatError,
 )

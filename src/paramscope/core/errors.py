@@ -12,6 +12,7 @@ __all__ = [
     "UnsupportedFormatError",
     "CorruptFileError",
     "UnsafeFileError",
+    "LimitError",
     "MissingDependencyError",
     "ModelError",
 ]
@@ -45,6 +46,20 @@ class CorruptFileError(ParamscopeError):
 
 class UnsafeFileError(CorruptFileError):
     """The file asks for something paramscope refuses to do (run code, leave its folder, ...)."""
+
+
+class LimitError(UnsafeFileError):
+    """The file asks for more work than any real model needs (names, nodes, layers, bytes).
+
+    Attributes:
+        limit: the name of the limit hit (a constant of :mod:`paramscope.core.limits`).
+        value: the file's value for it.
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, where: str | None = None) -> None:
+        self.limit = limit
+        self.value = value
+        super().__init__(message, where=where)
 
 
 class MissingDependencyError(ParamscopeError):

@@ -7,12 +7,13 @@ children are the next path components, in order of first appearance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from paramscope.core import limits
 from paramscope.core.anatomy import Formula, Layer, Role, Tensor
 
-__all__ = ["FlatTensor", "build_tree", "Explainer"]
+__all__ = ["FlatTensor", "build_tree", "check_name", "check_names", "Explainer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,43 @@ class _Node:
     children: dict[str, _Node] = field(default_factory=dict)
 
 
+def check_name(name: str, sep: str, *, what: str = "tensor name", where: str | None = None) -> None:
+    """Refuse a name longer, or split into more parts, than any real model's.
+
+    Checked before a name is split or sorted: a 60,000-part name costs quadratic time and memory
+    in every path it builds, and its nesting is what the tree's users recurse over.
+
+    Raises:
+        LimitError: past :data:`~paramscope.core.limits.MAX_NAME_CHARS` or
+            :data:`~paramscope.core.limits.MAX_NAME_PARTS`.
+
+    Example:
+        >>> check_name("model.layers.0.mlp.up_proj.weight", ".")
+    """
+    if len(name) > limits.MAX_NAME_CHARS:
+        raise limits.exceeded(
+            f"{what} {name[:40]!r}... has {len(name):,} characters", len(name),
+            limits.MAX_NAME_CHARS, "MAX_NAME_CHARS", where=where,
+        )
+    parts = name.count(sep) + 1 if sep else 1
+    if parts > limits.MAX_NAME_PARTS:
+        raise limits.exceeded(
+            f"{what} {name[:40]!r}... has {parts:,} {sep!r}-separated parts", parts,
+            limits.MAX_NAME_PARTS, "MAX_NAME_PARTS", where=where,
+        )
+
+
+def check_names(flat: Sequence[FlatTensor], sep: str, *, where: str | None = None) -> None:
+    """:func:`check_name` for every tensor, and the tensor count against ``MAX_TENSORS``.
+
+    Example:
+        >>> check_names([FlatTensor("fc.weight", (2, 3), "float32")], ".")
+    """
+    limits.check("tensors in the checkpoint", len(flat), limits.MAX_TENSORS, "MAX_TENSORS", where=where)
+    for ft in flat:
+        check_name(ft.name, sep, where=where)
+
+
 def build_tree(
     flat: Iterable[FlatTensor],
     *,
@@ -66,6 +104,9 @@ def build_tree(
     explain: Explainer | None = None,
 ) -> tuple[Layer, ...]:
     """Group flat tensors into layers by their name prefixes.
+
+    The tree is built and converted without recursion, and every name is checked first
+    (:func:`check_names`), so its depth is bounded for the code that walks it later.
 
     Args:
         flat: the tensors, in file order.
@@ -75,13 +116,18 @@ def build_tree(
     Returns:
         The top-level layers. Tensors with no prefix become a layer named after themselves.
 
+    Raises:
+        LimitError: a name, or the number of tensors, is past a limit of :mod:`paramscope.core.limits`.
+
     Example:
         >>> layers = build_tree([FlatTensor("fc.weight", (2, 3), "float32"), FlatTensor("fc.bias", (2,), "float32")])
         >>> [(l.name, [t.name for t in l.tensors]) for l in layers]
         [('fc', ['weight', 'bias'])]
     """
+    tensors = flat if isinstance(flat, Sequence) else list(flat)
+    check_names(tensors, sep)
     root = _Node("", "")
-    for ft in flat:
+    for ft in tensors:
         parts = ft.name.split(sep)
         node = root
         for part in parts[:-1]:
@@ -91,7 +137,7 @@ def build_tree(
                 child = node.children[part] = _Node(part, path)
             node = child
         node.tensors.append(ft)
-    return tuple(_to_layer(c, sep, explain) for c in _top(root))
+    return tuple(_to_layers(_top(root), sep, explain))
 
 
 def _top(root: _Node) -> list[_Node]:
@@ -104,7 +150,22 @@ def _top(root: _Node) -> list[_Node]:
     return nodes
 
 
-def _to_layer(node: _Node, sep: str, explain: Explainer | None) -> Layer:
+def _to_layers(top: list[_Node], sep: str, explain: Explainer | None) -> list[Layer]:
+    """Convert node trees to layers children first, with an explicit stack instead of recursion."""
+    done: dict[int, Layer] = {}
+    stack: list[tuple[_Node, bool]] = [(n, False) for n in reversed(top)]
+    while stack:
+        node, expanded = stack.pop()
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(node.children.values()))
+            continue
+        children = tuple(done.pop(id(c)) for c in node.children.values())
+        done[id(node)] = _to_layer(node, sep, explain, children)
+    return [done.pop(id(n)) for n in top]
+
+
+def _to_layer(node: _Node, sep: str, explain: Explainer | None, children: tuple[Layer, ...]) -> Layer:
     siblings = frozenset(t.name.rsplit(sep, 1)[-1] for t in node.tensors)
     tensors = []
     layer_type = ""
@@ -127,7 +188,6 @@ def _to_layer(node: _Node, sep: str, explain: Explainer | None) -> Layer:
                 why=ex.why,
             )
         )
-    children = tuple(_to_layer(c, sep, explain) for c in node.children.values())
     return Layer(
         name=node.name,
         type=layer_type,

@@ -26,6 +26,8 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy, Layer, Tensor
 from paramscope.core.dtypes import lookup_dtype
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
+from paramscope.core import limits
+from paramscope.core.files import folder_member, open_regular
 from paramscope.core.tree import FlatTensor
 from paramscope.rules.names import CHECKPOINT_NOTE, anatomy_from_flat, map_tensors
 
@@ -272,7 +274,7 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
     """
     spath = os.fspath(path)
     try:
-        with open(spath, "rb") as f:
+        with open_regular(spath) as f:
             size = os.fstat(f.fileno()).st_size
             return _parse(_Cursor(f, size, spath))
     except OSError as e:
@@ -304,6 +306,7 @@ def _parse(c: _Cursor) -> GGUFHeader:
         raise c.fail(f"metadata count {n_kv:,} (byte 16) cannot fit in the {c.size:,}-byte file", 16)
     if n_tensors * 24 > c.left:
         raise c.fail(f"tensor count {n_tensors:,} (byte 8) cannot fit in the {c.size:,}-byte file", 8)
+    limits.check("tensor count (byte 8)", n_tensors, limits.MAX_TENSORS, "MAX_TENSORS", where=c.path)
     meta: dict[str, str] = {}
     raw_alignment: tuple[int, int] | None = None
     for i in range(n_kv):
@@ -426,8 +429,11 @@ def _splits(first: GGUFHeader, path: Path) -> tuple[list[GGUFHeader], list[str]]
         sibling = path.with_name(f"{m['prefix']}-{k:05d}-of-{count:05d}.gguf")
         if sibling.name == path.name:
             h = first
-        elif sibling.is_file():
-            h = read_header(sibling)
+        elif os.path.lexists(sibling) and (
+            # The folder's rule: a split is a regular file inside the first split's folder.
+            split := folder_member(path.parent, sibling.name, what="split", noun="the model's folder", must_exist=False)
+        ).is_file():
+            h = read_header(split)
         else:
             missing.append(sibling.name)
             continue

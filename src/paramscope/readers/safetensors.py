@@ -21,6 +21,7 @@ from typing import Any
 
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError
+from paramscope.core.files import folder_member, open_regular
 from paramscope.core.strict_json import loads_strict
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.hf.folder import folder_facts, read_index, short
@@ -200,7 +201,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     """
     spath = os.fspath(path)
     try:
-        with open(spath, "rb") as f:
+        with open_regular(spath) as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
@@ -228,6 +229,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
     if not raw.lstrip(b" \t\r\n").startswith(b"{"):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     doc = loads_strict(raw, where=f"{spath}, header at byte 8", max_bytes=MAX_HEADER_BYTES)
+    del raw  # up to 100 MB, not needed once parsed
     if not isinstance(doc, dict):
         raise CorruptFileError("header (from byte 8) is not a JSON object", where=spath)
     data_start = 8 + n
@@ -340,9 +342,11 @@ def _locate(source: str | os.PathLike[str]) -> _Found:
                 where=str(p),
             )
         if indexes:
-            index = indexes[0]
+            index = folder_member(folder, indexes[0].name, what="index")
         else:
-            files = tuple(folder / n for n in names if n.endswith(".safetensors") and (folder / n).is_file())
+            # Every weight file found by listing the folder follows the folder's rule: a
+            # symlink out of it, or a FIFO, is refused, as the index's shards are.
+            files = tuple(folder_member(folder, n, what="weight file") for n in names if n.endswith(".safetensors"))
             return _Found(files, None, folder, None, {})
     elif _is_index(p):
         index = p
@@ -388,17 +392,18 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
     found = _locate(source)
     if not found.files:
         raise TargetError("folder holds no .safetensors file", where=os.fspath(source))
-    headers = [read_header(f) for f in found.files]
     flat: list[FlatTensor] = []
     owner: dict[str, Path] = {}
     notes: list[str] = [CHECKPOINT_NOTE]
     metadata: dict[str, str] = {}
     unindexed = 0
-    for h in headers:
+    # One header at a time: a shard's entries are dropped once its flat tensors are made.
+    for file in found.files:
+        h = read_header(file)
         for k, v in h.metadata.items():
             metadata.setdefault(k, short(v))
+        shard = Path(h.path)
         for e in h.entries:
-            shard = Path(h.path)
             if found.weight_map is not None and found.weight_map.get(e.name) != shard:
                 unindexed += 1
                 continue
@@ -425,8 +430,9 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
             )
         for k, v in found.index_meta.items():
             metadata.setdefault(f"index.{k}", short(v))
-    if len(headers) > 1:
-        metadata["shards"] = str(len(headers))
+    del h, owner  # a million-tensor header's entries are not needed past this point
+    if len(found.files) > 1:
+        metadata["shards"] = str(len(found.files))
     in_folder = found.index is not None or Path(source).is_dir()
     tied: dict[str, str] = {}
     how = ""

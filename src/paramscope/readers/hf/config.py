@@ -34,7 +34,9 @@ from paramscope.core.errors import (
     ParamscopeError,
     TargetError,
 )
+from paramscope.core.files import folder_member, open_regular
 from paramscope.core.strict_json import loads_strict
+from paramscope.readers.hf.sizes import check_sizes
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "DEFAULT_SEQ_LEN"]
 
@@ -65,19 +67,24 @@ def _config_path(source: Any) -> str | None:
             return None
         if any(n.endswith(_WEIGHT_SUFFIXES + _WEIGHT_INDEX_SUFFIXES) for n in names):
             return None
-        return os.path.join(path, "config.json") if "config.json" in names else None
+        if "config.json" not in names:
+            return None
+        try:  # the folder's rule: config.json inside it and a regular file
+            return str(folder_member(path, "config.json", what="config file", noun="the model's folder"))
+        except ParamscopeError:
+            return os.path.join(path, "config.json")  # claimed, so that reading it says why not
     if path.endswith(".json") and os.path.isfile(path):
         return path
     return None
 
 
 def _read_json(path: str) -> Any:
-    size = os.path.getsize(path)
-    if size > MAX_CONFIG_BYTES:
-        raise CorruptFileError(
-            f"{size:,} bytes is too large for a model config (limit {MAX_CONFIG_BYTES:,})", where=path
-        )
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO named config.json would block a plain open forever
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CorruptFileError(
+                f"{size:,} bytes is too large for a model config (limit {MAX_CONFIG_BYTES:,})", where=path
+            )
         return loads_strict(f.read(MAX_CONFIG_BYTES + 1), where=path, max_bytes=MAX_CONFIG_BYTES)
 
 
@@ -272,6 +279,8 @@ def _load(source: Any) -> tuple[dict[str, Any], str]:
     path = _config_path(source)
     if path is None:
         raise TargetError(f"not a Hugging Face config.json or a folder holding one: {os.fspath(source)}")
+    if os.path.isdir(os.fspath(source)):
+        path = str(folder_member(source, "config.json", what="config file", noun="the model's folder"))
     doc = _read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("model_type"), str):
         raise CorruptFileError(
@@ -306,6 +315,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         ('LlamaForCausalLM', ((1, 8, 10),))
     """
     doc, where = _load(source)
+    check_sizes(doc, where)
     tf = _transformers()
     with _quiet(tf):
         config = _build_config(tf, doc, where)

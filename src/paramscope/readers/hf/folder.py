@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from paramscope.core.errors import CorruptFileError, TargetError, UnsafeFileError
+from paramscope.core.errors import CorruptFileError, TargetError
+from paramscope.core.files import folder_member, open_regular
 from paramscope.core.strict_json import loads_strict
 from paramscope.rules.names import TOKEN_TABLES, natural_key
 
@@ -35,9 +36,10 @@ MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
 def load_json(path: Path, limit: int) -> Any:
-    """A JSON file parsed strictly, refused unread when it holds more than ``limit`` bytes."""
+    """A JSON file parsed strictly, refused unread when it holds more than ``limit`` bytes or is
+    not a regular file (a FIFO would block the read forever)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
                 raise CorruptFileError(f"{size:,} bytes, over the {limit:,}-byte limit for this file", where=str(path))
@@ -47,26 +49,9 @@ def load_json(path: Path, limit: int) -> Any:
     return loads_strict(raw, where=str(path), max_bytes=limit)
 
 
-def _inside(base: str, target: str) -> bool:
-    return os.path.commonpath([base, target]) == base
-
-
-def _hub_blob(base: str, target: str) -> bool:
-    """Whether ``target`` is a blob of the same Hugging Face cache repository as ``base``.
-
-    The hub cache keeps ``models--org--name/snapshots/<revision>/model.safetensors`` as a
-    symlink to ``models--org--name/blobs/<sha256>``: leaving the snapshot folder, but only
-    for the repository's own blob store.
-    """
-    snap = Path(base)
-    repo = snap.parent.parent
-    if snap.parent.name != "snapshots" or not repo.name.startswith(("models--", "datasets--", "spaces--")):
-        return False
-    return _inside(str(repo / "blobs"), target)
-
-
 def shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
-    """Resolve a shard named in an index, refusing anything that leaves the folder.
+    """Resolve a shard named in an index, refusing anything that leaves the folder or is not a
+    regular file (:func:`~paramscope.core.files.folder_member`).
 
     Nothing is opened here: only the path's text and the symlinks on the way are examined.
 
@@ -79,20 +64,7 @@ def shard_path(folder: Path, rel: object, index: Path, tensor: str) -> Path:
     where = f"{index}, weight_map[{tensor!r}]"
     if not isinstance(rel, str) or not rel:
         raise CorruptFileError(f"shard file name must be a non-empty string, got {rel!r}", where=where)
-    parts = rel.replace("\\", "/").split("/")
-    if "\x00" in rel or rel.startswith(("/", "\\")) or os.path.isabs(rel) or ":" in parts[0] or ".." in parts:
-        raise UnsafeFileError(
-            f"shard path {rel!r} leaves the checkpoint folder; refusing to open it", where=where
-        )
-    base = os.path.realpath(folder)
-    target = os.path.realpath(os.path.join(base, rel))
-    if not _inside(base, target) and not _hub_blob(base, target):
-        raise UnsafeFileError(
-            f"shard path {rel!r} is a symlink out of the checkpoint folder (to {target}); "
-            "refusing to open it",
-            where=where,
-        )
-    return Path(target)
+    return folder_member(folder, rel, what="shard path", where=where, must_exist=False)
 
 
 def read_index(index: Path, folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -148,7 +120,11 @@ def _facts(doc: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
 
 
 def _config(folder: Path, name: str) -> dict[str, Any] | None:
-    cfg = folder / name
+    if not os.path.lexists(folder / name):
+        return None
+    # A config.json beside the weights follows the folder's rule: inside it, a regular file
+    # (a dangling link, as in a half-downloaded hub cache, is ignored like a missing file).
+    cfg = folder_member(folder, name, what="config file", must_exist=False)
     if not cfg.is_file():
         return None
     doc = load_json(cfg, MAX_CONFIG_BYTES)

@@ -20,18 +20,20 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paramscope.core import sniff
+from paramscope.core import limits, sniff
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
 from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
 from paramscope.parsers.zip import open_zip
+from paramscope.readers.keras.h5_sniff import is_hdf5, names_model_config
 
 __all__ = ["can_read", "read", "MAX_CONFIG_BYTES", "MAX_METADATA_BYTES", "H5_TIMEOUT_S"]
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-#: Largest inflated ``config.json`` read (a large Keras config is a few MB).
-MAX_CONFIG_BYTES = 256 * 1024 * 1024
+#: Largest inflated ``config.json`` read: :data:`~paramscope.core.limits.MAX_KERAS_CONFIG_BYTES`
+#: (the largest keras.applications config is under 1 MB), checked while inflating.
+MAX_CONFIG_BYTES = limits.MAX_KERAS_CONFIG_BYTES
 #: Largest ``metadata.json`` read (Keras writes about 70 bytes).
 MAX_METADATA_BYTES = 1024 * 1024
 _OPTIMIZER_WHY = "optimizer state saved with the model (step count, learning rate, moment estimates)"
@@ -57,16 +59,11 @@ def can_read(source: object) -> bool:
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
             return False
         return "config.json" in names and bool(names & {"metadata.json", "model.weights.h5"})
-    if head == HDF5_MAGIC:
-        try:
-            h5py = _h5py()
-            with h5py.File(path, "r") as f:
-                return "model_config" in f.attrs
-        except MissingDependencyError:
-            with open(path, "rb") as fh:
-                return b"model_config" in fh.read(1 << 20)
-        except Exception:  # an unreadable HDF5 file is left to the readers that might know it
-            return False
+    if is_hdf5(path):
+        # Bytes only: libhdf5 runs in a time-limited child, never in this process, and not
+        # for a mere "is it mine". Keras writes model_config before any weight, so its name
+        # lies in the file's first MiB; files without it are weights (keras.weights).
+        return names_model_config(path)
     return False
 
 
@@ -95,7 +92,7 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
         >>> folder.cleanup()
     """
     path = os.fspath(source)
-    if sniff.head(path, len(HDF5_MAGIC)) == HDF5_MAGIC:
+    if is_hdf5(path):
         return _read_legacy(path)
     return _read_archive(path)
 
@@ -103,13 +100,12 @@ def read(source: str | os.PathLike[str], **options: Any) -> Anatomy:
 # --- .keras archives -------------------------------------------------------------------------
 
 
-def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str) -> bytes:
+def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str, limit: str) -> bytes:
     info = zf.getinfo(member)
     if info.file_size > cap:
-        raise UnsafeFileError(
-            f"archive entry {member} declares {info.file_size:,} bytes when inflated, over the "
-            f"{cap:,}-byte limit; refused without inflating it",
-            where=path,
+        raise limits.exceeded(
+            f"archive entry {member} declares {info.file_size:,} bytes when inflated (refused "
+            "without inflating it)", info.file_size, cap, limit, where=path,
         )
     buf = bytearray()
     try:
@@ -117,9 +113,9 @@ def _bounded(zf: zipfile.ZipFile, member: str, cap: int, path: str) -> bytes:
             while chunk := fh.read(1 << 20):
                 buf += chunk
                 if len(buf) > cap:
-                    raise UnsafeFileError(
-                        f"archive entry {member} inflates past the {cap:,}-byte limit; refused",
-                        where=path,
+                    raise limits.exceeded(
+                        f"archive entry {member} inflates past {cap:,} bytes (stopped there)",
+                        len(buf), cap, limit, where=path,
                     )
     except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as e:
         raise CorruptFileError(f"archive entry {member} cannot be read: {e}", where=path) from None
@@ -141,13 +137,13 @@ def _read_archive(path: str) -> Anatomy:
                 "(model.save('model.keras') writes config.json, metadata.json and model.weights.h5)",
                 where=path,
             )
-        config = loads_strict(_bounded(zf, "config.json", MAX_CONFIG_BYTES, path), where=f"{path}: config.json")
+        config = loads_strict(_bounded(zf, "config.json", MAX_CONFIG_BYTES, path, "MAX_KERAS_CONFIG_BYTES"), where=f"{path}: config.json")
         if not isinstance(config, Mapping):
             raise CorruptFileError("config.json is not a JSON object", where=f"{path}: config.json")
         metadata = {"format": "keras v3 archive"}
         if "metadata.json" in names:
             meta = loads_strict(
-                _bounded(zf, "metadata.json", MAX_METADATA_BYTES, path), where=f"{path}: metadata.json"
+                _bounded(zf, "metadata.json", MAX_METADATA_BYTES, path, "MAX_METADATA_BYTES"), where=f"{path}: metadata.json"
             )
             if isinstance(meta, Mapping):
                 metadata.update({k: str(v) for k, v in meta.items() if isinstance(v, (str, int, float))})

@@ -13,7 +13,9 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
-from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
+from paramscope.core import limits
+from paramscope.core.files import open_regular
+from paramscope.core.strict_json import loads_strict
 
 __all__ = ["can_read", "read"]
 
@@ -75,15 +77,15 @@ def read(source: Any, **options: Any) -> Anatomy:
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise TargetError(f"no such file: {path}")
-    size = os.path.getsize(path)
-    if size > MAX_JSON_BYTES:
-        raise CorruptFileError(
-            f"{size:,} bytes is more than the {MAX_JSON_BYTES:,}-byte limit for a Keras config",
-            where=path,
-        )
-    with open(path, "rb") as f:
-        data = f.read(MAX_JSON_BYTES + 1)
-    config = loads_strict(data, where=path)
+    cap = limits.MAX_KERAS_CONFIG_BYTES
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > cap:
+            raise limits.exceeded(
+                f"a Keras config of {size:,} bytes", size, cap, "MAX_KERAS_CONFIG_BYTES", where=path
+            )
+        data = f.read(cap + 1)
+    config = loads_strict(data, where=path, max_bytes=cap)
     if not _is_config(config):
         raise UnsupportedFormatError(
             "JSON, but not a Keras model config (no top-level 'class_name' and 'config'); "

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any, cast
 
 from paramscope.core.errors import CorruptFileError, ParamscopeError, UnsupportedFormatError
-from paramscope.core.strict_json import MAX_JSON_BYTES, loads_strict
+from paramscope.core.limits import MAX_KERAS_CONFIG_BYTES
+from paramscope.core.strict_json import loads_strict
 from paramscope.readers.keras.h5_layout import MAX_NAMES_BYTES, H5Walker, legacy_weights, read_attr, strings
 from paramscope.readers.keras.weights_h5 import weights_part
 from paramscope.rules.keras.configs import entry_name, is_model_entry
@@ -155,7 +156,7 @@ def legacy_part(path: str) -> dict[str, Any]:
         raise CorruptFileError(f"not a readable HDF5 file: {e}", where=path) from None
     with f:
         try:
-            raw = read_attr(f, "model_config", MAX_JSON_BYTES, path)
+            raw = read_attr(f, "model_config", MAX_KERAS_CONFIG_BYTES, path)
             if raw is None:
                 raise UnsupportedFormatError(
                     "this HDF5 file has no model_config attribute: it holds weights only "

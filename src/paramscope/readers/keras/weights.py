@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from paramscope.core import sniff
+from paramscope.readers.keras.h5_sniff import is_hdf5, names_model_config
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.core.errors import MissingDependencyError
@@ -95,17 +96,9 @@ def can_read(source: Any) -> bool:
         False
     """
     path = sniff.file_path(source)
-    if path is None or sniff.head(path, len(HDF5_MAGIC)) != HDF5_MAGIC:
-        return False
-    try:
-        h5py = _h5py()
-    except MissingDependencyError:
-        return path.name.endswith(".weights.h5")  # claimed so that read() says what to install
-    try:
-        with h5py.File(path, "r") as f:
-            return "model_config" not in f.attrs and ("layers" in f or "layer_names" in f.attrs or "vars" in f)
-    except (OSError, ValueError):
-        return False
+    # Bytes only, never libhdf5 in this process: an HDF5 file without a model config (which
+    # the archive reader claims) is a weights file; its layout is checked in the child.
+    return path is not None and is_hdf5(path) and not names_model_config(path)
 
 
 def read(source: Any, **options: Any) -> Anatomy:

@@ -18,6 +18,7 @@ from paramscope.core.anatomy import Compute, Formula, Layer, Role, Tensor
 from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.files import folder_member
 from paramscope.readers.onnx.flops import node_compute
 from paramscope.readers.onnx.proto import OGraph, ONode, OSparse, OTensor
 from paramscope.rules.names import explain_name
@@ -129,6 +130,9 @@ class GraphBuilder:
             raise CorruptFileError(
                 f"tensor {t.name!r} needs {expected} bytes but its external data says {length}", where=self.where
             )
+        # The folder's rule (symlinks out of it and FIFOs refused); a missing file is noted.
+        target = folder_member(folder, location, what=f"external data of tensor {t.name!r}", where=self.where,
+                               must_exist=False, noun="the model's folder")  # fmt: skip
         if not target.is_file():
             note = f"External data file {location!r} is missing; sizes come from the tensors' dims."
             if note not in self.notes:
@@ -216,9 +220,11 @@ class GraphBuilder:
             self.identities += 1
         label = node.name or f"{node.op_type}_{index}"
         tensors: list[Tensor] = []
+        seen: set[str] = set()
         for name in node.inputs:
             t = self.inits.get(name)
-            if t is not None and t not in tensors:
+            if t is not None and name not in seen:
+                seen.add(name)
                 tensors.append(t)
                 self.used.add(name)
         children: list[Layer] = []

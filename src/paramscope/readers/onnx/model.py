@@ -14,6 +14,7 @@ page by page, so only the pages holding message headers are read.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,6 +23,8 @@ from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError
 from paramscope.core.compute import sum_compute
+from paramscope.core.files import open_regular
+from paramscope.readers.onnx.bounds import check_model
 from paramscope.readers.onnx.layers import GraphBuilder, exporter_notes, walk
 from paramscope.readers.onnx.proto import OGraph, parse_model, strip_tensor_data
 from paramscope.readers.onnx.shapes import infer_shapes
@@ -84,17 +87,19 @@ def read(source: Any, **options: Any) -> Anatomy:
     """
     path = Path(source)
     where = str(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise CorruptFileError("the file is empty", where=where)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise CorruptFileError("the file is empty", where=where)
         if size <= _READ_LIMIT:
             buf = Buffer(f.read(), where)
             model = parse_model(buf)
+            check_model(model, where)
             stripped = strip_tensor_data(buf)
         else:
             buf = Buffer(FileBytes(f.fileno(), size), where)
             model = parse_model(buf)
+            check_model(model, where)
             stripped = strip_tensor_data(buf)
     notes: list[str] = []
     meta: dict[str, str] = {

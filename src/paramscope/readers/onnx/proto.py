@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from paramscope.core import limits
 from paramscope.core.errors import CorruptFileError
 from paramscope.parsers.protobuf import LEN, Buffer, Field, encode_len
 
@@ -133,6 +134,10 @@ class OModel:
 class _Parser:
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
+        # Counted while parsing, so a file of a million tiny nodes is refused before they are
+        # all held in memory (function bodies count once here; calls are counted later).
+        self.n_nodes = 0
+        self.n_tensors = 0
 
     def _sub(self, f: Field) -> tuple[int, int]:
         if f.wire != LEN:
@@ -140,6 +145,12 @@ class _Parser:
         return f.value, f.end
 
     def tensor(self, f: Field) -> OTensor:
+        self.n_tensors += 1
+        if self.n_tensors > limits.MAX_TENSORS:
+            raise limits.exceeded(
+                f"the model has more than {limits.MAX_TENSORS:,} tensors (the next at byte {f.value:,})",
+                self.n_tensors, limits.MAX_TENSORS, "MAX_TENSORS", where=self.buf.where,
+            )
         start, end = self._sub(f)
         t = OTensor(at=start)
         dims: list[int] = []
@@ -248,6 +259,13 @@ class _Parser:
         return a
 
     def node(self, f: Field, depth: int) -> ONode:
+        self.n_nodes += 1
+        if self.n_nodes > limits.MAX_ONNX_NODES:
+            raise limits.exceeded(
+                f"the model has more than {limits.MAX_ONNX_NODES:,} nodes (subgraphs and function "
+                f"bodies included; the next at byte {f.value:,})", self.n_nodes, limits.MAX_ONNX_NODES, "MAX_ONNX_NODES",
+                where=self.buf.where,
+            )
         node = ONode()
         for x in self.buf.fields(*self._sub(f)):
             n = x.number

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from paramscope.core.anatomy import Role
 from paramscope.core.tree import Explanation
 from paramscope.rules.names.formulas import Shape
 from paramscope.rules.names.purpose import PURPOSE
 from paramscope.rules.names.table import RULES, NameRule
+
+
+@lru_cache(maxsize=1 << 14)
+def _candidates(tensor: str) -> tuple[NameRule, ...]:
+    """The rules that may match a tensor name, in table order: those that list the name, and
+    those with a pattern. One lookup per distinct name instead of a scan of the whole table
+    per tensor (a header of a million tensors has a few hundred distinct last names)."""
+    return tuple(r for r in RULES if tensor in r.tensors or r.pattern is not None)
 
 __all__ = ["name_tokens", "explain_name"]
 
@@ -61,7 +70,7 @@ def explain_name(
         ('Linear', '11008 x 4096', 'MLP up projection: linear map, stored (out, in)')
     """
     module = path.rsplit(sep, 1)[-1]
-    for rule in RULES:
+    for rule in _candidates(tensor):
         if _matches(rule, module, tensor, shape, siblings):
             formula = rule.formula(shape) if rule.formula is not None and shape is not None else None
             purpose = PURPOSE.get(module)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.tree import Explanation, FlatTensor, build_tree
+from paramscope.core.tree import Explanation, FlatTensor, build_tree, check_names
 from paramscope.rules.names.explain import explain_name
 from paramscope.rules.names.formulas import Shape
 from paramscope.rules.names.order import data_flow_key
@@ -66,6 +66,8 @@ def anatomy_from_flat(
         ('Linear', 6)
     """
     tensors = list(flat)
+    # Names are checked before they are sorted or split: sorting splits every name.
+    check_names(tensors, sep, where=source or None)
     if sort:
         tensors.sort(key=lambda ft: data_flow_key(ft.name, sep))
     tensors, tie_notes = apply_declared_ties(tensors, tied or {}, tie_reason)

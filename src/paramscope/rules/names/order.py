@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["natural_key", "data_flow_key"]
 
@@ -47,6 +48,13 @@ def data_flow_key(name: str, sep: str) -> tuple[object, ...]:
         ['wte.weight', 'h.1.attn.weight', 'h.1.mlp.bias', 'lm_head.weight']
     """
     module, _, local = name.rpartition(sep)
-    path = tuple((_RANK.get(c, 1000), natural_key(c)) for c in module.split(sep)) if module else ()
-    return (path, _FIRST.get(local, len(_FIRST)), natural_key(local))
+    path = tuple(_component_key(c) for c in module.split(sep)) if module else ()
+    return (path, _FIRST.get(local, len(_FIRST)), _component_key(local)[1])
+
+
+@lru_cache(maxsize=1 << 16)
+def _component_key(component: str) -> tuple[object, ...]:
+    # Components repeat across a checkpoint ("model", "layers", "0", ...): a header of a
+    # million tensors has a few thousand distinct ones, so each is keyed once.
+    return (_RANK.get(component, 1000), natural_key(component))
 

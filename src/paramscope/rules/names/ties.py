@@ -45,12 +45,24 @@ def shared_groups(tensors: Sequence[FlatTensor]) -> dict[str, list[str]]:
 
 
 def map_tensors(layer: Layer, fn: Callable[[Layer, Tensor], Tensor]) -> Layer:
-    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``."""
-    return replace(
-        layer,
-        tensors=tuple(fn(layer, t) for t in layer.tensors),
-        children=tuple(map_tensors(c, fn) for c in layer.children),
-    )
+    """A copy of ``layer`` and its descendants with every tensor replaced by ``fn(owner, tensor)``.
+
+    Built children first with an explicit stack, so a deep tree needs no recursion.
+    """
+    done: dict[int, Layer] = {}
+    stack: list[tuple[Layer, bool]] = [(layer, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children)
+            continue
+        done[id(node)] = replace(
+            node,
+            tensors=tuple(fn(node, t) for t in node.tensors),
+            children=tuple(done[id(c)] for c in node.children),
+        )
+    return done[id(layer)]
 
 
 def mark_shared(layers: tuple[Layer, ...], shared: Mapping[str, list[str]], sep: str) -> tuple[Layer, ...]:

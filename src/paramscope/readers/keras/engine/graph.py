@@ -83,7 +83,11 @@ def anatomy_from_config(
     try:
         return _anatomy(config, source, stored_weights)
     except RecursionError:
-        raise ModelError("models are nested too deeply to walk", where=source or None) from None
+        raise ModelError(
+            "models are nested too deeply to walk (past Python's recursion limit); real models "
+            "nest a few levels, so the config is refused as corrupt or hostile",
+            where=source or None,
+        ) from None
 
 
 def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeights | None) -> Anatomy:

@@ -8,9 +8,10 @@ propagated from the producer's rule. Sequential configs chain each layer to the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from paramscope.core import limits
 from paramscope.core.anatomy import Shape
 from paramscope.core.errors import CorruptFileError, ModelError
 from paramscope.rules.keras.configs import (
@@ -46,11 +47,22 @@ def model_layers(
     return functional_layers(entry["config"], prefix, frozen, policy, ctx)
 
 
-def _nodes(entry: Mapping[str, Any]) -> list[list[tuple[Ref, Shape | None]]]:
+def _nodes(entry: Mapping[str, Any], where: str) -> list[list[tuple[Ref, Shape | None]]]:
     raw = entry.get("inbound_nodes") or []
     if not isinstance(raw, list):
         return []
-    return [list(tensor_refs(node)) for node in raw]
+    # Checked before the references are parsed: a call's references are walked several times
+    # (graph, shapes, the 'Connected to' column), so their number must be one a model needs.
+    limits.check(f"calls of layer {entry_name(entry)!r}", len(raw), limits.MAX_INBOUND, "MAX_INBOUND", where=where)
+    out = []
+    for node in raw:
+        refs = list(tensor_refs(node))
+        limits.check(
+            f"inbound references of one call of layer {entry_name(entry)!r}", len(refs),
+            limits.MAX_INBOUND, "MAX_INBOUND", where=where,
+        )
+        out.append(refs)
+    return out
 
 
 Node = tuple[str, int]
@@ -68,15 +80,17 @@ def _toposort(vertices: list[Node], deps: Mapping[Node, list[Node]], where: str)
         if state.get(start):
             continue
         state[start] = 1
-        stack: list[tuple[Node, list[Node]]] = [(start, list(deps[start]))]
+        # Each vertex keeps an iterator over its dependencies: popping the front of a list
+        # would make a Concatenate of 400,000 inputs quadratic.
+        stack: list[tuple[Node, Iterator[Node]]] = [(start, iter(deps[start]))]
         while stack:
             node, todo = stack[-1]
-            if not todo:
+            nxt = next(todo, None)
+            if nxt is None:
                 state[node] = 2
                 out.append(node)
                 stack.pop()
                 continue
-            nxt = todo.pop(0)
             if state.get(nxt) == 1:
                 names = [n[0] for n, _ in stack]
                 cycle = names[names.index(nxt[0]):] + [nxt[0]]
@@ -87,7 +101,7 @@ def _toposort(vertices: list[Node], deps: Mapping[Node, list[Node]], where: str)
                 )
             if not state.get(nxt):
                 state[nxt] = 1
-                stack.append((nxt, list(deps[nxt])))
+                stack.append((nxt, iter(deps[nxt])))
     return out
 
 
@@ -105,6 +119,7 @@ def functional_layers(
     entries_list = config.get("layers")
     if not isinstance(entries_list, list):
         raise CorruptFileError("the model config has no 'layers' list", where=where)
+    limits.check("layers in one model config", len(entries_list), limits.MAX_KERAS_LAYERS, "MAX_KERAS_LAYERS", where=where)
     entries: dict[str, Mapping[str, Any]] = {}
     for entry in entries_list:
         if not isinstance(entry, Mapping):
@@ -113,7 +128,7 @@ def functional_layers(
         if name in entries:
             raise CorruptFileError(f"two layers are named {name!r}", where=where)
         entries[name] = entry
-    nodes = {name: _nodes(e) for name, e in entries.items()}
+    nodes = {name: _nodes(e, where) for name, e in entries.items()}
     recorded: dict[Ref, Shape] = {}
     vertices: list[Node] = [(name, k) for name, calls in nodes.items() for k in range(max(1, len(calls)))]
     deps: dict[Node, list[Node]] = {v: [] for v in vertices}
