@@ -27,6 +27,8 @@ READERS: tuple[str, ...] = (
     "safetensors",
     "gguf",
     "onnx.model",
+    # A DCP folder may sit beside .pt files: its .metadata says what it is, before the generic reader.
+    "distributed.dcp",
     "torch.checkpoint",
     "keras.archive",
     "keras.weights",
