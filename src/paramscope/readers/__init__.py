@@ -23,6 +23,8 @@ __all__ = ["READERS", "reader_for", "read"]
 READERS: tuple[str, ...] = (
     # A Keras 3 layer on the torch backend is also a torch.nn.Module: Keras is asked first.
     "keras.live",
+    # A sharded module is a torch.nn.Module too: its global shapes need this reader first.
+    "distributed.live",
     "torch.module",
     "safetensors",
     "gguf",
