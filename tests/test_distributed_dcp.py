@@ -116,3 +116,24 @@ def test_cli_summary_of_a_dcp_folder(job: tuple[Path, dict[str, Any]], capsys: p
     assert main(["summary", str(out / "fsdp2"), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["totals"]["params"] == expected["n_params"]
+
+
+def test_rank_layout_of_the_fsdp2_job(job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    from paramscope.readers.distributed.layout import rank_layout
+
+    out, _ = job
+    theirs = _torch_metadata(out / "fsdp2")
+    layout = rank_layout(out / "fsdp2", world_sizes=(2, 4))
+    assert [r.rank for r in layout.ranks] == [0, 1]
+    # Every chunk torch lists is held by exactly one rank: the shares add up to the global tensors.
+    n_chunks = sum(len(md.chunks) for md in theirs.state_dict_metadata.values() if hasattr(md, "chunks"))
+    assert sum(len(r.slices) for r in layout.ranks) == n_chunks
+    assert sum(r.n_bytes for r in layout.ranks) == layout.total_bytes
+    # The FSDP2 projection at the job's own world size reproduces what fully_shard really wrote.
+    at_two = layout.projections[0]
+    assert (at_two.max_rank_bytes, at_two.min_rank_bytes) == (max(r.n_bytes for r in layout.ranks), min(r.n_bytes for r in layout.ranks))
+    assert main(["layout", str(out / "fsdp2"), "--format", "json", "--world-size", "4"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["world_size"] == 2 and doc["projections"][0]["world_size"] == 4
+    assert main(["layout", str(out / "fsdp2"), "--rank", "1", "--width", "120"]) == 0
+    assert "model.embed.weight" in capsys.readouterr().out

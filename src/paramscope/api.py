@@ -9,7 +9,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import ParamscopeError
 from paramscope.readers import read as _read_source
 
-__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain"]
+__all__ = ["FORMATS", "STYLES", "Report", "read", "summary", "explain", "layout"]
 
 #: Output formats every view supports.
 FORMATS = ("text", "markdown", "json", "html")
@@ -161,6 +161,33 @@ def explain(
 
     view = explain_document(anatomy, layer=layer)
     return Report(_render(view, format, width, anatomy.name), format, anatomy, view)
+
+
+def layout(
+    source: Any, *, world_sizes: tuple[int, ...] = (), rank: int | None = None, format: str = "text", width: int = 120
+) -> Report:
+    """How a sharded checkpoint folder is laid out over its ranks, and what other world sizes take.
+
+    Args:
+        source: a Distributed Checkpoint folder (or another sharded folder paramscope reads).
+        world_sizes: world sizes to project the per-rank bytes to (FSDP2 dim-0 sharding).
+        rank: list every slice this rank holds instead of the per-rank table.
+        format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
+        width: text width.
+
+    Example:
+        >>> print(layout("checkpoint/step-1000", world_sizes=(16,)))  # doctest: +SKIP
+    """
+    _check(format, "paramscope")
+    from paramscope.readers.distributed.layout import rank_layout
+    from paramscope.render.layout import layout_json, layout_slices, layout_table
+
+    found = rank_layout(source, world_sizes=world_sizes)
+    anatomy = read(source)
+    if format == "json":
+        return Report(layout_json(found), format, anatomy)
+    body = layout_table(found) if rank is None else layout_slices(found, rank)
+    return Report(_render(body, format, width, anatomy.name), format, anatomy, body)
 
 
 def _render(body: Any, format: str, width: int, title: str) -> str:

@@ -25,6 +25,7 @@ examples:
   paramscope summary examples/seed.py:mlp_model --style keras2
   paramscope explain model.keras --layer batch_normalization
   paramscope summary examples/torch_seed.py:model --input-size 1,4096 --format json
+  paramscope layout checkpoints/step-1000 --world-size 16
 """
 
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paramscope import __version__
 
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,layout}")
     s = sub.add_parser("summary", help="one row per layer with counts, totals, memory and FLOPs")
     _add_common(s)
     s.add_argument(
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="every tensor of a layer: shape, count, formula, role, why")
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
+    g = sub.add_parser("layout", help="a sharded checkpoint's rank layout: who holds what, and at other world sizes")
+    g.add_argument("target", help="a sharded checkpoint folder (PyTorch Distributed Checkpoint, DeepSpeed, Megatron-LM)")
+    g.add_argument("--format", "-f", choices=("text", "markdown", "json", "html"), default="text", help="output format")
+    g.add_argument("--width", type=int, default=None, help="text width (default: the terminal's)")
+    g.add_argument("--world-size", dest="world_sizes", type=int, action="append", default=None, metavar="N",
+                   help="also show the bytes per rank at N ranks (FSDP2 dim-0 shards); repeat for several")  # fmt: skip
+    g.add_argument("--rank", type=int, default=None, help="list every slice this rank holds")
+    g.add_argument("--debug", action="store_true", help="show the traceback on errors")
     return parser
 
 
@@ -88,11 +97,13 @@ def _reader_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> Any:
-    from paramscope.api import explain, summary
+    from paramscope.api import explain, layout, summary
     from paramscope.targets import resolve_target
 
     source = resolve_target(args.target)
     width = args.width or _terminal_width()
+    if args.command == "layout":
+        return layout(source, world_sizes=tuple(args.world_sizes or ()), rank=args.rank, format=args.format, width=width)
     options = _reader_options(args)
     if args.command == "summary":
         report = summary(

@@ -22,12 +22,14 @@ from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
+from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.dcp_folder import DcpCheckpoint, GlobalTensor, load_checkpoint, rank_of_file
+from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
 from paramscope.rules.names import anatomy_from_flat
 
-__all__ = ["can_read", "read", "anatomy_of"]
+__all__ = ["can_read", "read", "anatomy_of", "rank_layout"]
 
 _MODEL_PREFIXES = ("model.", "module.", "app.model.")
 _MOMENTS = {
@@ -69,13 +71,52 @@ def read(source: Any, **options: Any) -> Anatomy:
         >>> read("checkpoint/step-1000").metadata["world_size"]  # doctest: +SKIP
         '8'
     """
+    return anatomy_of(_load(source))
+
+
+def _load(source: Any) -> DcpCheckpoint:
     path = Path(source)
     folder = path.parent if path.name == ".metadata" else path
     try:
-        ckpt = load_checkpoint(folder)
+        return load_checkpoint(folder)
     except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, MemoryError) as e:
         raise CorruptFileError(f"malformed Distributed Checkpoint ({type(e).__name__}: {str(e)[:200]})", where=str(folder)) from None
-    return anatomy_of(ckpt)
+
+
+def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
+    """Which rank holds which chunk of which tensor, from the data file each chunk is in.
+
+    Example:
+        >>> rank_layout("checkpoint/step-1000").world_size  # doctest: +SKIP
+        8
+    """
+    ckpt = _load(source)
+    by_file: dict[str, list[RankSlice]] = {f: [] for f in ckpt.file_bytes}
+    for t in ckpt.tensors:
+        opt = _is_optimizer(t.name)
+        for c in t.chunks:
+            by_file[c.file].append(RankSlice(t.name, c.offsets, c.sizes, t.dtype, opt))
+    by_rank: dict[int | None, list[str]] = {}
+    for f in sorted(by_file):
+        by_rank.setdefault(rank_of_file(f), []).append(f)
+    shares = tuple(
+        RankShare(rank, tuple(files), tuple(sorted((s for f in files for s in by_file[f]), key=lambda s: s.optimizer)),
+                  sum(ckpt.file_bytes[f] for f in files))  # fmt: skip
+        for rank, files in sorted(by_rank.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+    )
+    globals_ = [(t.name, t.shape, t.dtype) for t in ckpt.tensors]
+    flags = [_is_optimizer(t.name) for t in ckpt.tensors]
+    total = sum(n_bytes(dt, _numel(shape)) or 0 for _, shape, dt in globals_)
+    return RankLayout(ckpt.folder, "torch.distributed.checkpoint", shares, total,
+                      tuple(fsdp_projection(globals_, n, flags) for n in world_sizes),
+                      (("metadata_version", ckpt.version or "unversioned"),))  # fmt: skip
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
 
 
 def _is_optimizer(name: str) -> bool:
