@@ -31,6 +31,7 @@ READERS: tuple[str, ...] = (
     "onnx.model",
     # A DCP folder may sit beside .pt files: its .metadata says what it is, before the generic reader.
     "distributed.dcp",
+    "distributed.deepspeed",
     "torch.checkpoint",
     "keras.archive",
     "keras.weights",
