@@ -329,7 +329,7 @@ def _merge(groups: Iterable[TensorGroup]) -> tuple[TensorGroup, ...]:
 
 def _dtype_of(module: dict[str, Any], name: str, default: str) -> str:
     t = module.get(name)
-    return t.dtype if isinstance(t, TensorRef) and prod(t.shape) else default
+    return t.dtype if isinstance(t, TensorRef) and _count(t.shape) else default
 
 
 def _safe_load(source: Any) -> _Folder:
