@@ -32,6 +32,7 @@ READERS: tuple[str, ...] = (
     # A DCP folder may sit beside .pt files: its .metadata says what it is, before the generic reader.
     "distributed.dcp",
     "distributed.deepspeed",
+    "distributed.megatron",
     "torch.checkpoint",
     "keras.archive",
     "keras.weights",
