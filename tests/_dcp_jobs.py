@@ -4,7 +4,9 @@
 
 - ``plain/``: a replicated model's state dict;
 - ``fsdp2/``: an FSDP2 ``fully_shard`` model and its Adam state from ``get_state_dict``, after one
-  step, so the optimizer moments exist and every parameter is a sharded DTensor.
+  step, so the optimizer moments exist and every parameter is a sharded DTensor;
+- ``fsdp1/rank<r>.pt``: an FSDP1 model's ``SHARDED_STATE_DICT`` (ShardedTensors) saved with
+  ``torch.save`` on each rank, and ``fsdp1_placements.json``: torch's own shard metadata.
 
 Each job also writes ``expected.json`` from the unsharded model (``sum(p.numel())``, names,
 shapes, dtypes), the oracle the tests compare with.
@@ -66,9 +68,30 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
         opt.step()
         msd, osd = get_state_dict(model, opt)  # type: ignore[arg-type]
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(out, "fsdp2"))
+        _fsdp1_rank_file(rank, out)
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _fsdp1_rank_file(rank: int, out: str) -> None:
+    """FSDP1's SHARDED_STATE_DICT saved with torch.save on each rank, and torch's own placement of each shard."""
+    import torch
+    from torch.distributed.fsdp import FullyShardedDataParallel, StateDictType
+
+    model = FullyShardedDataParallel(small_model(), device_id=torch.device("cpu"))  # type: ignore[arg-type]
+    with FullyShardedDataParallel.state_dict_type(model, StateDictType.SHARDED_STATE_DICT):
+        sd = model.state_dict()
+    folder = os.path.join(out, "fsdp1")
+    os.makedirs(folder, exist_ok=True)
+    torch.save(sd, os.path.join(folder, f"rank{rank}.pt"))
+    if rank == 0:
+        placements = {
+            name: [[list(m.shard_offsets), list(m.shard_sizes), m.placement.rank()] for m in t.metadata().shards_metadata]
+            for name, t in sd.items()
+        }
+        with open(os.path.join(out, "fsdp1_placements.json"), "w") as f:
+            json.dump(placements, f)
 
 
 def write_checkpoints(out: Path, world: int = 2) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Distributed Checkpoint folders written by a real 2-rank gloo job, read from their metadata.
+"""Checkpoints written by a real 2-rank gloo job (DCP folders, FSDP1 rank files), read from their metadata.
 
 The oracles are torch's own: the unsharded model (``sum(p.numel())``, its state dict),
 ``FileSystemReader(...).read_metadata()``, and the single file ``dcp_to_torch_save`` gathers.
@@ -137,3 +137,44 @@ def test_rank_layout_of_the_fsdp2_job(job: tuple[Path, dict[str, Any]], capsys: 
     assert doc["world_size"] == 2 and doc["projections"][0]["world_size"] == 4
     assert main(["layout", str(out / "fsdp2"), "--rank", "1", "--width", "120"]) == 0
     assert "model.embed.weight" in capsys.readouterr().out
+
+
+def test_fsdp1_sharded_rank_files(job: tuple[Path, dict[str, Any]]) -> None:
+    from paramscope.readers.distributed import fsdp1
+    from paramscope.readers.distributed.layout import rank_layout
+
+    out, expected = job
+    assert reader_for(out / "fsdp1") is fsdp1
+    anatomy = fsdp1.read(out / "fsdp1")
+    got = {f"{la.path}.{t.name}": [list(t.shape or ()), t.dtype] for la in anatomy.walk() for t in la.tensors}
+    assert got == expected["tensors"]
+    assert totals(anatomy).params == expected["n_params"]
+    placements = json.loads((out / "fsdp1_placements.json").read_text())
+    layout = rank_layout(out / "fsdp1")
+    ours = sorted([s.tensor, list(s.offsets), list(s.sizes), r.rank] for r in layout.ranks for s in r.slices)
+    assert ours == sorted([name, o, s, rank] for name, shards in placements.items() for o, s, rank in shards)
+    assert [r.files for r in layout.ranks] == [("rank0.pt",), ("rank1.pt",)]
+
+
+def test_fsdp1_rank_files_that_do_not_match_their_metadata(job: tuple[Path, dict[str, Any]], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import shutil
+
+    from paramscope.core.errors import CorruptFileError
+    from paramscope.readers.distributed import fsdp1
+
+    out, _ = job
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    shutil.copy(out / "fsdp1" / "rank0.pt", missing / "rank0.pt")
+    shutil.copy(out / "fsdp1" / "rank0.pt", missing / "rank2.pt")
+    with pytest.raises(CorruptFileError, match=r"ranks \[1\] whose files are missing|places elsewhere"):
+        fsdp1.read(missing)
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    shutil.copy(out / "fsdp1" / "rank0.pt", swapped / "rank0.pt")
+    shutil.copy(out / "fsdp1" / "rank0.pt", swapped / "rank1.pt")
+    with pytest.raises(CorruptFileError, match="places elsewhere"):
+        fsdp1.read(swapped)
+    assert main(["summary", str(swapped)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -33,6 +33,7 @@ READERS: tuple[str, ...] = (
     "distributed.dcp",
     "distributed.deepspeed",
     "distributed.megatron",
+    "distributed.fsdp1",
     "torch.checkpoint",
     "keras.archive",
     "keras.weights",
