@@ -160,3 +160,16 @@ def test_a_truncated_metadata(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     raw = (folder / ".metadata").read_bytes()
     (folder / ".metadata").write_bytes(raw[: len(raw) // 2])
     fails(capsys, folder, CorruptFileError, "")
+
+
+def test_reading_a_dcp_folder_imports_no_framework(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = good(tmp_path / "ck")
+    code = (
+        "import sys; from paramscope.api import summary, layout; "
+        f"summary({str(folder)!r}); layout({str(folder)!r}); print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
