@@ -315,7 +315,8 @@ def read(source: Any, **options: Any) -> Anatomy:
     }
     notes = [
         f"ZeRO stage {f.stage} over {f.world} data-parallel ranks; the model is param_shapes of {f.model_file}, as "
-        "zero_to_fp32.py rebuilds it. Parameter dtype from ds_config; no weight was loaded.",
+        "zero_to_fp32.py rebuilds it. Dtypes from the stored module where it holds the parameter, else from "
+        "ds_config; no weight was loaded.",
     ]
     anatomy = anatomy_from_flat(flat, name=f.folder.name, framework="deepspeed", source=str(f.folder), metadata=meta,
                                 notes=notes, tied=tied, tie_reason="DeepSpeed's shared_params")  # fmt: skip
