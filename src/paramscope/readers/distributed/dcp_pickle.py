@@ -16,7 +16,6 @@ text). Every other global is refused before anything is built.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,16 +156,8 @@ def parse_metadata(data: bytes, where: str) -> Record:
         paramscope.core.errors.CorruptFileError: x/.metadata: the .metadata pickle holds a NoneType, not DCP's Metadata
     """
     rules = _Rules(where)
-    # A 70B model's metadata builds millions of small tuples and dicts, none in a cycle: the
-    # cyclic collector's passes over them are wasted (a fifth of the parse, measured).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        value = scan_pickle(data, where=where, resolve=rules.resolve, reduce=rules.reduce, build=rules.build,
-                            newobj=rules.newobj).value  # fmt: skip
-    finally:
-        if collecting:
-            gc.enable()
+    value = scan_pickle(data, where=where, resolve=rules.resolve, reduce=rules.reduce, build=rules.build,
+                        newobj=rules.newobj).value  # fmt: skip
     if not isinstance(value, Record) or value.cls != "Metadata":
         raise CorruptFileError(f"the .metadata pickle holds a {type(value).__name__}, not DCP's Metadata", where=where)
     return value
