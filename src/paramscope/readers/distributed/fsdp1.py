@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import prod
@@ -120,8 +121,8 @@ def _is_sharded_file(path: Path) -> bool:
                 return False
             with zf.open(names[0]) as f:
                 return _MARK in f.read(1 << 16)
-    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
-        return False
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error):
+        return False  # a damaged or odd archive is not ours: the torch checkpoint reader reports it
 
 
 def _rank_files(source: Any) -> list[Path]:
