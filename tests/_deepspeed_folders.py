@@ -1,7 +1,7 @@
 """DeepSpeed ZeRO checkpoint folders built file by file with the layout ``engine.save_checkpoint`` writes.
 
-A DeepSpeed engine needs an accelerator (its CPU one compiles communication ops at start-up), so
-the tests build the folders themselves from DeepSpeed's documented layout
+Beside the checkpoints DeepSpeed's engine saves (``_deepspeed_jobs``: ZeRO 2 and 3), the tests
+build folders themselves, for ZeRO 1 and for the damaged variants, from DeepSpeed's layout
 (``deepspeed/runtime/engine.py`` ``_save_checkpoint``/``_save_zero_checkpoint``,
 ``deepspeed/runtime/zero/stage_1_and_2.py`` and ``stage3.py`` ``state_dict``), with DeepSpeed's
 own classes in the pickles (``ZeroStageEnum``, ``LossScaler``), and the real parameter values

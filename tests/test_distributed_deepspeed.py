@@ -1,8 +1,10 @@
 """DeepSpeed ZeRO folders: the global model from param_shapes equals what zero_to_fp32.py rebuilds.
 
-The folders follow DeepSpeed's save layout with its own classes in the pickles (see
-``_deepspeed_folders``); the oracle is DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint``
-run on the same folder, and the unsharded torch model.
+Two sources: checkpoints saved by DeepSpeed's own engine in a 2-process gloo job on CPU
+(``_deepspeed_jobs``, ZeRO 2 and 3), and folders built file by file with DeepSpeed's save layout
+and its own classes (``_deepspeed_folders``: ZeRO 1, 2, 3 and the hostile cases). The oracle is
+DeepSpeed's ``get_fp32_state_dict_from_zero_checkpoint`` on the same folder, and the unsharded
+torch model.
 """
 
 from __future__ import annotations
@@ -87,3 +89,30 @@ class _Run:
         import os
 
         return (os.system, ("echo never",))
+
+
+@pytest.fixture(scope="module")
+def engine_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import _deepspeed_jobs
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is needed to run a DeepSpeed engine")
+    out = tmp_path_factory.mktemp("zero")
+    _deepspeed_jobs.save_zero_checkpoints(out)
+    return out
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_checkpoints_saved_by_the_deepspeed_engine(engine_checkpoints: Path, stage: int) -> None:
+    root = engine_checkpoints / f"zero{stage}"
+    theirs = zero_to_fp32.get_fp32_state_dict_from_zero_checkpoint(str(root))
+    anatomy = ds.read(root)
+    ours = {f"{la.path}.{t.name}": t.shape for la in anatomy.walk() for t in la.tensors}
+    assert ours == {k: tuple(v.shape) for k, v in theirs.items()}
+    model: Any = _dcp_jobs.small_model()
+    assert totals(anatomy).params == sum(p.numel() for p in model.parameters())
+    assert anatomy.metadata["zero_stage"] == str(stage) and anatomy.metadata["dp_world_size"] == "2"
+    layout = rank_layout(root)
+    assert [r.rank for r in layout.ranks] == [0, 1]
+    master = sum(s.count for r in layout.ranks for s in r.slices if s.tensor == "fp32 flat group 0")
+    assert master >= totals(anatomy).params
