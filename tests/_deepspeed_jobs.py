@@ -29,11 +29,33 @@ def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) ->
     for stage in stages:
         model: torch.nn.Module = small_model()  # type: ignore[assignment]
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        config = {"train_batch_size": 2 * world, "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
+        zero: dict[str, object] = {"stage": stage}
+        if stage == 3:
+            zero["stage3_param_persistence_threshold"] = 0  # partition even this small model's parameters
+        config = {"train_batch_size": 2 * world, "zero_optimization": zero, "zero_allow_untested_optimizer": True}
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config)
         engine.backward(engine(torch.randint(0, 50, (2, 5))).sum())
         engine.step()
         engine.save_checkpoint(os.path.join(out, f"zero{stage}"))
+        if stage == 3 and rank == 0:
+            _count_live(engine.module, Path(out) / "zero3_live.json")
+
+
+def _count_live(module: object, path: Path) -> None:
+    """paramscope's count of the live ZeRO-3 module, beside what the partitioned parameters say."""
+    import json
+
+    from paramscope.analysis.totals import totals
+    from paramscope.readers.distributed import live
+
+    anatomy = live.read(module)
+    params = list(module.parameters())  # type: ignore[attr-defined]
+    path.write_text(json.dumps({
+        "paramscope": totals(anatomy).params,
+        "sharding": anatomy.metadata.get("sharding"),
+        "local_numel": sum(p.numel() for p in params),
+        "ds_numel": sum(p.ds_numel for p in params),
+    }))  # fmt: skip
 
 
 def save_zero_checkpoints(out: Path, stages: tuple[int, ...] = (2, 3), world: int = 2) -> None:

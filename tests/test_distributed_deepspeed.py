@@ -116,3 +116,13 @@ def test_checkpoints_saved_by_the_deepspeed_engine(engine_checkpoints: Path, sta
     assert [r.rank for r in layout.ranks] == [0, 1]
     master = sum(s.count for r in layout.ranks for s in r.slices if s.tensor == "fp32 flat group 0")
     assert master >= totals(anatomy).params
+
+
+def test_a_live_zero3_module_is_counted_by_ds_shape(engine_checkpoints: Path) -> None:
+    import json
+
+    found = json.loads((engine_checkpoints / "zero3_live.json").read_text())
+    model: Any = _dcp_jobs.small_model()
+    assert found["local_numel"] == 0  # ZeRO-3 empties every parameter on every rank
+    assert found["paramscope"] == found["ds_numel"] == sum(p.numel() for p in model.parameters())
+    assert found["sharding"] == "zero3"
