@@ -16,6 +16,7 @@ targets:
   model.keras, model.h5, model.json     Keras model files and configs
   model.safetensors, folder/, *.index.json   safetensors checkpoints
   model.onnx, model.pt/.pth/.bin, model.gguf  other checkpoint files
+  checkpoint/                           sharded: DCP, DeepSpeed ZeRO, Megatron-LM, FSDP1 rank files
   config.json                           a Hugging Face config (built on the meta device)
   path/to/script.py:NAME                a model (or zero-argument function) in a script
   package.module:NAME                   the same, from an importable module
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(e)
     e.add_argument("--layer", "-l", default=None, help="the layer's name or path (default: all layers)")
     g = sub.add_parser("layout", help="a sharded checkpoint's rank layout: who holds what, and at other world sizes")
-    g.add_argument("target", help="a sharded checkpoint folder (PyTorch Distributed Checkpoint, DeepSpeed, Megatron-LM)")
+    g.add_argument("target", help="a sharded checkpoint folder (PyTorch Distributed Checkpoint, DeepSpeed, Megatron-LM, FSDP1 rank files)")
     g.add_argument("--format", "-f", choices=("text", "markdown", "json", "html"), default="text", help="output format")
     g.add_argument("--width", type=int, default=None, help="text width (default: the terminal's)")
     g.add_argument("--world-size", dest="world_sizes", type=int, action="append", default=None, metavar="N",

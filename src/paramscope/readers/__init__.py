@@ -67,7 +67,7 @@ def reader_for(source: Any) -> ModuleType:
     if isinstance(source, (str, os.PathLike)):
         raise UnsupportedFormatError(
             "not a format paramscope reads (Keras .json/.keras/.h5, safetensors, ONNX, "
-            "PyTorch .pt/.bin, GGUF, Hugging Face config.json)",
+            "PyTorch .pt/.bin, GGUF, Hugging Face config.json, sharded DCP/DeepSpeed/Megatron-LM folders)",
             where=os.fspath(source),
         )
     raise UnsupportedFormatError(
