@@ -124,3 +124,42 @@ def test_partition_rules_for_legacy_names() -> None:
     assert megatron.partition_dim("language_model.encoder.final_norm.weight") is None
 
 
+
+
+#: Legacy Megatron-LM (and Megatron-DeepSpeed) names of one layer, under language_model.encoder.
+LEGACY_LAYER = [
+    ("input_norm.weight", (HIDDEN,), None),
+    ("self_attention.query_key_value.weight", (3 * HIDDEN, HIDDEN), 0),
+    ("self_attention.dense.weight", (HIDDEN, HIDDEN), 1),
+    ("self_attention.dense.bias", (HIDDEN,), None),
+    ("mlp.dense_h_to_4h.weight", (FFN, HIDDEN), 0),
+    ("mlp.dense_4h_to_h.weight", (HIDDEN, FFN), 1),
+]
+
+
+def test_legacy_nested_state_dicts_merge(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tp, pp, per_stage = 2, 2, LAYERS // 2
+    full = {f"layers.{i}.{n}": (torch.randn(*s), d) for i in range(LAYERS) for n, s, d in LEGACY_LAYER}
+    embedding = torch.randn(VOCAB, HIDDEN)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("release")
+    args = argparse.Namespace(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, num_layers=LAYERS)
+    for p in range(pp):
+        for t in range(tp):
+            encoder = {}
+            for name, (value, dim) in full.items():
+                layer = int(name.split(".")[1])
+                if layer // per_stage == p:
+                    local = name.replace(f"layers.{layer}.", f"layers.{layer - p * per_stage}.", 1)
+                    encoder[local] = value if dim is None else value.chunk(tp, dim)[t].clone()
+            lm: dict[str, object] = {"encoder": encoder}
+            if p == 0:
+                lm["embedding"] = {"word_embeddings": {"weight": embedding.chunk(tp, 0)[t].clone()}}
+            sub = tmp_path / "release" / f"mp_rank_{t:02d}_{p:03d}"
+            sub.mkdir(parents=True)
+            torch.save({"args": args, "iteration": 0, "model": {"language_model": lm}}, sub / "model_optim_rng.pt")
+    anatomy = megatron.read(tmp_path)
+    ours = {f"{la.path}.{t.name}": t.shape for la in anatomy.walk() for t in la.tensors}
+    expected = {f"language_model.encoder.{k}": tuple(v.shape) for k, (v, _) in full.items()}
+    expected["language_model.embedding.word_embeddings.weight"] = (VOCAB, HIDDEN)
+    assert ours == expected
