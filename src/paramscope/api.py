@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS", "STYLES", "Report", "default_width", "read", "summary", "explain", "diff", "check", "memory",
-    "render_memory",
+    "render_memory", "layout",
 ]
 
 #: Output formats every view supports.
@@ -321,6 +321,34 @@ def render_memory(plan: MemoryPlan, *, format: str = "text", width: int = 120) -
     from paramscope.render.text import render_text
 
     return render_text(doc, width=width)
+
+
+def layout(
+    source: Any, *, world_sizes: tuple[int, ...] = (), rank: int | None = None, format: str = "text",
+    width: int | None = None,
+) -> Report:
+    """How a sharded checkpoint folder is laid out over its ranks, and what other world sizes take.
+
+    Args:
+        source: a Distributed Checkpoint folder (or another sharded folder paramscope reads).
+        world_sizes: world sizes to project the per-rank bytes to (FSDP2 dim-0 sharding).
+        rank: list every slice this rank holds instead of the per-rank table.
+        format: ``"text"``, ``"markdown"``, ``"json"`` or ``"html"``.
+        width: text width.
+
+    Example:
+        >>> print(layout("checkpoint/step-1000", world_sizes=(16,)))  # doctest: +SKIP
+    """
+    _check(format, "paramscope")
+    from paramscope.readers.distributed.layout import rank_layout
+    from paramscope.render.layout import layout_json, layout_slices, layout_table
+
+    found = rank_layout(source, world_sizes=world_sizes)
+    anatomy = read(source)
+    if format == "json":
+        return Report(layout_json(found), format, anatomy)
+    body = layout_table(found) if rank is None else layout_slices(found, rank)
+    return _report(body, format, width, anatomy.name, anatomy)
 
 
 def _report(body: Any, format: str, width: int | None, title: str, anatomy: Anatomy, ascii: bool = False) -> Report:

@@ -17,6 +17,7 @@ targets (formats are recognised from their content, not only their names):
   model.keras, model.h5, model.json, model.weights.h5   Keras files and configs, read without Keras
   model.safetensors, folder/, *.index.json               safetensors, single or sharded
   model.onnx, model.pt, model.pth, model.bin, model.gguf other checkpoints, never executed
+  checkpoint/                                            sharded: DCP, DeepSpeed ZeRO, Megatron-LM, FSDP1 rank files
   folder/config.json                                     a Hugging Face config, built on the meta device
   path/to/script.py:NAME, package.module:NAME            a model (or a function returning one) in code
 
@@ -27,6 +28,7 @@ examples:
   paramscope summary examples/torch_seed.py:model --input-size 1,4096 --format json
   paramscope summary gpt2/config.json --input input_ids=int64[1,1024]
   paramscope memory config.json --train --seq 4096 --precision bf16-mixed --shard zero3 --dp 64
+  paramscope layout checkpoints/step-1000 --world-size 16
 
 'paramscope summary --help' and 'paramscope explain --help' list the options.
 Exit status: 0 on success, 2 on bad input or options (one line on stderr; --debug for the traceback).
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paramscope import __version__
 
     parser.add_argument("--version", action="version", version=f"paramscope {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,memory,diff,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{summary,explain,memory,diff,check,layout}")
     s = sub.add_parser(
         "summary", help="one row per layer with counts, totals, memory and FLOPs",
         description="One row per layer: output shape, parameters split by role, FLOPs and the\n"
@@ -198,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_memory(sub)
     _add_diff(sub)
     _add_check(sub)
+    g = sub.add_parser("layout", help="a sharded checkpoint's rank layout: who holds what, and at other world sizes")
+    g.add_argument("target", help="a sharded checkpoint folder (PyTorch Distributed Checkpoint, DeepSpeed, Megatron-LM, FSDP1 rank files)")
+    g.add_argument("--format", "-f", choices=("text", "markdown", "json", "html"), default="text", help="output format")
+    g.add_argument("--width", type=_width, default=None, metavar="N", help=f"text width in columns, at least {MIN_WIDTH} (default: the terminal's)")
+    g.add_argument("--world-size", dest="world_sizes", type=int, action="append", default=None, metavar="N",
+                   help="also show the bytes per rank at N ranks (FSDP2 dim-0 shards); repeat for several")  # fmt: skip
+    g.add_argument("--rank", type=int, default=None, help="list every slice this rank holds")
+    g.add_argument("--debug", action="store_true", help="show the traceback on errors")
     # Each subcommand knows its siblings, to say where an option given to the wrong one belongs.
     for command in sub.choices.values():
         command.set_defaults(_commands=sub.choices)
@@ -406,6 +416,13 @@ def _run(args: argparse.Namespace) -> Any:
     from paramscope.core.errors import UnsupportedFormatError
     from paramscope.targets import check_input_options, input_notes, resolve_target
 
+    if args.command == "layout":
+        from paramscope.api import layout
+
+        return layout(
+            resolve_target(args.target), world_sizes=tuple(args.world_sizes or ()), rank=args.rank,
+            format=args.format, width=args.width or _terminal_width(),
+        )
     args.format = _output_format(args)
     options = _reader_options(args)
     source = resolve_target(args.target)
@@ -480,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.output is not None:
+    if getattr(args, "output", None) is not None:
         try:
             _write_output(args.output, report.text)
         except ParamscopeError as e:

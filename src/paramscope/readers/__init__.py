@@ -23,10 +23,17 @@ __all__ = ["READERS", "reader_for", "read"]
 READERS: tuple[str, ...] = (
     # A Keras 3 layer on the torch backend is also a torch.nn.Module: Keras is asked first.
     "keras.live",
+    # A sharded module is a torch.nn.Module too: its global shapes need this reader first.
+    "distributed.live",
     "torch.module",
     "safetensors",
     "gguf",
     "onnx.model",
+    # A DCP folder may sit beside .pt files: its .metadata says what it is, before the generic reader.
+    "distributed.dcp",
+    "distributed.deepspeed",
+    "distributed.megatron",
+    "distributed.fsdp1",
     "torch.checkpoint",
     "keras.archive",
     "keras.weights",
@@ -60,7 +67,7 @@ def reader_for(source: Any) -> ModuleType:
     if isinstance(source, (str, os.PathLike)):
         raise UnsupportedFormatError(
             "not a format paramscope reads (Keras .json/.keras/.h5, safetensors, ONNX, "
-            "PyTorch .pt/.bin, GGUF, Hugging Face config.json)",
+            "PyTorch .pt/.bin, GGUF, Hugging Face config.json, sharded DCP/DeepSpeed/Megatron-LM folders)",
             where=os.fspath(source),
         )
     raise UnsupportedFormatError(

@@ -1,0 +1,318 @@
+"""Megatron-LM tensor- and pipeline-parallel checkpoint folders, merged without loading a weight.
+
+``save_checkpoint`` (``megatron/training/checkpointing.py``) writes, under the checkpoint
+folder, ``latest_checkpointed_iteration.txt`` (an iteration number or ``release``) and
+``iter_<7 digits>/`` (or ``release/``) holding one ``mp_rank_<tp:02d>/model_optim_rng.pt`` per
+tensor-parallel rank, or ``mp_rank_<tp:02d>_<pp:03d>/`` with pipeline parallelism. Each file's
+dict holds ``args`` (an ``argparse.Namespace`` with ``tensor_model_parallel_size``,
+``pipeline_model_parallel_size``, ``num_layers``...), ``iteration``, ``model`` (that rank's
+state dict), ``optimizer`` and ``rng_state``.
+
+Tensor-parallel shards are merged by Megatron's partition rules
+(``megatron/core/tensor_parallel/layers.py``): column-parallel layers split their output, dim 0
+(the fused QKV ``linear_qkv``/``query_key_value``, ``linear_fc1``/``dense_h_to_4h``, the
+vocabulary-parallel ``word_embeddings`` and ``output_layer``), row-parallel layers split their
+input, dim 1 (``linear_proj``/``dense``, ``linear_fc2``/``dense_4h_to_h``) and keep their bias
+whole, and norms are replicated. Pipeline stages hold consecutive layers, numbered from 0 in
+each stage: stage ``p`` adds the number of layers of the stages before it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from paramscope.core.anatomy import Anatomy
+from paramscope.core.dtypes import n_bytes
+from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.tree import FlatTensor
+from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed.torch_file import load_torch_file
+from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
+from paramscope.rules.names import anatomy_from_flat
+
+__all__ = ["can_read", "read", "rank_layout", "partition_dim"]
+
+_RANK_DIR = re.compile(r"^mp_rank_(\d{2})(?:_(\d{3}))?$")
+_ITER_DIR = re.compile(r"^(iter_\d{7}|release)$")
+_LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
+_FILE = "model_optim_rng.pt"
+
+#: Name tokens of column-parallel weights (split on dim 0, bias split too).
+_COLUMN = ("linear_qkv", "query_key_value", "linear_fc1", "dense_h_to_4h", "word_embeddings", "output_layer", "linear_q", "linear_kv")
+#: Name tokens of row-parallel weights (split on dim 1; bias replicated).
+_ROW = ("linear_proj", "linear_fc2", "dense_4h_to_h", "self_attention.dense", "attention.dense")
+
+#: Globals besides torch's that Megatron's files name, each kept as an inert record.
+_EXTRA = {
+    ("argparse", "Namespace"), ("io", "BytesIO"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    # Protocol 2 (torch.save's) has no bytes opcode: numpy's raw bytes arrive as _codecs.encode(text, "latin1").
+    ("_codecs", "encode"),
+}  # fmt: skip
+
+
+@dataclass(eq=False)
+class _Record:
+    cls: str
+    state: Any = None
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Cls:
+    qualname: str
+
+
+class _Rules(TorchPickleRules):
+    def resolve(self, module: str, name: str, offset: int) -> Any:
+        if (module, name) in _EXTRA:
+            return _Cls(f"{module}.{name}")
+        return super().resolve(module, name, offset)
+
+    def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
+        if isinstance(func, _Cls) and func.qualname == "_codecs.encode":
+            if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+                return args[0].encode("latin1")  # text already in memory: no size from a header
+            raise UnsafeFileError(f"_codecs.encode at byte {offset} with arguments numpy never writes", where=self.where)
+        if isinstance(func, _Cls):
+            return _Record(func.qualname, args=args)  # numpy arrays and BytesIO: recorded, never built
+        return super().reduce(func, args, offset)
+
+    def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
+        if isinstance(cls, _Cls) and not args:
+            return _Record(cls.qualname, {})
+        return super().newobj(cls, args, offset)
+
+    def build(self, obj: Any, state: Any, offset: int) -> Any:
+        if isinstance(obj, _Record):
+            obj.state = state
+            return obj
+        return super().build(obj, state, offset)
+
+
+def partition_dim(name: str) -> int | None:
+    """The dim Megatron splits ``name`` on over tensor-parallel ranks; ``None``: replicated.
+
+    Example:
+        >>> partition_dim("decoder.layers.0.self_attention.linear_qkv.weight")
+        0
+        >>> partition_dim("decoder.layers.0.mlp.linear_fc2.weight"), partition_dim("decoder.layers.0.mlp.linear_fc2.bias")
+        (1, None)
+        >>> partition_dim("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight") is None
+        True
+    """
+    last = name.rsplit(".", 1)[-1]
+    if "norm" in last or last == "_extra_state":
+        return None
+    if any(f".{tok}." in f".{name}" for tok in _ROW):
+        return 1 if last == "weight" else None
+    if any(f".{tok}." in f".{name}" for tok in _COLUMN):
+        return 0
+    return None
+
+
+def _iteration_folder(source: Any) -> Path | None:
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
+        return None
+    root = Path(source)
+    tracker = root / "latest_checkpointed_iteration.txt"
+    if os.path.isfile(tracker):
+        try:
+            text = tracker.read_bytes()[:64].decode("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        name = "release" if text == "release" else f"iter_{int(text):07d}" if text.isdigit() else ""
+        return root / name if name and os.path.isdir(root / name) else None
+    return root
+
+
+def _rank_dirs(folder: Path) -> list[tuple[int, int, str]]:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    out = []
+    for n in names:
+        m = _RANK_DIR.match(n)
+        if m and os.path.isfile(folder / n / _FILE):
+            out.append((int(m.group(1)), int(m.group(2) or 0), n))
+    return sorted(out)
+
+
+def can_read(source: Any) -> bool:
+    """Whether ``source`` is a Megatron-LM checkpoint folder or one iteration of it.
+
+    Example:
+        >>> can_read("no-such-folder")
+        False
+    """
+    folder = _iteration_folder(source)
+    return folder is not None and bool(_rank_dirs(folder))
+
+
+@dataclass
+class _Shard:
+    tp: int
+    pp: int
+    path: str
+    tensors: dict[str, TensorRef]
+    args: dict[str, Any] = field(default_factory=dict)
+    iteration: Any = None
+
+
+def _flatten(value: Any, prefix: str, depth: int = 0) -> Iterator[tuple[str, TensorRef]]:
+    if depth > 32:
+        return
+    if isinstance(value, TensorRef):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
+
+
+def _load(source: Any) -> tuple[Path, list[_Shard], int, int]:
+    folder = _iteration_folder(source)
+    if folder is None:
+        raise CorruptFileError("not a Megatron-LM checkpoint folder", where=os.fspath(source))
+    shards = []
+    for tp, pp, name in _rank_dirs(folder):
+        path = folder / name / _FILE
+        if os.path.islink(path) and not os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep):
+            raise UnsafeFileError(f"{name}/{_FILE} is a link leading out of the checkpoint folder", where=str(folder))
+        value = load_torch_file(path, _Rules(str(path)))
+        if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
+            raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(path))
+        args = value.get("args")
+        fields = args.state if isinstance(args, _Record) and isinstance(args.state, dict) else {}
+        shards.append(_Shard(tp, pp, f"{name}/{_FILE}", dict(_flatten(value["model"], "")), fields, value.get("iteration")))
+    tp_size = 1 + max(s.tp for s in shards)
+    pp_size = 1 + max(s.pp for s in shards)
+    declared = shards[0].args
+    for key, found in (("tensor_model_parallel_size", tp_size), ("pipeline_model_parallel_size", pp_size)):
+        want = declared.get(key)
+        if isinstance(want, int) and want != found:
+            raise CorruptFileError(f"args say {key}={want} but the folder holds {found}: a rank's folder is missing", where=str(folder))
+    have = {(s.tp, s.pp) for s in shards}
+    missing = [(t, p) for t in range(tp_size) for p in range(pp_size) if (t, p) not in have]
+    if missing:
+        raise CorruptFileError(f"the rank folders for (tp, pp) {missing[:4]} are missing", where=str(folder))
+    return folder, shards, tp_size, pp_size
+
+
+def _merged(folder: Path, shards: list[_Shard], tp_size: int, pp_size: int) -> tuple[list[FlatTensor], list[str], dict[str, list[tuple[_Shard, str, tuple[int, ...], tuple[int, ...]]]]]:
+    """(global tensors, notes, per global name its pieces: shard, local name, offsets, sizes)."""
+    notes: list[str] = []
+    offsets = [0] * pp_size
+    for stage_no in range(1, pp_size):
+        stage = [s for s in shards if s.pp == stage_no - 1 and s.tp == 0][0]
+        layers = {int(m.group(2)) for n in stage.tensors for m in [_LAYER.search(n)] if m}
+        offsets[stage_no] = offsets[stage_no - 1] + len(layers)
+    pieces: dict[str, list[tuple[_Shard, str, tuple[int, ...], tuple[int, ...]]]] = {}
+    order: list[str] = []
+    for s in sorted(shards, key=lambda s: (s.pp, s.tp)):
+        for local, t in s.tensors.items():
+            name = _LAYER.sub(lambda m: f"{m.group(1)}layers.{int(m.group(2)) + offsets[s.pp]}.", local, count=1)
+            if name not in pieces:
+                pieces[name] = []
+                order.append(name)
+            pieces[name].append((s, local, (), t.shape))
+    flat = []
+    for name in order:
+        parts = pieces[name]
+        stages = {s.pp for s, *_ in parts}
+        if len(stages) > 1:  # a tied embedding kept on the first and the last stage
+            notes.append(f"{name} is stored on pipeline stages {sorted(stages)}: one tensor (tied), counted once.")
+            parts = [p for p in parts if p[0].pp == min(stages)]
+        dim = partition_dim(name)
+        shapes = [p[3] for p in sorted(parts, key=lambda p: p[0].tp)]
+        if len(parts) != tp_size:
+            raise CorruptFileError(f"{name} is in {len(parts)} of {tp_size} tensor-parallel shards", where=str(folder))
+        t0 = parts[0][0].tensors[parts[0][1]]
+        if dim is None or not shapes[0]:
+            if len(set(shapes)) != 1:
+                raise CorruptFileError(f"{name} is replicated by Megatron's rules but its shards differ: {shapes}", where=str(folder))
+            shape = shapes[0]
+            pieces[name] = [(p[0], p[1], tuple(0 for _ in shape), shape) for p in parts]
+        else:
+            if any(len(x) != len(shapes[0]) or x[:dim] + x[dim + 1:] != shapes[0][:dim] + shapes[0][dim + 1:] for x in shapes):
+                raise CorruptFileError(f"the shards of {name} do not fit together on dim {dim}: {shapes}", where=str(folder))
+            start = 0
+            placed = []
+            for part in sorted(parts, key=lambda x: x[0].tp):
+                off = tuple(start if d == dim else 0 for d in range(len(part[3])))
+                placed.append((part[0], part[1], off, part[3]))
+                start += part[3][dim]
+            pieces[name] = placed
+            shape = tuple(start if d == dim else x for d, x in enumerate(shapes[0]))
+        if name.endswith("_extra_state"):
+            continue
+        flat.append(FlatTensor(name, shape, t0.dtype))
+    return flat, notes, pieces
+
+
+def read(source: Any, **options: Any) -> Anatomy:
+    """Read a Megatron-LM folder's global model, merging tensor- and pipeline-parallel shards.
+
+    Example:
+        >>> read("checkpoints/gpt").metadata["tensor_parallel"]  # doctest: +SKIP
+        '2'
+    """
+    folder, shards, tp_size, pp_size = _safe(source)
+    flat, notes, _ = _merged(folder, shards, tp_size, pp_size)
+    args = shards[0].args
+    meta = {
+        "format": "Megatron-LM checkpoint",
+        "tensor_parallel": str(tp_size),
+        "pipeline_parallel": str(pp_size),
+        "world_size": str(tp_size * pp_size),
+        "iteration": str(shards[0].iteration),
+    }
+    for key in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "padded_vocab_size", "params_dtype"):
+        if key in args:
+            meta[key] = str(args[key])
+    notes.insert(0, f"Merged {len(shards)} rank files ({tp_size} tensor-parallel x {pp_size} pipeline stages) by "
+                    "Megatron's partition rules; no weight was loaded.")  # fmt: skip
+    anatomy = anatomy_from_flat(flat, name=folder.parent.name if _ITER_DIR.match(folder.name) else folder.name,
+                                framework="megatron", source=str(folder), metadata=meta, notes=notes)  # fmt: skip
+    return anatomy.with_(metadata=MappingProxyType(dict(anatomy.metadata)))
+
+
+def _safe(source: Any) -> tuple[Path, list[_Shard], int, int]:
+    try:
+        return _load(source)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+        raise CorruptFileError(f"malformed Megatron-LM checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
+
+
+def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
+    """Per (tensor, pipeline) rank: the slices of the global tensors its file holds."""
+    folder, shards, tp_size, pp_size = _safe(source)
+    flat, _, pieces = _merged(folder, shards, tp_size, pp_size)
+    dtypes = {f.name: f.dtype for f in flat}
+    by_shard: dict[str, list[RankSlice]] = {s.path: [] for s in shards}
+    for name, parts in pieces.items():
+        if name in dtypes:
+            for shard, _, off, size in parts:
+                by_shard[shard.path].append(RankSlice(name, off, size, dtypes[name]))
+    shares = tuple(
+        RankShare(s.pp * tp_size + s.tp, (s.path,), tuple(by_shard[s.path]), os.path.getsize(folder / s.path))
+        for s in sorted(shards, key=lambda s: (s.pp, s.tp))
+    )
+    total = sum(n_bytes(f.dtype, _count(f.shape)) or 0 for f in flat)
+    model = [(f.name, tuple(d or 0 for d in f.shape or ()), f.dtype) for f in flat]
+    facts = (("tensor_parallel", str(tp_size)), ("pipeline_parallel", str(pp_size)), ("rank", "pp_stage x tp_size + tp_rank"))
+    return RankLayout(str(folder), "megatron", shares, total, tuple(fsdp_projection(model, n) for n in world_sizes), facts)
+
+
+def _count(shape: Any) -> int:
+    out = 1
+    for d in shape or ():
+        out *= d
+    return out

@@ -1,0 +1,165 @@
+"""Megatron-LM TP/PP folders built with Megatron's save layout, merged back to the unsharded model.
+
+Megatron-LM needs GPUs and is not installable here, so each test builds the folder itself:
+an unsharded Megatron-core GPT state dict (the oracle) is split as ``save_checkpoint`` stores it
+(``iter_0000010/mp_rank_<tp>_<pp>/model_optim_rng.pt`` with ``args``, ``iteration``,
+``model``, ``optimizer`` and a numpy ``rng_state``), column-parallel weights on dim 0,
+row-parallel on dim 1, norms and row-parallel biases replicated, layers renumbered per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+import pytest
+
+torch = pytest.importorskip("torch")
+np = pytest.importorskip("numpy")
+
+from paramscope.analysis.totals import totals  # noqa: E402
+from paramscope.cli import main  # noqa: E402
+from paramscope.core.errors import CorruptFileError  # noqa: E402
+from paramscope.readers import reader_for  # noqa: E402
+from paramscope.readers.distributed import megatron  # noqa: E402
+from paramscope.readers.distributed.layout import rank_layout  # noqa: E402
+
+LAYERS, HIDDEN, FFN, VOCAB = 4, 16, 64, 128
+#: Megatron-core GPT tensors of one layer: (name, shape, split dim or None), as the test states the rules.
+LAYER = [
+    ("self_attention.linear_qkv.layer_norm_weight", (HIDDEN,), None),
+    ("self_attention.linear_qkv.weight", (3 * HIDDEN, HIDDEN), 0),
+    ("self_attention.linear_qkv.bias", (3 * HIDDEN,), 0),
+    ("self_attention.linear_proj.weight", (HIDDEN, HIDDEN), 1),
+    ("self_attention.linear_proj.bias", (HIDDEN,), None),
+    ("mlp.linear_fc1.layer_norm_weight", (HIDDEN,), None),
+    ("mlp.linear_fc1.weight", (FFN, HIDDEN), 0),
+    ("mlp.linear_fc1.bias", (FFN,), 0),
+    ("mlp.linear_fc2.weight", (HIDDEN, FFN), 1),
+    ("mlp.linear_fc2.bias", (HIDDEN,), None),
+]
+
+
+def full_model() -> dict[str, tuple[torch.Tensor, int | None]]:
+    torch.manual_seed(0)
+    out: dict[str, tuple[torch.Tensor, int | None]] = {"embedding.word_embeddings.weight": (torch.randn(VOCAB, HIDDEN), 0)}
+    for i in range(LAYERS):
+        for name, shape, dim in LAYER:
+            out[f"decoder.layers.{i}.{name}"] = (torch.randn(*shape), dim)
+    out["decoder.final_layernorm.weight"] = (torch.randn(HIDDEN), None)
+    out["output_layer.weight"] = (torch.randn(VOCAB, HIDDEN), 0)
+    return out
+
+
+def write_megatron(root: Path, tp: int, pp: int, iteration: int = 10) -> Path:
+    (root / "latest_checkpointed_iteration.txt").write_text(str(iteration))
+    folder = root / f"iter_{iteration:07d}"
+    per_stage = LAYERS // pp
+    args = argparse.Namespace(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, num_layers=LAYERS,
+                              hidden_size=HIDDEN, ffn_hidden_size=FFN, padded_vocab_size=VOCAB, params_dtype=torch.float32)  # fmt: skip
+    for p in range(pp):
+        for t in range(tp):
+            model = {}
+            for name, (value, dim) in full_model().items():
+                if name.startswith("decoder.layers."):
+                    layer = int(name.split(".")[2])
+                    if layer // per_stage != p:
+                        continue
+                    name = name.replace(f"layers.{layer}.", f"layers.{layer - p * per_stage}.", 1)
+                elif name.startswith("embedding.") and p != 0 or not name.startswith(("embedding.", "decoder.layers.")) and p != pp - 1:
+                    continue
+                model[name] = value if dim is None else value.chunk(tp, dim)[t].clone()
+            sub = folder / (f"mp_rank_{t:02d}" if pp == 1 else f"mp_rank_{t:02d}_{p:03d}")
+            sub.mkdir(parents=True)
+            torch.save({"args": args, "checkpoint_version": 3.0, "iteration": iteration, "model": model,
+                        "optimizer": {"param_groups": [{"lr": 1e-4}]},
+                        "rng_state": [{"np_rng_state": np.random.get_state(), "torch_rng_state": torch.get_rng_state()}]},
+                       sub / "model_optim_rng.pt")  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (2, 2), (4, 2), (1, 4)])
+def test_shards_merge_to_the_unsharded_model(tmp_path: Path, tp: int, pp: int) -> None:
+    write_megatron(tmp_path, tp, pp)
+    assert reader_for(tmp_path) is megatron
+    anatomy = megatron.read(tmp_path)
+    ours = {f"{la.path}.{t.name}": t.shape for la in anatomy.walk() for t in la.tensors}
+    full = full_model()
+    assert ours == {k: tuple(v.shape) for k, (v, _) in full.items()}
+    assert totals(anatomy).params == sum(v.numel() for v, _ in full.values())
+    assert (anatomy.metadata["tensor_parallel"], anatomy.metadata["pipeline_parallel"]) == (str(tp), str(pp))
+
+
+def test_rank_layout_places_each_slice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_megatron(tmp_path, 2, 2)
+    layout = rank_layout(tmp_path)
+    assert layout.world_size == 4
+    rank1 = {s.tensor: (s.offsets, s.sizes) for s in layout.ranks[1].slices}
+    assert rank1["decoder.layers.0.mlp.linear_fc2.weight"] == ((0, FFN // 2), (HIDDEN, FFN // 2))
+    rank3 = {s.tensor: (s.offsets, s.sizes) for s in layout.ranks[3].slices}
+    assert rank3["decoder.layers.3.self_attention.linear_qkv.weight"] == ((3 * HIDDEN // 2, 0), (3 * HIDDEN // 2, HIDDEN))
+    assert sum(r.n_bytes for r in layout.ranks) >= layout.total_bytes  # replicated norms counted per rank
+    assert main(["layout", str(tmp_path), "--width", "120"]) == 0
+    assert "tensor_parallel: 2" in capsys.readouterr().out
+
+
+def test_a_missing_rank_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_megatron(tmp_path, 2, 2)
+    for f in (folder / "mp_rank_01_001").iterdir():
+        f.unlink()
+    (folder / "mp_rank_01_001").rmdir()
+    with pytest.raises(CorruptFileError, match="missing"):
+        megatron.read(tmp_path)
+    assert main(["summary", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_partition_rules_for_legacy_names() -> None:
+    assert megatron.partition_dim("language_model.encoder.layers.0.self_attention.query_key_value.weight") == 0
+    assert megatron.partition_dim("language_model.encoder.layers.0.self_attention.dense.weight") == 1
+    assert megatron.partition_dim("language_model.encoder.layers.0.self_attention.dense.bias") is None
+    assert megatron.partition_dim("language_model.encoder.layers.0.mlp.dense_4h_to_h.weight") == 1
+    assert megatron.partition_dim("language_model.embedding.word_embeddings.weight") == 0
+    assert megatron.partition_dim("language_model.encoder.final_norm.weight") is None
+
+
+
+
+#: Legacy Megatron-LM (and Megatron-DeepSpeed) names of one layer, under language_model.encoder.
+LEGACY_LAYER = [
+    ("input_norm.weight", (HIDDEN,), None),
+    ("self_attention.query_key_value.weight", (3 * HIDDEN, HIDDEN), 0),
+    ("self_attention.dense.weight", (HIDDEN, HIDDEN), 1),
+    ("self_attention.dense.bias", (HIDDEN,), None),
+    ("mlp.dense_h_to_4h.weight", (FFN, HIDDEN), 0),
+    ("mlp.dense_4h_to_h.weight", (HIDDEN, FFN), 1),
+]
+
+
+def test_legacy_nested_state_dicts_merge(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tp, pp, per_stage = 2, 2, LAYERS // 2
+    full = {f"layers.{i}.{n}": (torch.randn(*s), d) for i in range(LAYERS) for n, s, d in LEGACY_LAYER}
+    embedding = torch.randn(VOCAB, HIDDEN)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("release")
+    args = argparse.Namespace(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, num_layers=LAYERS)
+    for p in range(pp):
+        for t in range(tp):
+            encoder = {}
+            for name, (value, dim) in full.items():
+                layer = int(name.split(".")[1])
+                if layer // per_stage == p:
+                    local = name.replace(f"layers.{layer}.", f"layers.{layer - p * per_stage}.", 1)
+                    encoder[local] = value if dim is None else value.chunk(tp, dim)[t].clone()
+            lm: dict[str, object] = {"encoder": encoder}
+            if p == 0:
+                lm["embedding"] = {"word_embeddings": {"weight": embedding.chunk(tp, 0)[t].clone()}}
+            sub = tmp_path / "release" / f"mp_rank_{t:02d}_{p:03d}"
+            sub.mkdir(parents=True)
+            torch.save({"args": args, "iteration": 0, "model": {"language_model": lm}}, sub / "model_optim_rng.pt")
+    anatomy = megatron.read(tmp_path)
+    ours = {f"{la.path}.{t.name}": t.shape for la in anatomy.walk() for t in la.tensors}
+    expected = {f"language_model.encoder.{k}": tuple(v.shape) for k, (v, _) in full.items()}
+    expected["language_model.embedding.word_embeddings.weight"] = (VOCAB, HIDDEN)
+    assert ours == expected
