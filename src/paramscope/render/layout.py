@@ -41,7 +41,7 @@ def layout_table(layout: RankLayout) -> Table:
             f"({fmt.n_bytes(p.max_rank_model_bytes)} of it model), {fmt.n_bytes(p.min_rank_bytes)} on the emptiest"
         )
     columns = (
-        Column("Rank", "right"), Column("Files"), Column("Slices", "right"), Column("Elements", "right"),
+        Column("Rank", "right"), Column("Files", wrap=True, min_width=16), Column("Slices", "right"), Column("Elements", "right"),
         Column("Model bytes", "right"), Column("All bytes", "right"), Column("On disk", "right", drop=1),
     )  # fmt: skip
     return Table(f"Rank layout: {fmt.safe(layout.source)} ({layout.format})", columns, rows, footer=tuple(footer))
@@ -54,7 +54,7 @@ def layout_slices(layout: RankLayout, rank: int) -> Table:
         (fmt.safe(s.tensor), str(list(s.offsets)), str(list(s.sizes)), s.dtype, fmt.n_bytes(s.n_bytes))
         for s in (share.slices if share is not None else ())
     )
-    columns = (Column("Tensor"), Column("Offsets"), Column("Sizes"), Column("Dtype"), Column("Bytes", "right"))
+    columns = (Column("Tensor", wrap=True, min_width=16), Column("Offsets"), Column("Sizes"), Column("Dtype"), Column("Bytes", "right"))
     return Table(f"Rank {rank}: {len(rows)} slices", columns, rows)
 
 

@@ -55,7 +55,8 @@ def memory_document(plan: MemoryPlan) -> Document:
     """The plan as a document of tables."""
     parts = Table(
         "Per device",
-        (Column("Part"), Column("Bytes", "right"), Column("GB", "right"), Column("GiB", "right"), Column("= Formula")),
+        (Column("Part"), Column("Bytes", "right"), Column("GB", "right", drop=2), Column("GiB", "right", drop=1),
+         Column("= Formula", wrap=True, min_width=24)),
         tuple(
             (
                 f.name,
@@ -69,7 +70,8 @@ def memory_document(plan: MemoryPlan) -> Document:
     )
     phases = Table(
         "Moments of a step (what is alive together)",
-        (Column("Phase"), Column("Live bytes", "right"), Column("GiB", "right"), Column("= Parts")),
+        (Column("Phase"), Column("Live bytes", "right"), Column("GiB", "right", drop=1),
+         Column("= Parts", wrap=True, min_width=24)),
         tuple(
             (
                 ph.name,
@@ -88,7 +90,8 @@ def memory_document(plan: MemoryPlan) -> Document:
         blocks.append(
             Table(
                 "Activations by module",
-                (Column("Module"), Column("Repeat", "right"), Column("Bytes", "right"), Column("GiB", "right")),
+                (Column("Module", wrap=True, min_width=16), Column("Repeat", "right"), Column("Bytes", "right"),
+                 Column("GiB", "right", drop=1)),
                 tuple((fmt.safe(m.path), f"x{m.repeat}" if m.repeat > 1 else "", fmt.count(m.n_bytes),
                        f"{m.n_bytes / (1 << 30):.3f}") for m in rows),
                 footer=("kept at the end of the forward pass, before tensor parallelism",),

@@ -166,8 +166,15 @@ def rank_layout(source: Any, world_sizes: Sequence[int] = ()) -> RankLayout:
         UnsupportedFormatError: the source is not a sharded checkpoint paramscope knows.
 
     Example:
-        >>> rank_layout("checkpoint/step-1000", world_sizes=(16,)).world_size  # doctest: +SKIP
-        8
+        >>> import tempfile, warnings, torch  # torch writes the folder; reading it needs no torch
+        >>> import torch.distributed.checkpoint as dcp
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> with warnings.catch_warnings():  # one process, no process group: dcp says so
+        ...     warnings.simplefilter("ignore")
+        ...     _ = dcp.save({"w": torch.zeros(4, 2)}, checkpoint_id=folder.name, no_dist=True)
+        >>> rank_layout(folder.name, world_sizes=(16,)).world_size
+        1
+        >>> folder.cleanup()
     """
     import importlib
 
