@@ -273,7 +273,8 @@ def _frozen(m: _Machine, items: list[Any]) -> frozenset[Any]:
         out = frozenset(items)
     except TypeError:
         raise m.corrupt("a set member cannot be hashed") from None
-    return m.budget.nested(out)
+    checked: frozenset[Any] = m.budget.nested(out)
+    return checked
 
 
 def _op_additems(m: _Machine) -> None:

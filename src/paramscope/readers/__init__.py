@@ -96,4 +96,5 @@ def read(source: Any, **options: Any) -> Anatomy:
         if not isinstance(result, Anatomy):
             raise TargetError("__paramscope_anatomy__ must return a paramscope Anatomy")
         return result
-    return reader_for(source).read(source, **options)
+    anatomy: Anatomy = reader_for(source).read(source, **options)
+    return anatomy

@@ -32,7 +32,8 @@ def flash_sdpa(
         value = value.repeat_interleave(rep, dim=-3)
     if attn_mask is None:
         out = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False, scale=scale)
-        return out[0]
+        flash: torch.Tensor = out[0]
+        return flash
     if attn_mask.dtype == torch.bool:  # the kernel takes an additive bias, as torch converts it
         attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
             attn_mask.logical_not(), float("-inf")
@@ -40,7 +41,8 @@ def flash_sdpa(
     out = torch.ops.aten._scaled_dot_product_efficient_attention(
         query, key, value, attn_mask.expand(*query.shape[:-1], key.shape[-2]), True, dropout_p, is_causal, scale=scale
     )
-    return out[0]
+    efficient: torch.Tensor = out[0]
+    return efficient
 
 
 def fused_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:

@@ -31,7 +31,8 @@ from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
 from paramscope.readers.distributed.torch_file import load_torch_file
-from paramscope.readers.torch.tensor_pickle import Global, TensorRef, TorchPickleRules
+from paramscope.parsers.pickle import Global
+from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 from paramscope.rules.names import anatomy_from_flat, natural_key
 
 __all__ = ["can_read", "read", "rank_layout"]
