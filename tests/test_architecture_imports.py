@@ -17,8 +17,7 @@ SRC = Path(__file__).parent.parent / "src" / "paramscope"
 #: room -> the rooms it may import ("" is the package root, ``import paramscope``).
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
-    # Only to find the package's own folder for the HDF5 child process, never to use it.
-    "parsers": {"core", ""},
+    "parsers": {"core"},
     "rules": {"core"},
     "trace": {"core"},
     "readers": {"core", "parsers", "rules", "trace"},

@@ -87,9 +87,8 @@ def child_argv(module: str) -> list[str]:
         >>> child_argv("paramscope.readers.keras.h5_child")[1:3]
         ['-I', '-c']
     """
-    import paramscope
-
-    package_dir = os.path.dirname(os.path.abspath(paramscope.__file__))
+    # This file is paramscope/parsers/hdf5.py: the package is two folders up.
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return [sys.executable, "-I", "-c", _BOOT, package_dir, module]
 
 

@@ -322,7 +322,9 @@ def read(source: Any, **options: Any) -> Anatomy:
         cls, class_note = _model_class(tf, config)
         model = _build_model(tf, cls, config, where)
 
-    from paramscope.readers import read as read_any
+    # The model is a live torch module now: the torch reader reads it (imported here, not at
+    # the top, because it imports torch, which reading a config's sizes must not).
+    from paramscope.readers.torch import module as torch_module
 
     notes = ["Built from the config on the meta device: shapes only, no weights loaded."]
     if class_note:
@@ -350,12 +352,12 @@ def read(source: Any, **options: Any) -> Anatomy:
     # without inputs there is no pass, and the model is built once
     retry = bool(passed) and passed.get("inputs") != []
     try:
-        anatomy = read_any(model, **passed, **rest)
+        anatomy = torch_module.read(model, **passed, **rest)
     except ModelError as e:
         if options.get("inputs") is not None or options.get("input_size") is not None:
             raise
         # The guessed inputs did not fit this model: still show its tensors.
-        anatomy = read_any(model, **rest)
+        anatomy = torch_module.read(model, **rest)
         notes.append(f"The default inputs did not fit ({_one_line(e)}); read without a forward pass.")
         retry = False
     if retry and not anatomy.outputs and _attn(config) != "eager":
@@ -363,7 +365,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         # the eager attention path builds the same products without that check.
         with _quiet(tf):
             eager = _build_model(tf, cls, config, where, attn_implementation="eager")
-        retry = read_any(eager, **passed, **rest)
+        retry = torch_module.read(eager, **passed, **rest)
         if retry.outputs:
             anatomy, model = retry, eager
             notes.append(

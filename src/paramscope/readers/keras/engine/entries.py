@@ -7,7 +7,7 @@ functions and custom classes are never run or imported; ``keras.ops`` nodes have
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,12 +52,23 @@ class Built:
     outputs: tuple[Shape | None, ...] = ()
 
 
+#: ``models.model_layers``: (entry, path prefix, frozen reason, policy, context, input shapes) -> Built.
+SubmodelBuilder = Callable[[Mapping[str, Any], str, str, Policy, "Context", Sequence["Shape | None"]], Built]
+
+
 @dataclass
 class Context:
-    """State shared while one config is walked."""
+    """State shared while one config is walked.
+
+    Attributes:
+        submodel: builds the layers of a nested model entry (``models.model_layers``). A nested
+            model is walked by the module that walks models, which itself builds every entry
+            with this one: the walker is handed in rather than imported back.
+    """
 
     stored: StoredWeights
     source: str
+    submodel: SubmodelBuilder
     notes: list[str] = field(default_factory=list)
 
 
@@ -286,11 +297,8 @@ def _submodel(
     policy: Policy,
     ctx: Context,
 ) -> tuple[Layer, tuple[Shape | None, ...]]:
-    # models.py walks sub-models and calls back into this module, hence the late import.
-    from paramscope.readers.keras.engine.models import model_layers
-
     inner_frozen = FROZEN_PARENT_WHY if frozen else ""
-    built = model_layers(entry, f"{path}/", inner_frozen, policy, ctx, in_shapes)
+    built = ctx.submodel(entry, f"{path}/", inner_frozen, policy, ctx, in_shapes)
     layer = Layer(name=entry_name(entry), type=entry["class_name"], path=path, children=built.layers,
                   compute=sum_compute([c.compute for c in built.layers]),
                   input_shapes=_known_shapes(built.inputs) or _known_shapes(in_shapes),

@@ -32,7 +32,7 @@ from paramscope.readers.keras.engine.entries import (
     explain_layer,
 )
 from paramscope.rules.keras.flops import sum_compute
-from paramscope.readers.keras.engine.models import functional_layers, sequential_layers
+from paramscope.readers.keras.engine.models import functional_layers, model_layers, sequential_layers
 from paramscope.rules.keras.policy import Policy, parse_policy
 
 __all__ = ["StoredWeight", "StoredWeights", "Policy", "anatomy_from_config", "explain_layer"]
@@ -92,7 +92,7 @@ def anatomy_from_config(
 
 def _anatomy(config: Mapping[str, Any], source: str, stored_weights: StoredWeights | None) -> Anatomy:
     root = _root_entry(config, source)
-    ctx = Context(stored_weights or {}, source)
+    ctx = Context(stored_weights or {}, source, model_layers)
     metadata: dict[str, str] = {}
     for key in ("keras_version", "backend"):
         if isinstance(config.get(key), str):
