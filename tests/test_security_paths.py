@@ -111,6 +111,21 @@ def test_weight_file_symlinked_out_of_the_folder(tmp_path: Path, folder: Path) -
     assert "secret.weight" not in out.stdout
 
 
+def test_pytorch_weights_symlinked_out_of_the_folder(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    torch.save({"secret.weight": torch.zeros(3)}, outside / "secret.bin")
+    for name in ("pytorch_model.bin", "pytorch_model-00001-of-00002.bin"):
+        folder = tmp_path / f"ckpt-{name[:16]}"
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "gpt2"}')
+        (folder / name).symlink_to(outside / "secret.bin")
+        out = run_cli(folder, tmp=tmp_path)
+        assert_refused(out, name, "symlink out")
+        assert "secret" not in out.stdout
+
+
 def test_index_symlinked_out_of_the_folder(tmp_path: Path, folder: Path) -> None:
     outside = tmp_path / "elsewhere.json"
     outside.write_text(json.dumps({"weight_map": {}}))

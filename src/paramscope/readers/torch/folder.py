@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role
+from paramscope.core.files import folder_member
 from paramscope.core.errors import CorruptFileError, TargetError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.hf.folder import folder_facts, read_index, short
@@ -73,10 +74,12 @@ def _files(folder: Path) -> tuple[Path | None, list[Path]]:
     if indexes:
         return folder / indexes[0], []
     # Only the weights save_pretrained writes: training_args.bin and the like are not weights.
+    # Every name found by listing follows the folder rule: inside it (a symlink out is refused,
+    # not followed) and a regular file.
     for single in _SINGLE:
-        if (folder / single).is_file():
-            return None, [folder / single]
-    return None, [folder / n for n in names if _SHARD.search(n) and (folder / n).is_file()]
+        if single in names:
+            return None, [folder_member(folder, single, what="weights file")]
+    return None, [folder_member(folder, n, what="weights file") for n in names if _SHARD.search(n)]
 
 
 def read_folder(source: Path, load: Loader) -> Anatomy:
