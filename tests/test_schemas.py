@@ -57,3 +57,16 @@ def test_diff_and_check_json_validate(tmp_path: Path) -> None:
         doc = json.loads(proc.stdout)
         assert doc["schema"] == name
         jsonschema.Draft202012Validator(schema_for(name)).validate(doc)
+
+
+def test_memory_json_validates_and_an_unknown_part_must_be_null() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    plan = paramscope.memory(model, train=True, input_size=(2, 8), device="24GiB")
+    doc = json.loads(paramscope.render_memory(plan, format="json"))
+    validator = jsonschema.Draft202012Validator(schema_for("paramscope-memory/1"))
+    validator.validate(doc)
+    # The oracle: torch's own sizes of the parameters (fp32 training keeps them as they are).
+    assert doc["per_device"]["params"] == sum(p.numel() * p.element_size() for p in model.parameters())
+    broken = json.loads(json.dumps(doc))
+    broken["per_device"]["peak"] = "unknown"
+    assert not validator.is_valid(broken)

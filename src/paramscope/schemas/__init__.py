@@ -1,8 +1,8 @@
 """JSON Schemas (draft 2020-12) of every JSON document paramscope writes, shipped with the package.
 
-``paramscope/1`` (summary and explain), ``paramscope-diff/1`` (``paramscope diff``) and
-``paramscope-check/1`` (``paramscope check``); each document names its schema in its ``schema``
-field.
+``paramscope/1`` (summary and explain), ``paramscope-diff/1`` (``paramscope diff``),
+``paramscope-check/1`` (``paramscope check``) and ``paramscope-memory/1`` (``paramscope memory``);
+each document names its schema in its ``schema`` field.
 
 Example:
     >>> schema_for("paramscope-diff/1")["title"]
@@ -22,6 +22,7 @@ SCHEMA_FILES = {
     "paramscope/1": "paramscope-1.schema.json",
     "paramscope-diff/1": "paramscope-diff-1.schema.json",
     "paramscope-check/1": "paramscope-check-1.schema.json",
+    "paramscope-memory/1": "paramscope-memory-1.schema.json",
 }
 
 
