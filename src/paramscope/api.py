@@ -1,4 +1,9 @@
-"""The Python API: read anything, then render a summary or an explanation of it."""
+"""The Python API: read anything, then render a summary or an explanation of it.
+
+This file is long (about 440 lines) because it holds every public function, one per command
+(summary, explain, memory, layout, diff, check); each is short and documented with a runnable
+example.
+"""
 
 from __future__ import annotations
 

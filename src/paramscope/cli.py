@@ -1,4 +1,8 @@
-"""The ``paramscope`` command line: ``summary`` and ``explain`` of a model, file or config."""
+"""The ``paramscope`` command line: summary, explain, memory, diff, check and layout of a model, file or config.
+
+This file is long (about 540 lines) because one argument parser holds every subcommand, so that
+a mistyped option can be matched against all of them and every error is one line.
+"""
 
 from __future__ import annotations
 

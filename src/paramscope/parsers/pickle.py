@@ -18,6 +18,9 @@ crafted to share one hash value). Every limit is a one-line
 
 The file is long because it holds one small handler per opcode (about 70) beside the machine.
 Opcode meanings follow the reference in the CPython source, ``Lib/pickletools.py``.
+
+This file is long (about 570 lines) because it is the pickle machine: one handler per opcode in
+a dispatch table; its bounds live in pickle_budget.py.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ GGUF stores dims in ggml order, fastest-varying first (``ne[0]`` is a row's leng
 here are reversed into PyTorch's row-major order: a ``[4096, 11008]`` ggml tensor is shown as
 ``(11008, 4096)``, the same as the ``nn.Linear`` weight it came from. The logical parameter
 count is the element count; the bytes are the real storage of its (block-quantised) type.
+
+This file is long (about 530 lines) because it is the whole GGUF format: header, typed metadata
+values, tensor infos and split files; the ggml type table lives in core/dtypes.py.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ rather than on the meta kernels:
 - full activation checkpointing wraps each repeated block's forward in
   ``torch.utils.checkpoint`` (non-reentrant), so the block keeps its input and is recomputed
   during backward, as in a real run.
+
+This file is long (about 400 lines) because the tracker, its module hooks and the pass that
+drives it are one mechanism: each depends on the others' bookkeeping.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Field numbers are those of ``onnx/onnx.proto`` (ModelProto, GraphProto, NodeProto,
 AttributeProto, TensorProto, SparseTensorProto, ValueInfoProto, TypeProto, FunctionProto).
 Only what paramscope needs is kept; every other field is skipped by its length.
+
+This file is long (about 400 lines) because it is ONNX's message schema: one small decoder per
+protobuf message, kept together so the schema reads as one table.
 """
 
 from __future__ import annotations
