@@ -109,7 +109,8 @@ def sum_tensors(tensors: Iterable[Tensor], known: bool = True) -> Totals:
     n = 0
     for t in unique_tensors(tensors):
         n += 1
-        count, size = t.count, t.n_bytes
+        count = t.count
+        size = n_bytes(t.dtype, count)  # what t.n_bytes gives, without counting the elements twice
         if count is None or t.overlap is None:
             complete = bytes_complete = counts_complete = False
             continue

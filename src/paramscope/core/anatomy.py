@@ -206,9 +206,13 @@ class Layer:
 
     def walk(self) -> Iterator[Layer]:
         """This layer and all its descendants, depth first, parents before children."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        # An explicit stack rather than nested generators: each layer is yielded in constant
+        # time, however deep it sits (views and totals walk every subtree).
+        stack = [self]
+        while stack:
+            layer = stack.pop()
+            yield layer
+            stack.extend(reversed(layer.children))
 
     def all_tensors(self) -> Iterator[Tensor]:
         """Every tensor of this layer and its descendants (shared ones as often as they occur)."""

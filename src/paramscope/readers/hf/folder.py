@@ -88,7 +88,15 @@ def read_index(index: Path, folder: Path) -> tuple[dict[str, Path], dict[str, st
         else {}
     )
     # Every path is checked before any shard is opened.
-    weight_map = {name: shard_path(folder, rel, index, name) for name, rel in wm.items()}
+    # A 70B index names 15 shards 723 times: each distinct name is resolved (and checked) once.
+    resolved: dict[str, Path] = {}
+    weight_map = {}
+    for name, rel in wm.items():
+        path = resolved.get(rel) if isinstance(rel, str) else None
+        if path is None:
+            path = shard_path(folder, rel, index, name)
+            resolved[str(rel)] = path
+        weight_map[name] = path
     for f in sorted(set(weight_map.values()), key=lambda q: natural_key(q.name)):
         if not f.is_file():
             raise CorruptFileError(f"shard {f.name} named in the index does not exist", where=str(index))
