@@ -126,9 +126,15 @@ def _rich_table(item: Table, width: int | None, ascii_only: bool = False) -> Ren
             width=w,
         )
     depths = item.depths or (0,) * len(item.rows)
+    first_width = widths[0] if widths else None
     for cells, depth in zip(item.rows, depths):
-        # Padding rather than leading spaces: a name that wraps stays under its own indentation.
-        first: RenderableType = Padding(Text(cells[0]), (0, 0, 0, 2 * depth)) if depth else Text(cells[0])
+        first: RenderableType
+        if depth and (first_width is None or 2 * depth + len(cells[0]) > first_width):
+            # Padding rather than leading spaces: a name that wraps stays under its own
+            # indentation. Only where it may wrap: rich lays a Padding out as a table of its own.
+            first = Padding(Text(cells[0]), (0, 0, 0, 2 * depth))
+        else:
+            first = Text("  " * depth + cells[0])
         table.add_row(first, *(Text(c) for c in cells[1:]))
     if not item.footer:
         return table
