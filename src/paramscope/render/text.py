@@ -9,6 +9,7 @@ of zeros first) and a footer line names them.
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import replace
 
 from rich import box
@@ -129,12 +130,17 @@ def _rich_table(item: Table, width: int | None, ascii_only: bool = False) -> Ren
     first_width = widths[0] if widths else None
     for cells, depth in zip(item.rows, depths):
         first: RenderableType
-        if depth and (first_width is None or 2 * depth + len(cells[0]) > first_width):
-            # Padding rather than leading spaces: a name that wraps stays under its own
-            # indentation. Only where it may wrap: rich lays a Padding out as a table of its own.
+        indent = "  " * depth
+        if depth and first_width is not None and len(indent) + len(cells[0]) > first_width:
+            # Wrapped here, between words, each line under the row's indentation (rich would
+            # start the second line at the edge; a Padding per row costs rich a table each).
+            lines = textwrap.wrap(cells[0], max(1, first_width - len(indent)), break_long_words=False,
+                                  break_on_hyphens=False)
+            first = Text("\n".join(indent + line for line in lines))
+        elif depth and first_width is None:
             first = Padding(Text(cells[0]), (0, 0, 0, 2 * depth))
         else:
-            first = Text("  " * depth + cells[0])
+            first = Text(indent + cells[0])
         table.add_row(first, *(Text(c) for c in cells[1:]))
     if not item.footer:
         return table
