@@ -14,13 +14,12 @@ encoder-decoder rules are in :mod:`paramscope.rules.torch.hf_encoders`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from paramscope.core.anatomy import Formula, Role
 from paramscope.rules.torch._common import NO_PARAMS, guarded, note, plus, times
-from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver
+from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver, resolver_by_name
 
 __all__ = ["HF_RULES"]
 
@@ -59,15 +58,7 @@ def _hf(
     return deco
 
 
-@register_torch_resolver
-def _resolve(cls: type) -> TorchRule | None:
-    found = HF_RULES.get((cls.__module__, cls.__qualname__))
-    if found is None:
-        return None
-    defining = sys.modules.get(cls.__module__)
-    if defining is None or getattr(defining, cls.__qualname__, None) is not cls:
-        return None
-    return found
+register_torch_resolver(resolver_by_name(HF_RULES))
 
 
 def _params(module: Any) -> int:

@@ -15,14 +15,13 @@ float model never imports ``torch.ao``.
 
 from __future__ import annotations
 
-import sys
 from math import prod
 from typing import Any
 
 from paramscope.core.anatomy import Formula
 from paramscope.rules.torch.packed import packed_tensors
 from paramscope.rules.torch._common import NO_PARAMS, note, stored, times, value
-from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver
+from paramscope.rules.torch.registry import ModuleNote, TensorNote, TorchRule, register_torch_resolver, resolver_by_name
 
 __all__: list[str] = []
 
@@ -141,12 +140,4 @@ for _mod, _names, _rule in [
         _RULES[(_mod, _name)] = _rule
 
 
-@register_torch_resolver
-def _resolve(cls: type) -> TorchRule | None:
-    found = _RULES.get((cls.__module__, cls.__qualname__))
-    if found is None:
-        return None
-    defining = sys.modules.get(cls.__module__)
-    if defining is None or getattr(defining, cls.__qualname__, None) is not cls:
-        return None
-    return found
+register_torch_resolver(resolver_by_name(_RULES))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,6 +18,7 @@ __all__ = [
     "TorchResolver",
     "register_torch_rule",
     "register_torch_resolver",
+    "resolver_by_name",
     "torch_rule",
 ]
 
@@ -107,6 +109,31 @@ def register_torch_resolver(resolver: TorchResolver) -> TorchResolver:
     _RESOLVERS.append(resolver)
     _UNRESOLVED.clear()
     return resolver
+
+
+def resolver_by_name(table: Mapping[tuple[str, str], TorchRule]) -> TorchResolver:
+    """A resolver for rules keyed by ``(module, qualified name)``, matching one exact class.
+
+    The class must be the one its module defines under that name (checked for identity), so a
+    user's class that reuses a library's name is not mistaken for it.
+
+    Example:
+        >>> import torch
+        >>> find = resolver_by_name({("torch.nn.modules.linear", "Identity"): "identity rule"})
+        >>> find(torch.nn.Identity), find(torch.nn.Linear)
+        ('identity rule', None)
+    """
+
+    def resolve(cls: type) -> TorchRule | None:
+        found = table.get((cls.__module__, cls.__qualname__))
+        if found is None:
+            return None
+        defining = sys.modules.get(cls.__module__)
+        if defining is None or getattr(defining, cls.__qualname__, None) is not cls:
+            return None
+        return found
+
+    return resolve
 
 
 def _resolve(cls: type) -> TorchRule | None:
