@@ -221,16 +221,26 @@ class _Machine:
             raise UnsafeFileError(e.message(self.op_at), where=self.where) from None
 
     def _loop(self) -> Scan:
+        # The hot loop: a 70B DCP metadata with its Adam state runs 1.25 million opcodes here.
+        # Opcodes are counted in a local and handed to the budget only when it must refuse.
         end = len(self.buf)
-        opcode = self.budget.opcode
+        buf = self.buf
+        budget = self.budget
+        max_opcodes = self.limits.max_opcodes
+        count = budget.opcodes
+        ops = _OPS
         while True:
-            self.op_at = self.pos
-            if self.pos >= end:
+            pos = self.pos
+            self.op_at = pos
+            if pos >= end:
                 raise self.corrupt("the pickle ends without STOP")
-            opcode()
-            op = self.buf[self.pos]
-            self.pos += 1
-            handler = _OPS.get(op)
+            count += 1
+            if count > max_opcodes:
+                budget.opcodes = count - 1
+                budget.opcode()  # raises the limit's own message
+            op = buf[pos]
+            self.pos = pos + 1
+            handler = ops.get(op)
             if handler is None:
                 raise self.corrupt(f"unknown or unsupported pickle opcode 0x{op:02x}")
             if handler(self):
@@ -238,6 +248,7 @@ class _Machine:
                     raise self.corrupt("STOP inside an open MARK")
                 if len(self.stack) != 1:
                     raise self.corrupt(f"STOP with {len(self.stack)} values on the stack")
+                budget.opcodes = count
                 return Scan(self.stack[0], self.pos)
 
 
