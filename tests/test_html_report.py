@@ -219,3 +219,20 @@ def test_notebook_fragment_leaves_the_page_around_it_unchanged(tmp_path: Path) -
         assert m is not None and m.group(1)
         results.append(json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&")))
     assert results[0] == results[1]
+
+
+def test_overlapping_views_are_drawn_once() -> None:
+    # Two parameters viewing elements 0-59 and 40-99 of one 100-element storage: 100 elements.
+    class Views(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            base = torch.zeros(100)
+            self.a = torch.nn.Parameter(base[0:60])
+            self.b = torch.nn.Parameter(base[40:100])
+
+    model = Views()
+    storage = model.a.untyped_storage()
+    assert model.b.untyped_storage().data_ptr() == storage.data_ptr()  # the oracle: one storage
+    p = _parse(paramscope.summary(model, format="html").text)
+    assert _leaf_sum(p, "params") == storage.nbytes() // 4 == 100
+    assert _leaf_sum(p, "bytes") == storage.nbytes()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from paramscope.analysis.view import ReportView
 from paramscope.core.anatomy import Role
-from paramscope.core.dtypes import n_bytes
+from paramscope.core.dtypes import n_bytes as dtype_bytes
 
 __all__ = ["METRICS", "Leaf", "Node", "TreemapView", "build_treemap"]
 
@@ -125,7 +125,7 @@ def build_treemap(view: ReportView) -> TreemapView:
                 elements = size = None
             elif overlap and elements is not None:  # drawn once, with the view listed first
                 elements -= overlap
-                size = n_bytes(tv.dtype, elements)
+                size = dtype_bytes(tv.dtype, elements)
             leaves.append(Leaf(tv.name, elements if tv.raw.is_param else 0, size, None, tv.role, tv.dtype))
         own.append((tuple(leaves), tuple(shares)))
 
