@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import ceil, prod
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +35,7 @@ from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 from paramscope.rules.names import anatomy_from_flat
@@ -46,43 +47,29 @@ _MODEL = re.compile(r"^(?:zero_pp_rank_(\d+)_)?mp_rank_(\d+)_model_states\.pt$")
 _MAX_LATEST = 256
 
 
-@dataclass(eq=False)
-class DsRecord:
-    """An object of a DeepSpeed class, as data: its class and the state ``BUILD`` gave it."""
-
-    cls: str
-    state: dict[str, Any] = field(default_factory=dict)
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _DsClass:
-    qualname: str
-
-
 class DeepSpeedPickleRules(TorchPickleRules):
     """Torch's allow-list plus DeepSpeed's own classes as inert records (``deepspeed.*``, never imported)."""
 
     def resolve(self, module: str, name: str, offset: int) -> Any:
         if (module == "deepspeed" or module.startswith("deepspeed.")) and name.isidentifier():
-            return _DsClass(f"{module}.{name}")
+            return ClassName(f"{module}.{name}")
         return super().resolve(module, name, offset)
 
     def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
         # An enum member is pickled as a call of its class with its value: kept as (class, value).
-        if isinstance(func, _DsClass):
+        if isinstance(func, ClassName):
             if all(isinstance(a, (int, str, float, bool)) or a is None for a in args):
-                return DsRecord(func.qualname, args=args)
+                return Record(func.qualname, args=args)
             raise UnsafeFileError(f"the pickle calls {func.qualname} with objects at byte {offset}; paramscope refuses it", where=self.where)
         return super().reduce(func, args, offset)
 
     def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(cls, _DsClass) and not args:
-            return DsRecord(cls.qualname)
+        if isinstance(cls, ClassName) and not args:
+            return Record(cls.qualname)
         return super().newobj(cls, args, offset)
 
     def build(self, obj: Any, state: Any, offset: int) -> Any:
-        if isinstance(obj, DsRecord):
+        if isinstance(obj, Record):
             if isinstance(state, dict):
                 obj.state.update((k, v) for k, v in state.items() if isinstance(k, str))
             return obj
@@ -199,7 +186,7 @@ def _inside(folder: Path, name: str) -> Path:
 
 
 def _int(value: Any, what: str, where: Path) -> int:
-    if isinstance(value, DsRecord) and len(value.args) == 1:
+    if isinstance(value, Record) and len(value.args) == 1:
         value = value.args[0]  # ZeroStageEnum(2)
     if type(value) is not int or value < 0:
         raise CorruptFileError(f"{what} is {value!r}, not a count", where=str(where))

@@ -21,7 +21,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.parsers.pickle import Global
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -53,18 +54,6 @@ _RANK = re.compile(r"(\d+)(?=\D*\.(?:pt|pth|bin)$)")
 
 
 @dataclass(eq=False)
-class _Record:
-    cls: str
-    state: dict[str, Any] = field(default_factory=dict)
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Cls:
-    qualname: str
-
-
-@dataclass(eq=False)
 class _Sharded:
     """A ShardedTensor as data: global size and dtype, the metadata, this file's local shards."""
 
@@ -76,11 +65,11 @@ class _Sharded:
 class _Rules(TorchPickleRules):
     def resolve(self, module: str, name: str, offset: int) -> Any:
         if f"{module}.{name}" in _CLASSES:
-            return _Cls(f"{module}.{name}")
+            return ClassName(f"{module}.{name}")
         return super().resolve(module, name, offset)
 
     def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(func, Global) and func.name == "_rebuild_from_type_v2" and len(args) == 4 and isinstance(args[1], _Cls):
+        if isinstance(func, Global) and func.name == "_rebuild_from_type_v2" and len(args) == 4 and isinstance(args[1], ClassName):
             if not args[1].qualname.endswith("ShardedTensor") or not isinstance(args[2], tuple) or len(args[2]) < 3:
                 raise UnsafeFileError(f"the pickle rebuilds a {args[1].qualname} at byte {offset}; paramscope refuses it", where=self.where)
             size, dtype = args[2][2], getattr(args[2][1], "name", "")
@@ -88,24 +77,24 @@ class _Rules(TorchPickleRules):
                 raise CorruptFileError(f"a ShardedTensor at byte {offset} without a global size or dtype", where=self.where)
             parts = list(args[3]) if isinstance(args[3], (tuple, list)) else [args[3]]
             return _Sharded(size, dtype, parts)
-        if isinstance(func, _Cls):
+        if isinstance(func, ClassName):
             if func.qualname.endswith("getattr"):
-                if len(args) == 2 and isinstance(args[0], _Cls) and args[1] == "ProcessGroupState":
-                    return _Cls(f"{args[0].qualname}.ProcessGroupState")
+                if len(args) == 2 and isinstance(args[0], ClassName) and args[1] == "ProcessGroupState":
+                    return ClassName(f"{args[0].qualname}.ProcessGroupState")
                 raise UnsafeFileError(f"getattr at byte {offset} on something a ShardedTensor pickle never names", where=self.where)
             if func.qualname.endswith("_get_layout") and len(args) == 1 and isinstance(args[0], str):
                 return args[0]
             if func.qualname.endswith(("MEM_FORMAT_ENCODING", "ProcessGroupState")):
-                return _Record(func.qualname, args=args)
+                return Record(func.qualname, args=args)
         return super().reduce(func, args, offset)
 
     def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(cls, _Cls) and not cls.qualname.endswith(("getattr", "_get_layout", "_rebuild_wrapper_subclass")):
-            return _Record(cls.qualname, args=args)
+        if isinstance(cls, ClassName) and not cls.qualname.endswith(("getattr", "_get_layout", "_rebuild_wrapper_subclass")):
+            return Record(cls.qualname, args=args)
         return super().newobj(cls, args, offset)
 
     def build(self, obj: Any, state: Any, offset: int) -> Any:
-        if isinstance(obj, _Record):
+        if isinstance(obj, Record):
             # Slotted classes pickle their state as (dict or None, slot dict).
             for part in state if isinstance(state, tuple) else (state,):
                 if isinstance(part, dict):
@@ -168,13 +157,13 @@ def _walk(value: Any, prefix: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
             yield from _walk(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
 
 
-def _records(parts: Iterable[Any], cls: str) -> list[_Record]:
-    out: list[_Record] = []
+def _records(parts: Iterable[Any], cls: str) -> list[Record]:
+    out: list[Record] = []
     for p in parts:
-        if isinstance(p, _Record) and p.cls.endswith(cls):
+        if isinstance(p, Record) and p.cls.endswith(cls):
             out.append(p)
         elif isinstance(p, list):
-            out += [x for x in p if isinstance(x, _Record) and x.cls.endswith(cls)]
+            out += [x for x in p if isinstance(x, Record) and x.cls.endswith(cls)]
     return out
 
 
@@ -202,8 +191,8 @@ def _load(source: Any) -> tuple[list[Path], dict[str, _Global], dict[str, Tensor
                 raise CorruptFileError(f"ShardedTensor {name!r} has no ShardedTensorMetadata", where=where)
             placed: dict[int, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
             for sm in meta.state.get("shards_metadata", []):
-                dev = sm.state.get("placement") if isinstance(sm, _Record) else None
-                rank = dev.state.get("_rank") if isinstance(dev, _Record) else None
+                dev = sm.state.get("placement") if isinstance(sm, Record) else None
+                rank = dev.state.get("_rank") if isinstance(dev, Record) else None
                 if type(rank) is not int:
                     raise CorruptFileError(f"a shard of {name!r} has no rank placement", where=where)
                 placed.setdefault(rank, []).append((_ints(sm.state.get("shard_offsets"), where), _ints(sm.state.get("shard_sizes"), where)))
@@ -211,7 +200,7 @@ def _load(source: Any) -> tuple[list[Path], dict[str, _Global], dict[str, Tensor
             _check(g, where)
             if rank_in_name is not None:
                 local = [(_ints(s.state["metadata"].state.get("shard_offsets"), where), _ints(s.state["metadata"].state.get("shard_sizes"), where))
-                         for s in _records(t.parts, "sharded_tensor.shard.Shard") if isinstance(s.state.get("metadata"), _Record)]  # fmt: skip
+                         for s in _records(t.parts, "sharded_tensor.shard.Shard") if isinstance(s.state.get("metadata"), Record)]  # fmt: skip
                 if sorted(local) != sorted(placed.get(rank_in_name, [])):
                     raise CorruptFileError(f"{path.name} holds shards of {name!r} that its metadata places elsewhere", where=where)
             prev = found.setdefault(name, g)

@@ -32,6 +32,7 @@ from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 from paramscope.rules.names import anatomy_from_flat
@@ -58,40 +59,28 @@ _EXTRA = {
 }  # fmt: skip
 
 
-@dataclass(eq=False)
-class _Record:
-    cls: str
-    state: Any = None
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Cls:
-    qualname: str
-
-
 class _Rules(TorchPickleRules):
     def resolve(self, module: str, name: str, offset: int) -> Any:
         if (module, name) in _EXTRA:
-            return _Cls(f"{module}.{name}")
+            return ClassName(f"{module}.{name}")
         return super().resolve(module, name, offset)
 
     def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(func, _Cls) and func.qualname == "_codecs.encode":
+        if isinstance(func, ClassName) and func.qualname == "_codecs.encode":
             if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
                 return args[0].encode("latin1")  # text already in memory: no size from a header
             raise UnsafeFileError(f"_codecs.encode at byte {offset} with arguments numpy never writes", where=self.where)
-        if isinstance(func, _Cls):
-            return _Record(func.qualname, args=args)  # numpy arrays and BytesIO: recorded, never built
+        if isinstance(func, ClassName):
+            return Record(func.qualname, args=args)  # numpy arrays and BytesIO: recorded, never built
         return super().reduce(func, args, offset)
 
     def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(cls, _Cls) and not args:
-            return _Record(cls.qualname, {})
+        if isinstance(cls, ClassName) and not args:
+            return Record(cls.qualname, {})
         return super().newobj(cls, args, offset)
 
     def build(self, obj: Any, state: Any, offset: int) -> Any:
-        if isinstance(obj, _Record):
+        if isinstance(obj, Record):
             obj.state = state
             return obj
         return super().build(obj, state, offset)
@@ -190,7 +179,7 @@ def _load(source: Any) -> tuple[Path, list[_Shard], int, int]:
         if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
             raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(path))
         args = value.get("args")
-        fields = args.state if isinstance(args, _Record) and isinstance(args.state, dict) else {}
+        fields = args.state if isinstance(args, Record) and isinstance(args.state, dict) else {}
         shards.append(_Shard(tp, pp, f"{name}/{_FILE}", dict(_flatten(value["model"], "")), fields, value.get("iteration")))
     tp_size = 1 + max(s.tp for s in shards)
     pp_size = 1 + max(s.pp for s in shards)
