@@ -22,7 +22,7 @@ from typing import Any
 
 from paramscope.core import limits, sniff
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
-from paramscope.core.errors import CorruptFileError, MissingDependencyError, UnsafeFileError
+from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.strict_json import loads_strict
 from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
 from paramscope.parsers.zip import open_zip

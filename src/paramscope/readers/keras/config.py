@@ -12,7 +12,7 @@ from typing import Any
 
 from paramscope.core import sniff
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import CorruptFileError, TargetError, UnsupportedFormatError
+from paramscope.core.errors import TargetError, UnsupportedFormatError
 from paramscope.core import limits
 from paramscope.core.files import open_regular
 from paramscope.core.strict_json import loads_strict

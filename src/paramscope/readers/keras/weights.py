@@ -27,9 +27,7 @@ from typing import Any
 from paramscope.core import sniff
 from paramscope.readers.keras.h5_sniff import is_hdf5, names_model_config
 from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor, TensorGroup
-from paramscope.core.dtypes import canonical_dtype
-from paramscope.core.errors import MissingDependencyError
-from paramscope.parsers.hdf5 import H5_TIMEOUT_S, HDF5_MAGIC, import_h5py, run_h5_child
+from paramscope.parsers.hdf5 import H5_TIMEOUT_S, import_h5py, run_h5_child
 from paramscope.rules.names import explain_name
 
 __all__ = ["can_read", "read", "VARIABLE_NAMES", "H5_TIMEOUT_S"]

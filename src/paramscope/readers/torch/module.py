@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy, Compute, Layer, Role, Tensor
+from paramscope.core.anatomy import Anatomy, Layer, Role, Tensor
 from paramscope.core.compute import sum_compute
 from paramscope.core.dtypes import canonical_dtype
 from paramscope.rules.torch.packed import packed_tensors

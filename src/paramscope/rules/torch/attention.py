@@ -152,7 +152,7 @@ def _transformer(module: Any) -> ModuleNote:
     enc, dec = _count(module.encoder), _count(module.decoder)
     formula = None
     if enc is not None and dec is not None:
-        formula = Formula(f"encoder + decoder", f"{value(enc.numeric)} + {value(dec.numeric)}")
+        formula = Formula("encoder + decoder", f"{value(enc.numeric)} + {value(dec.numeric)}")
     return note(
         {},
         formula,
