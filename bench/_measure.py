@@ -11,6 +11,7 @@ measured is this checkout's, installed or not.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -101,6 +102,10 @@ def measure_all(
     ``ok_codes`` are the exit statuses that count as success (``diff`` exits 1 on a difference).
     """
     full_env = child_env(env)
+    # Bytecode for this checkout, as an installed package has it (pip compiles at install), so
+    # no run pays for compiling paramscope's modules however the environment sets
+    # PYTHONDONTWRITEBYTECODE.
+    compileall.compile_dir(ROOT / "src", quiet=1)
     samples: list[list[tuple[float, int, str]]] = [[] for _ in jobs]
     for _ in range(max(1, repeat)):
         for (label, argv), got in zip(jobs, samples):

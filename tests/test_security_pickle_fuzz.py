@@ -157,3 +157,32 @@ def test_nesting_limit_is_exact(depth: int, limit: int, as_key: bool) -> None:
     else:
         with pytest.raises(UnsafeFileError, match=f"limit of {limit:,} levels"):
             _scan(data, PickleLimits(max_depth=limit))
+
+
+@FUZZ
+@given(value=shared_values(), protocol=hs.integers(0, pickle.HIGHEST_PROTOCOL), cut=hs.floats(0, 1))
+def test_cut_short_pickles_end_in_one_paramscope_error(value: Any, protocol: int, cut: float) -> None:
+    # Every prefix of a real pickle lacks its STOP: pickle.loads fails on it, and the interpreter
+    # must refuse it with its own error, wherever the cut falls (mid-opcode or between opcodes).
+    data = pickle.dumps(value, protocol=protocol)
+    prefix = data[: int(cut * (len(data) - 1))]
+    with pytest.raises(Exception) as theirs:
+        pickle.loads(prefix)
+    assert not isinstance(theirs.value, ParamscopeError)
+    with pytest.raises(ParamscopeError) as ours:
+        _scan(prefix)
+    assert "\n" not in str(ours.value)
+
+
+@FUZZ
+@given(value=shared_values(), protocol=hs.integers(0, pickle.HIGHEST_PROTOCOL), at=hs.floats(0, 1),
+       byte=hs.integers(0, 255))  # fmt: skip
+def test_mutated_pickles_rebuild_or_end_in_one_paramscope_error(value: Any, protocol: int, at: float, byte: int) -> None:
+    # A byte changed anywhere: the interpreter rebuilds some value or refuses in one line; no other
+    # exception escapes (pickle.loads is not run on these: a changed byte may name any global).
+    data = bytearray(pickle.dumps(value, protocol=protocol))
+    data[int(at * (len(data) - 1))] = byte
+    try:
+        _scan(bytes(data))
+    except ParamscopeError as e:
+        assert "\n" not in str(e)

@@ -41,7 +41,8 @@ class PickleLimits:
     other members); a training checkpoint with Adam state about 125 opcodes per parameter tensor.
 
     Attributes:
-        max_items: most values on the stack, the mark stack and the memo together.
+        max_items: most values on the stack, the mark stack and the memo together (checked
+            every 1,024 opcodes: each opcode adds at most one value).
         max_long_bytes: longest binary integer (``LONG1``/``LONG4``) accepted.
         max_text_digits: longest decimal number written as text accepted.
         max_opcodes: most opcodes run (2,000,000: a 60,000-tensor state dict, or Adam state for

@@ -40,6 +40,8 @@ _DATACLASSES: dict[tuple[str, str], str] = {
     (_FILESYSTEM, "_StorageInfo"): "_StorageInfo",
 }
 
+_RECORDS = frozenset(_DATACLASSES.values())
+
 #: Every global the pickle may name: the dataclasses and the plain values they hold.
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
@@ -67,7 +69,7 @@ _TORCH_DTYPES = frozenset(
 MAX_METADATA_BYTES = 256 * 2**20
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Record:
     """One of DCP's dataclasses, as data: its class name and the fields ``BUILD`` gave it.
 
@@ -111,10 +113,11 @@ class _Rules:
         )
 
     def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
-        kind = func.kind if isinstance(func, _Marker) else ""
-        if kind == "torch.Size" and len(args) == 1 and isinstance(args[0], tuple):
-            if not all(type(d) is int and d >= 0 for d in args[0]):
-                raise CorruptFileError(f"a torch.Size at byte {offset} holds a value that is not a size", where=self.where)
+        kind = func.kind if type(func) is _Marker else ""
+        if kind == "torch.Size" and len(args) == 1 and type(args[0]) is tuple:
+            for d in args[0]:
+                if type(d) is not int or d < 0:
+                    raise CorruptFileError(f"a torch.Size at byte {offset} holds a value that is not a size", where=self.where)
             return args[0]
         if kind == "torch.serialization._get_layout" and len(args) == 1 and isinstance(args[0], str):
             return args[0]
@@ -125,14 +128,14 @@ class _Rules:
         raise CorruptFileError(f"an unexpected call of {kind or type(func).__name__} at byte {offset}", where=self.where)
 
     def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(cls, _Marker) and cls.kind in _DATACLASSES.values() and args == ():
+        if type(cls) is _Marker and cls.kind in _RECORDS and args == ():
             return Record(cls.kind)
         raise UnsafeFileError(f"the .metadata pickle creates {cls!r} at byte {offset}; paramscope refuses it", where=self.where)
 
     def build(self, obj: Any, state: Any, offset: int) -> Any:
-        if not isinstance(obj, Record) or obj.state:
+        if type(obj) is not Record or obj.state:
             raise CorruptFileError(f"BUILD on a {type(obj).__name__} at byte {offset}", where=self.where)
-        if isinstance(state, dict) and all(isinstance(k, str) for k in state):
+        if type(state) is dict and all(type(k) is str for k in state):
             obj.state = dict(state)
         elif obj.cls == "TensorProperties" and isinstance(state, tuple) and len(state) == 5:
             # TensorProperties.__getstate__: (dtype, layout, requires_grad, memory format, pin_memory).
