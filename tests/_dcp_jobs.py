@@ -6,7 +6,10 @@
 - ``fsdp2/``: an FSDP2 ``fully_shard`` model and its Adam state from ``get_state_dict``, after one
   step, so the optimizer moments exist and every parameter is a sharded DTensor;
 - ``fsdp1/rank<r>.pt``: an FSDP1 model's ``SHARDED_STATE_DICT`` (ShardedTensors) saved with
-  ``torch.save`` on each rank, and ``fsdp1_placements.json``: torch's own shard metadata.
+  ``torch.save`` on each rank, and ``fsdp1_placements.json``: torch's own shard metadata;
+- ``hf_fsdp2/``, ``hf_split/``, ``hf_plain/``: the FSDP2 model, the same split over two files per
+  rank, and the replicated model, saved with ``HuggingFaceStorageWriter(save_distributed=True)``:
+  one ``shard-<rank + 1>-model-<i>-of-<n>.safetensors`` per rank and file, no ``.metadata``.
 
 Each job also writes ``expected.json`` from the unsharded model (``sum(p.numel())``, names,
 shapes, dtypes), the oracle the tests compare with.
@@ -18,6 +21,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 
 def _free_port() -> int:
@@ -68,10 +72,26 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
         opt.step()
         msd, osd = get_state_dict(model, opt)  # type: ignore[arg-type]
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=os.path.join(out, "fsdp2"))
+        _hf_rank_files(model, plain, out)
         _fsdp1_rank_file(rank, out)
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _hf_rank_files(sharded: Any, plain: Any, out: str) -> None:
+    """The FSDP2 and the replicated model saved as safetensors rank files (torch 2.8 and later)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import HuggingFaceStorageWriter
+
+    def save(state: dict[str, Any], name: str, files: dict[str, int] | None = None) -> None:
+        writer = HuggingFaceStorageWriter(path=os.path.join(out, name), save_distributed=True, fqn_to_index_mapping=files)
+        dcp.save(state, storage_writer=writer)
+
+    state = sharded.state_dict()
+    save(state, "hf_fsdp2")
+    save(state, "hf_split", {k: 1 + (i % 2) for i, k in enumerate(state)})
+    save(plain.state_dict(), "hf_plain")
 
 
 def _fsdp1_rank_file(rank: int, out: str) -> None:

@@ -26,11 +26,12 @@ READERS: tuple[str, ...] = (
     # A sharded module is a torch.nn.Module too: its global shapes need this reader first.
     "distributed.live",
     "torch.module",
+    # A DCP folder may sit beside .pt files, and its ranks may write safetensors: its .metadata or
+    # its shard-*-model-* rank files say what it is, before the generic readers.
+    "distributed.dcp",
     "safetensors",
     "gguf",
     "onnx.model",
-    # A DCP folder may sit beside .pt files: its .metadata says what it is, before the generic reader.
-    "distributed.dcp",
     "distributed.deepspeed",
     "distributed.megatron",
     "distributed.fsdp1",

@@ -1,10 +1,13 @@
-"""PyTorch Distributed Checkpoint folders (``dcp.save``), read from ``.metadata`` alone.
+"""PyTorch Distributed Checkpoint folders (``dcp.save``), read from their metadata alone.
 
 FSDP2, DTensor and torchtitan jobs save with ``torch.distributed.checkpoint``: a folder with one
 pickled ``.metadata`` and one ``__<rank>_<n>.distcp`` per writing rank. The metadata names every
 tensor of the state dict with its *global* shape and dtype, and each rank's chunk of it, so the
 whole model is known without reading a byte of weights or gathering anything
-(:mod:`.dcp_folder` checks it; :mod:`.dcp_pickle` parses it without unpickling).
+(:mod:`.dcp_folder` checks it; :mod:`.dcp_pickle` parses it without unpickling). Saved with
+``HuggingFaceStorageWriter(save_distributed=True)`` instead, the folder holds one
+``shard-<rank + 1>-model-<i>-of-<n>.safetensors`` per rank and file, each header saying where its
+pieces sit (:mod:`.dcp_safetensors`); both become the same checked checkpoint.
 
 Keys are the flattened state dict: with ``get_state_dict`` and ``{"model": ..., "optim": ...}``
 they read ``model.layers.0.attention.wq.weight`` and ``optim.state.layers.0...exp_avg``. The
@@ -26,6 +29,7 @@ from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.dcp_folder import DcpCheckpoint, GlobalTensor, load_checkpoint, rank_of_file
+from paramscope.readers.distributed.dcp_safetensors import is_sharded_folder, load_sharded
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
 from paramscope.rules.names import anatomy_from_flat
 
@@ -53,7 +57,7 @@ def can_read(source: Any) -> bool:
     if path.name == ".metadata":
         path = path.parent
     # os.path.isfile answers False for every error, which is what "not mine" needs.
-    return os.path.isdir(path) and os.path.isfile(path / ".metadata")
+    return os.path.isdir(path) and (os.path.isfile(path / ".metadata") or is_sharded_folder(path))
 
 
 def read(source: Any, **options: Any) -> Anatomy:
@@ -85,6 +89,8 @@ def _load(source: Any) -> DcpCheckpoint:
     path = Path(source)
     folder = path.parent if path.name == ".metadata" else path
     try:
+        if not os.path.isfile(folder / ".metadata") and is_sharded_folder(folder):
+            return load_sharded(folder)
         return load_checkpoint(folder)
     except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, MemoryError) as e:
         raise CorruptFileError(f"malformed Distributed Checkpoint ({type(e).__name__}: {str(e)[:200]})", where=str(folder)) from None
@@ -165,8 +171,10 @@ def anatomy_of(ckpt: DcpCheckpoint) -> Anatomy:
         extras.append(TensorGroup("other", tuple(_extra(t, False) for t in other), note="tensors outside the model's entry"))
     files = sorted(ckpt.file_bytes)
     ranks = sorted({r for f in files if (r := rank_of_file(f)) is not None})
+    sharded_safetensors = ckpt.storage == "safetensors"
     meta = {
         "format": "PyTorch Distributed Checkpoint (torch.distributed.checkpoint)",
+        "storage": "safetensors per rank (HuggingFaceStorageWriter)" if sharded_safetensors else ".metadata and .distcp files",
         "metadata_version": ckpt.version or "unversioned",
         "data_files": str(len(files)),
         "data_bytes": str(sum(ckpt.file_bytes.values())),
@@ -174,10 +182,17 @@ def anatomy_of(ckpt: DcpCheckpoint) -> Anatomy:
         "world_size": str(len(ranks)) if ranks else "?",
         "non_tensor_entries": str(len(ckpt.blobs)),
     }
-    notes = [
-        f"Global shapes read from the .metadata of a checkpoint written by {len(ranks) or '?'} ranks; "
-        "no tensor data was read. `paramscope layout` shows which rank holds what.",
-    ]
+    if sharded_safetensors:
+        notes = [
+            f"Global shapes are the extent of the pieces the {len(ranks) or '?'} ranks' safetensors headers place "
+            "(the format records no global size; torch's reader infers it the same way): a missing file of the "
+            "last rank would go unnoticed. No tensor data was read. `paramscope layout` shows which rank holds what.",
+        ]
+    else:
+        notes = [
+            f"Global shapes read from the .metadata of a checkpoint written by {len(ranks) or '?'} ranks; "
+            "no tensor data was read. `paramscope layout` shows which rank holds what.",
+        ]
     if prefix:
         notes.append(f"Model tensors are the checkpoint's {prefix[:-1]!r} entries.")
     sharded = sum(1 for t in model if len(t.chunks) > 1)

@@ -31,9 +31,11 @@ from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.readers.distributed.dcp_pickle import MAX_METADATA_BYTES, Dtype, Record, parse_metadata
 
-__all__ = ["Chunk", "GlobalTensor", "BytesEntry", "DcpCheckpoint", "load_checkpoint", "rank_of_file"]
+__all__ = ["Chunk", "GlobalTensor", "BytesEntry", "DcpCheckpoint", "load_checkpoint", "rank_of_file", "check_tiling", "SHARD_FILE"]
 
 _RANK_FILE = re.compile(r"^__(\d+)_(\d+)\.distcp$")
+#: A rank's file from ``HuggingFaceStorageWriter(save_distributed=True)``: shard numbers start at 1.
+SHARD_FILE = re.compile(r"^shard-(\d{1,9})-model-(\d{1,9})-of-(\d{1,9})\.safetensors$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class DcpCheckpoint:
         blobs: every non-tensor entry.
         file_bytes: size on disk of each data file, by relative path.
         version: the metadata's ``version`` field, ``""`` when absent (written before torch 2.4).
+        storage: ``"distcp"`` (a ``.metadata`` and ``.distcp`` files, the default writer) or
+            ``"safetensors"`` (``HuggingFaceStorageWriter``'s rank files, see :mod:`.dcp_safetensors`).
     """
 
     folder: str
@@ -97,17 +101,19 @@ class DcpCheckpoint:
     blobs: tuple[BytesEntry, ...]
     file_bytes: Mapping[str, int]
     version: str
+    storage: str = "distcp"
 
 
 def rank_of_file(name: str) -> int | None:
-    """The rank that wrote a data file, from the name DCP gives it (``__3_0.distcp`` -> 3).
+    """The rank that wrote a data file, from the name DCP gives it (``__3_0.distcp`` -> 3; the
+    safetensors writer numbers from 1: ``shard-00004-model-00001-of-00002.safetensors`` -> 3).
 
     Example:
-        >>> rank_of_file("__3_0.distcp"), rank_of_file("shard.bin")
-        (3, None)
+        >>> rank_of_file("__3_0.distcp"), rank_of_file("shard-00004-model-00001-of-00002.safetensors"), rank_of_file("a.bin")
+        (3, 3, None)
     """
-    m = _RANK_FILE.match(name)
-    return int(m.group(1)) if m else None
+    m = _RANK_FILE.match(name) or SHARD_FILE.match(name)
+    return int(m.group(1)) - (m.re is SHARD_FILE) if m else None
 
 
 def load_checkpoint(folder: str | os.PathLike[str]) -> DcpCheckpoint:
@@ -205,7 +211,7 @@ class _Checker:
             need = n_bytes(dtype.name, prod(sizes)) or 0
             file, offset, length = self._range(name, info, need)
             out.append(Chunk(offsets, sizes, file, offset, length))
-        _check_tiling(name, shape, out, self.where)
+        check_tiling(name, shape, out, self.where)
         return GlobalTensor(name, shape, dtype.name, tuple(out))
 
     def _range(self, name: str, info: Record, need: int) -> tuple[str, int, int]:
@@ -243,7 +249,7 @@ class _Checker:
         return st.st_size
 
 
-def _check_tiling(name: str, shape: tuple[int, ...], chunks: list[Chunk], where: str) -> None:
+def check_tiling(name: str, shape: tuple[int, ...], chunks: list[Chunk], where: str) -> None:
     """Chunks tile the tensor: inside it (checked by the caller), pairwise disjoint, volumes summing to it."""
     total = sum(c.count for c in chunks)
     if total != prod(shape):
