@@ -178,3 +178,32 @@ def test_fsdp1_rank_files_that_do_not_match_their_metadata(job: tuple[Path, dict
         fsdp1.read(swapped)
     assert main(["summary", str(swapped)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_metadata_written_by_torch_2_0_to_2_2(job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    # torch 2.0 to 2.2 pickled TensorProperties (and its memory-format enum) from
+    # torch.distributed._shard.sharded_tensor.metadata, and wrote no version or storage_meta.
+    # The classes still live there: the job's real metadata is re-pickled with them.
+    import pickle
+    import shutil
+
+    from torch.distributed._shard.sharded_tensor import metadata as shard_md
+    from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
+
+    out, expected = job
+    old = tmp_path / "old"
+    shutil.copytree(out / "fsdp2", old)
+    theirs = _torch_metadata(old)
+    entries = {
+        k: TensorStorageMetadata(shard_md.TensorProperties(dtype=v.properties.dtype), v.size, v.chunks)
+        if isinstance(v, TensorStorageMetadata) else v
+        for k, v in theirs.state_dict_metadata.items()
+    }  # fmt: skip
+    blob = pickle.dumps(Metadata(entries, planner_data=theirs.planner_data, storage_data=theirs.storage_data))
+    assert b"torch.distributed._shard.sharded_tensor.metadata" in blob and b"TensorProperties" in blob
+    (old / ".metadata").write_bytes(blob)
+    assert _torch_metadata(old).state_dict_metadata.keys() == theirs.state_dict_metadata.keys()
+    anatomy = dcp.read(old)
+    got = {f"model.{la.path}.{t.name}": [list(t.shape or ()), t.dtype] for la in anatomy.walk() for t in la.tensors}
+    assert got == {f"model.{k}": v for k, v in expected["tensors"].items()}
+    assert totals(anatomy).params == expected["n_params"]

@@ -11,7 +11,9 @@ The pickle is interpreted by :mod:`paramscope.parsers.pickle` with an allow-list
 the globals DCP writes: those dataclasses (created with ``NEWOBJ`` and filled with ``BUILD``,
 never constructed), ``torch.Size``, dtypes, ``torch.serialization._get_layout``, the
 memory-format enum, and ``pathlib`` paths (``StorageMeta.checkpoint_id``, a path kept as
-text). Every other global is refused before anything is built.
+text); and, for checkpoints written by torch 2.0 to 2.2, ``TensorProperties`` and the enum
+where those versions kept them (``torch.distributed._shard.sharded_tensor.metadata``). Every
+other global is refused before anything is built.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ __all__ = ["Record", "parse_metadata", "ALLOWED"]
 
 _METADATA = "torch.distributed.checkpoint.metadata"
 _FILESYSTEM = "torch.distributed.checkpoint.filesystem"
+#: Where torch 2.0 to 2.2 kept ``TensorProperties`` and its memory-format enum: their .metadata
+#: files name this module (the classes and their pickled state are otherwise the same).
+_SHARD_METADATA = "torch.distributed._shard.sharded_tensor.metadata"
 
 #: The dataclasses DCP writes; each becomes a :class:`Record` named after it.
 _DATACLASSES: dict[tuple[str, str], str] = {
@@ -34,6 +39,7 @@ _DATACLASSES: dict[tuple[str, str], str] = {
     (_METADATA, "TensorStorageMetadata"): "TensorStorageMetadata",
     (_METADATA, "ChunkStorageMetadata"): "ChunkStorageMetadata",
     (_METADATA, "TensorProperties"): "TensorProperties",
+    (_SHARD_METADATA, "TensorProperties"): "TensorProperties",
     (_METADATA, "BytesStorageMetadata"): "BytesStorageMetadata",
     (_METADATA, "MetadataIndex"): "MetadataIndex",
     (_METADATA, "StorageMeta"): "StorageMeta",
@@ -41,12 +47,14 @@ _DATACLASSES: dict[tuple[str, str], str] = {
 }
 
 _RECORDS = frozenset(_DATACLASSES.values())
+_MEM_FORMATS = frozenset({f"{_METADATA}._MEM_FORMAT_ENCODING", f"{_SHARD_METADATA}.MEM_FORMAT_ENCODING"})
 
 #: Every global the pickle may name: the dataclasses and the plain values they hold.
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
         *_DATACLASSES,
         (_METADATA, "_MEM_FORMAT_ENCODING"),
+        (_SHARD_METADATA, "MEM_FORMAT_ENCODING"),
         ("torch", "Size"),
         ("torch.serialization", "_get_layout"),
         ("pathlib", "PosixPath"),
@@ -121,7 +129,7 @@ class _Rules:
             return args[0]
         if kind == "torch.serialization._get_layout" and len(args) == 1 and isinstance(args[0], str):
             return args[0]
-        if kind == f"{_METADATA}._MEM_FORMAT_ENCODING" and len(args) == 1 and isinstance(args[0], int):
+        if kind in _MEM_FORMATS and len(args) == 1 and isinstance(args[0], int):
             return ("memory_format", args[0])
         if kind.startswith("pathlib.") and all(isinstance(a, str) for a in args):
             return "/".join(args)
