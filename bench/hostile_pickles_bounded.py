@@ -1,20 +1,25 @@
-"""Wall time and peak memory of ``paramscope summary`` on hostile checkpoints: the budget is 10 s, 1 GiB.
+"""Hostile checkpoints: ``paramscope summary`` (budget 10 s, 1 GiB) beside ``torch.load(weights_only=True)``.
 
 Run from the repository root:
 
-    python bench/hostile_pickles_bounded.py [--repeat 1]
+    python bench/hostile_pickles_bounded.py [--repeat 1] [--no-torch]
 
-Each file is a ``.pt`` zip whose ``data.pkl`` is an attack on the pickle interpreter (the
-tests in ``tests/test_security_pickle.py`` hold the same ones and check the refusals and the
-memory; timing lives here because wall time is not behaviour). Every run is a fresh process;
-the table gives its exit status, median wall time and peak RSS, and says whether it stayed
-within the budget. The exit status is 1 when any case is over it.
+Each file is a ``.pt`` zip whose ``data.pkl`` is an attack on a pickle reader (the tests in
+``tests/test_security_pickle.py`` hold the same ones and check the refusals and the memory;
+timing lives here because wall time is not behaviour). Every run is a fresh process; the table
+gives paramscope's exit status, median wall time and peak RSS and whether it stayed within the
+budget, then what the loader a user would otherwise reach for, torch's restricted
+``torch.load(path, weights_only=True)``, does with the same file: how it ends (an exception, a
+signal such as SIGSEGV, or killed at the 30 s limit), its wall time and peak RSS (it runs under
+a 4 GiB address-space limit so an attack cannot take the machine). The exit status is 1 when a
+paramscope run is over its budget.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import signal
 import statistics
 import struct
 import subprocess
@@ -88,6 +93,48 @@ def _write(folder: Path, i: int, data_pkl: bytes) -> Path:
     return path
 
 
+TORCH_LIMIT_S, TORCH_AS_BYTES = 30.0, 4 << 30
+
+#: Runs torch.load in a grandchild with a time and address-space limit; prints how it ended.
+_TORCH_WRAPPER = (
+    "import json, resource, subprocess, sys, time\n"
+    "def limit():\n"
+    f"    resource.setrlimit(resource.RLIMIT_AS, ({TORCH_AS_BYTES}, {TORCH_AS_BYTES}))\n"
+    "code = 'import sys, torch; torch.load(sys.argv[1], weights_only=True)'\n"
+    "t = time.perf_counter()\n"
+    "try:\n"
+    "    r = subprocess.run([sys.executable, '-c', code, sys.argv[1]], capture_output=True, text=True,\n"
+    f"                       timeout={TORCH_LIMIT_S}, preexec_fn=limit)\n"
+    "    lines = r.stderr.splitlines()\n"
+    "    errors = [l for l in lines if l.split(':', 1)[0].endswith(('Error', 'Exception'))]\n"
+    "    text = ' '.join(l.strip() for l in lines)\n"
+    "    if 'WeightsUnpickler error:' in text:  # the reason, inside torch's long message\n"
+    "        errors.append('refused: ' + text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation')[0].strip())\n"
+    "    rc, tail = r.returncode, (errors or [''])[-1][:90]\n"
+    "except subprocess.TimeoutExpired:\n"
+    f"    rc, tail = None, 'killed at {TORCH_LIMIT_S:.0f} s'\n"
+    "wall = time.perf_counter() - t\n"
+    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+    "print(json.dumps({'rc': rc, 'wall_s': wall, 'peak_bytes': rss, 'tail': tail}))\n"
+)
+
+
+def run_torch(path: Path) -> str:
+    """How ``torch.load(weights_only=True)`` ends on ``path``, in a table's cells."""
+    done = subprocess.run([sys.executable, "-c", _TORCH_WRAPPER, str(path)], capture_output=True, text=True,
+                          env=child_env(), cwd=ROOT)  # fmt: skip
+    d = json.loads(done.stdout)
+    if d["rc"] is None:
+        how = d["tail"]
+    elif d["rc"] < 0:
+        how = f"killed by {signal.Signals(-d['rc']).name}"
+    elif d["rc"] == 0:
+        how = "loaded"
+    else:
+        how = d["tail"] or f"exit {d['rc']}"
+    return f"{how} | {d['wall_s']:.2f} | {d['peak_bytes'] / 2**20:.0f}"
+
+
 def run(path: Path) -> tuple[int, float, int, str]:
     argv = [sys.executable, "-m", "paramscope", "summary", str(path)]
     done = subprocess.run([sys.executable, "-c", _WRAPPER, "0", *argv], capture_output=True, text=True,
@@ -97,10 +144,13 @@ def run(path: Path) -> tuple[int, float, int, str]:
 
 
 def main() -> int:
-    args = arg_parser(__doc__).parse_args()
+    parser = arg_parser(__doc__)
+    parser.add_argument("--no-torch", action="store_true", help="paramscope alone, without torch.load beside it")
+    args = parser.parse_args()
     over = False
-    print("| case | file KiB | exit | wall s | peak RSS MiB | within 10 s, 1 GiB | message |")
-    print("|---|---:|---:|---:|---:|---|---|")
+    print("| case | file KiB | exit | wall s | peak RSS MiB | within 10 s, 1 GiB | message "
+          "| torch.load(weights_only=True) | torch wall s | torch peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---|---|---|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, data) in enumerate(cases().items()):
             path = _write(Path(tmp), i, data)
@@ -109,8 +159,9 @@ def main() -> int:
             peak = int(statistics.median(r[2] for r in runs))
             ok = wall <= BUDGET_S and peak <= BUDGET_BYTES and runs[-1][0] in (0, 2)
             over |= not ok
+            theirs = "- | - | -" if args.no_torch else run_torch(path)
             print(f"| {name} | {path.stat().st_size / 1024:.0f} | {runs[-1][0]} | {wall:.2f} | {peak / 2**20:.0f} | "
-                  f"{'yes' if ok else 'NO'} | {runs[-1][3]} |")  # fmt: skip
+                  f"{'yes' if ok else 'NO'} | {runs[-1][3]} | {theirs} |", flush=True)  # fmt: skip
     return 1 if over else 0
 
 
