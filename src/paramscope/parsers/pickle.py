@@ -509,11 +509,12 @@ def _op_newobj_ex(m: _Machine) -> None:
     cls = m.pop()
     if not isinstance(args, tuple) or kwargs != {}:
         _refuse("NEWOBJ_EX (cls.__new__ with keyword arguments)")(m)
+    m.budget.new_object()
     m.push_ref(_call_newobj(m, cls, args))
 
 
 def _call_newobj(m: _Machine, cls: Any, args: tuple[Any, ...]) -> Any:
-    m.budget.new_object()
+    """``newobj`` for the record of ``cls(*args)`` (the caller has counted it), its error located."""
     try:
         return m.newobj(cls, args, m.op_at)
     except UnsafeFileError as e:
