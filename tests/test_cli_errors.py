@@ -103,6 +103,42 @@ def test_inputs_for_a_checkpoint_are_refused(capsys: pytest.CaptureFixture[str],
     assert "does nothing for a safetensors checkpoint" in err
 
 
+def test_the_api_refuses_inputs_its_reader_would_ignore(tmp_path: Path) -> None:
+    # The same rule as the CLI's, through the Python API: a Keras model (builder or live) or a
+    # checkpoint with input_size/inputs is an error naming the option, not a silent no-op.
+    import paramscope
+    from paramscope import keras
+    from paramscope.core.errors import ParamscopeError
+
+    x = keras.Input(shape=(4,))
+    builder = keras.Model(x, keras.layers.Dense(2)(x))
+    with pytest.raises(ParamscopeError, match="input_size does nothing for a paramscope.keras model"):
+        paramscope.summary(builder, input_size=(1, 4))
+    path = tmp_path / "model.json"
+    path.write_text(builder.to_json())
+    with pytest.raises(ParamscopeError, match="inputs does nothing for a Keras model or file"):
+        paramscope.read(str(path), inputs=["float32[1,4]"])
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    ckpt = tmp_path / "w.safetensors"
+    ckpt.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    with pytest.raises(ParamscopeError, match="does nothing for a safetensors checkpoint"):
+        paramscope.diff(str(ckpt), str(ckpt), input_size=(1, 4))
+    assert paramscope.read(str(ckpt)).layers  # without inputs it reads
+
+
+def test_the_api_passes_inputs_to_a_torch_module() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import paramscope
+
+    model = torch.nn.Linear(4, 2)
+    with FlopCounterMode(display=False) as counter:  # the oracle: torch's own count for a (3, 4) batch
+        model(torch.zeros(3, 4))
+    doc = json.loads(str(paramscope.summary(model, input_size=(3, 4), format="json")))
+    assert doc["totals"]["flops"] == counter.get_total_flops()
+
+
 def test_script_without_name_lists_its_models_without_running_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     script = tmp_path / "models.py"

@@ -12,12 +12,11 @@ from typing import Any
 
 from paramscope.core.errors import ParamscopeError, TargetError
 from paramscope.diagnose import missing_path, script_without_name, sibling_hint
+from paramscope.readers import unused_inputs
 
 __all__ = ["resolve_target", "check_input_options", "input_notes"]
 
 #: Readers that use ``--input-size``/``--input`` (a forward pass, or ONNX's symbolic dimensions).
-INPUT_READERS = frozenset({"torch.module", "hf.config", "onnx.model"})
-
 _MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
@@ -170,15 +169,6 @@ def _reader_name(source: Any) -> str | None:
         return None
 
 
-_WHAT = {
-    "builder": "a paramscope.keras model, whose input shapes are part of the model",
-    "keras": "a Keras model or file, whose input shapes are part of the model",
-    "safetensors": "a safetensors checkpoint, which holds tensors, not a graph to run",
-    "gguf": "a GGUF checkpoint, which holds tensors, not a graph to run",
-    "torch.checkpoint": "a PyTorch checkpoint, which holds tensors, not a graph to run",
-}
-
-
 def check_input_options(source: Any, options: dict[str, Any]) -> None:
     """Refuse ``--input-size``/``--input`` for a source whose reader would ignore them.
 
@@ -195,13 +185,13 @@ def check_input_options(source: Any, options: dict[str, Any]) -> None:
     if not given:
         return
     reader = _reader_name(source)
-    if reader is None or reader in INPUT_READERS:
+    if reader is None:
         return
-    what = _WHAT.get(reader) or _WHAT.get(reader.split(".")[0], f"what the {reader} reader reads")
-    raise ParamscopeError(
-        f"{' and '.join(given)} do{'es' if len(given) == 1 else ''} nothing for {what}; "
-        "drop the option (inputs apply to PyTorch modules, Hugging Face configs and ONNX files)"
-    )
+    if reader == "builder":  # its anatomy hook takes options but has no use for inputs
+        reader = "keras.builder"
+    error = unused_inputs(reader, given)
+    if error is not None:
+        raise error
 
 
 def input_notes(source: Any, options: dict[str, Any]) -> tuple[str, ...]:

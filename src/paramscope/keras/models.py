@@ -62,8 +62,13 @@ class _ModelBase(Layer):
             raise MissingDependencyError("keras", "keras", "Building the real Keras model") from None
         return keras.models.model_from_json(self.to_json())
 
-    def __paramscope_anatomy__(self, **_: Any) -> Anatomy:
+    def __paramscope_anatomy__(self, **options: Any) -> Anatomy:
+        from paramscope.readers import unused_inputs
         from paramscope.readers.keras.engine.graph import anatomy_from_config
+
+        error = unused_inputs("keras.builder", [k for k in ("input_size", "inputs") if options.get(k) is not None])
+        if error is not None:
+            raise error
 
         return anatomy_from_config(self.serialize(), source="paramscope.keras builder")
 

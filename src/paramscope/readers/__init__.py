@@ -15,9 +15,9 @@ from types import ModuleType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy
-from paramscope.core.errors import TargetError, UnsupportedFormatError
+from paramscope.core.errors import ParamscopeError, TargetError, UnsupportedFormatError
 
-__all__ = ["READERS", "reader_for", "read"]
+__all__ = ["READERS", "INPUT_READERS", "reader_for", "read", "unused_inputs"]
 
 #: Reader modules in the order they are asked; specific formats before general ones.
 READERS: tuple[str, ...] = (
@@ -41,6 +41,42 @@ READERS: tuple[str, ...] = (
     "hf.config",
     "keras.config",
 )
+
+
+#: Readers that run a graph and so use ``input_size``/``inputs``; every other reader ignores them.
+INPUT_READERS = frozenset({"torch.module", "distributed.live", "hf.config", "onnx.model"})
+
+#: What the other readers read, in words, for the message refusing inputs given to them.
+_NO_GRAPH = {
+    "keras.builder": "a paramscope.keras model, whose input shapes are part of the model",
+    "keras": "a Keras model or file, whose input shapes are part of the model",
+    "safetensors": "a safetensors checkpoint, which holds tensors, not a graph to run",
+    "gguf": "a GGUF checkpoint, which holds tensors, not a graph to run",
+    "torch.checkpoint": "a PyTorch checkpoint, which holds tensors, not a graph to run",
+    "distributed": "a distributed checkpoint, which holds tensors, not a graph to run",
+}
+
+
+def unused_inputs(reader: str, given: list[str]) -> ParamscopeError | None:
+    """The error for inputs (named as the caller spells them) given to ``reader``, which would
+    ignore them; ``None`` when it uses them or none were given.
+
+    An option that silently does nothing makes the user believe the shapes and FLOPs shown are
+    for their input, so it is an error, not a warning.
+
+    Example:
+        >>> print(unused_inputs("gguf", ["input_size"]))
+        input_size does nothing for a GGUF checkpoint, which holds tensors, not a graph to run; drop it (inputs apply to PyTorch modules, Hugging Face configs and ONNX files)
+        >>> unused_inputs("onnx.model", ["input_size"]) is None
+        True
+    """
+    if not given or reader in INPUT_READERS:
+        return None
+    what = _NO_GRAPH.get(reader) or _NO_GRAPH.get(reader.split(".")[0], f"what the {reader} reader reads")
+    return ParamscopeError(
+        f"{' and '.join(given)} do{'es' if len(given) == 1 else ''} nothing for {what}; "
+        f"drop {'it' if len(given) == 1 else 'them'} (inputs apply to PyTorch modules, Hugging Face configs and ONNX files)"
+    )
 
 
 def _module(name: str) -> ModuleType | None:
@@ -97,5 +133,10 @@ def read(source: Any, **options: Any) -> Anatomy:
         if not isinstance(result, Anatomy):
             raise TargetError("__paramscope_anatomy__ must return a paramscope Anatomy")
         return result
-    anatomy: Anatomy = reader_for(source).read(source, **options)
+    reader = reader_for(source)
+    error = unused_inputs(reader.__name__.removeprefix("paramscope.readers."),
+                          [k for k in ("input_size", "inputs") if options.get(k) is not None])  # fmt: skip
+    if error is not None:
+        raise error
+    anatomy: Anatomy = reader.read(source, **options)
     return anatomy
