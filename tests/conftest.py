@@ -76,3 +76,15 @@ def _validate_paramscope_json() -> None:
 
 
 _validate_paramscope_json()
+
+
+@pytest.fixture(scope="session")
+def dcp_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str, object]]:
+    """The checkpoints of one real 2-rank gloo job (see ``_dcp_jobs``) and the unsharded model's oracle."""
+    torch = pytest.importorskip("torch")
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is needed to write real checkpoints")
+    import _dcp_jobs
+
+    out = tmp_path_factory.mktemp("dcp")
+    return out, _dcp_jobs.write_checkpoints(out)

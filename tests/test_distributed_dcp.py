@@ -15,22 +15,11 @@ import pytest
 torch = pytest.importorskip("torch")
 dcp_meta = pytest.importorskip("torch.distributed.checkpoint")
 
-import _dcp_jobs  # noqa: E402
-
 from paramscope.analysis.totals import totals  # noqa: E402
 from paramscope.cli import main  # noqa: E402
 from paramscope.readers import reader_for  # noqa: E402
 from paramscope.readers.distributed import dcp  # noqa: E402
 from paramscope.readers.distributed.dcp_folder import load_checkpoint  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is needed to write real checkpoints")
-    out = tmp_path_factory.mktemp("dcp")
-    expected = _dcp_jobs.write_checkpoints(out)
-    return out, expected
 
 
 def _torch_metadata(folder: Path) -> Any:
@@ -40,8 +29,8 @@ def _torch_metadata(folder: Path) -> Any:
 
 
 @pytest.mark.parametrize("which", ["plain", "fsdp2"])
-def test_global_model_matches_the_unsharded_model(job: tuple[Path, dict[str, Any]], which: str) -> None:
-    out, expected = job
+def test_global_model_matches_the_unsharded_model(dcp_job: tuple[Path, dict[str, Any]], which: str) -> None:
+    out, expected = dcp_job
     anatomy = dcp.read(out / which)
     assert reader_for(out / which) is dcp
     got = {f"{la.path}.{t.name}": [list(t.shape or ()), t.dtype] for la in anatomy.walk() for t in la.tensors}
@@ -51,10 +40,10 @@ def test_global_model_matches_the_unsharded_model(job: tuple[Path, dict[str, Any
 
 
 @pytest.mark.parametrize("which", ["plain", "fsdp2"])
-def test_every_tensor_and_chunk_matches_torchs_read_metadata(job: tuple[Path, dict[str, Any]], which: str) -> None:
+def test_every_tensor_and_chunk_matches_torchs_read_metadata(dcp_job: tuple[Path, dict[str, Any]], which: str) -> None:
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, MetadataIndex
 
-    out, _ = job
+    out, _ = dcp_job
     theirs = _torch_metadata(out / which)
     ours = load_checkpoint(out / which)
     tensors = {k: v for k, v in theirs.state_dict_metadata.items() if not isinstance(v, BytesStorageMetadata)}
@@ -70,8 +59,8 @@ def test_every_tensor_and_chunk_matches_torchs_read_metadata(job: tuple[Path, di
             assert (c.file, c.byte_offset, c.stored_bytes) == (info.relative_path, info.offset, info.length)
 
 
-def test_fsdp2_shards_every_parameter_over_both_ranks(job: tuple[Path, dict[str, Any]]) -> None:
-    out, _ = job
+def test_fsdp2_shards_every_parameter_over_both_ranks(dcp_job: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = dcp_job
     ckpt = load_checkpoint(out / "fsdp2")
     weight = next(t for t in ckpt.tensors if t.name == "model.embed.weight")
     # fully_shard splits dim 0 evenly: 50 rows -> 25 + 25, one chunk per rank file.
@@ -81,10 +70,10 @@ def test_fsdp2_shards_every_parameter_over_both_ranks(job: tuple[Path, dict[str,
     ]
 
 
-def test_optimizer_state_is_kept_apart_and_matches_dcp_to_torch_save(job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_optimizer_state_is_kept_apart_and_matches_dcp_to_torch_save(dcp_job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-    out, expected = job
+    out, expected = dcp_job
     gathered = tmp_path / "gathered.pt"
     dcp_to_torch_save(str(out / "fsdp2"), str(gathered))
     full = torch.load(gathered, weights_only=True)
@@ -111,17 +100,17 @@ def test_optimizer_state_is_kept_apart_and_matches_dcp_to_torch_save(job: tuple[
     assert moments == 2 * expected["n_params"]
 
 
-def test_cli_summary_of_a_dcp_folder(job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
-    out, expected = job
+def test_cli_summary_of_a_dcp_folder(dcp_job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    out, expected = dcp_job
     assert main(["summary", str(out / "fsdp2"), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["totals"]["params"] == expected["n_params"]
 
 
-def test_rank_layout_of_the_fsdp2_job(job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_rank_layout_of_the_fsdp2_job(dcp_job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     from paramscope.readers.distributed.layout import rank_layout
 
-    out, _ = job
+    out, _ = dcp_job
     theirs = _torch_metadata(out / "fsdp2")
     layout = rank_layout(out / "fsdp2", world_sizes=(2, 4))
     assert [r.rank for r in layout.ranks] == [0, 1]
@@ -139,11 +128,11 @@ def test_rank_layout_of_the_fsdp2_job(job: tuple[Path, dict[str, Any]], capsys: 
     assert "model.embed.weight" in capsys.readouterr().out
 
 
-def test_fsdp1_sharded_rank_files(job: tuple[Path, dict[str, Any]]) -> None:
+def test_fsdp1_sharded_rank_files(dcp_job: tuple[Path, dict[str, Any]]) -> None:
     from paramscope.readers.distributed import fsdp1
     from paramscope.readers.distributed.layout import rank_layout
 
-    out, expected = job
+    out, expected = dcp_job
     assert reader_for(out / "fsdp1") is fsdp1
     anatomy = fsdp1.read(out / "fsdp1")
     got = {f"{la.path}.{t.name}": [list(t.shape or ()), t.dtype] for la in anatomy.walk() for t in la.tensors}
@@ -156,14 +145,14 @@ def test_fsdp1_sharded_rank_files(job: tuple[Path, dict[str, Any]]) -> None:
     assert [r.files for r in layout.ranks] == [("rank0.pt",), ("rank1.pt",)]
 
 
-def test_fsdp1_rank_files_that_do_not_match_their_metadata(job: tuple[Path, dict[str, Any]], tmp_path: Path,
+def test_fsdp1_rank_files_that_do_not_match_their_metadata(dcp_job: tuple[Path, dict[str, Any]], tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     import shutil
 
     from paramscope.core.errors import CorruptFileError
     from paramscope.readers.distributed import fsdp1
 
-    out, _ = job
+    out, _ = dcp_job
     missing = tmp_path / "missing"
     missing.mkdir()
     shutil.copy(out / "fsdp1" / "rank0.pt", missing / "rank0.pt")
@@ -180,7 +169,7 @@ def test_fsdp1_rank_files_that_do_not_match_their_metadata(job: tuple[Path, dict
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_a_metadata_written_by_torch_2_0_to_2_2(job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_a_metadata_written_by_torch_2_0_to_2_2(dcp_job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     # torch 2.0 to 2.2 pickled TensorProperties (and its memory-format enum) from
     # torch.distributed._shard.sharded_tensor.metadata, and wrote no version or storage_meta.
     # The classes still live there: the job's real metadata is re-pickled with them.
@@ -190,7 +179,7 @@ def test_a_metadata_written_by_torch_2_0_to_2_2(job: tuple[Path, dict[str, Any]]
     from torch.distributed._shard.sharded_tensor import metadata as shard_md
     from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 
-    out, expected = job
+    out, expected = dcp_job
     old = tmp_path / "old"
     shutil.copytree(out / "fsdp2", old)
     theirs = _torch_metadata(old)

@@ -18,8 +18,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 hf_storage = pytest.importorskip("torch.distributed.checkpoint.hf_storage")
 
-import _dcp_jobs  # noqa: E402
-
 from paramscope.analysis.totals import totals  # noqa: E402
 from paramscope.cli import main  # noqa: E402
 from paramscope.core.errors import CorruptFileError, UnsafeFileError  # noqa: E402
@@ -31,18 +29,9 @@ from paramscope.readers.distributed.layout import rank_layout  # noqa: E402
 FOLDERS = ["hf_fsdp2", "hf_split", "hf_plain"]
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is needed to write real checkpoints")
-    out = tmp_path_factory.mktemp("dcp_hf")
-    expected = _dcp_jobs.write_checkpoints(out)
-    return out, expected
-
-
 @pytest.mark.parametrize("which", FOLDERS)
-def test_every_tensor_and_piece_matches_torchs_reader(job: tuple[Path, dict[str, Any]], which: str) -> None:
-    out, _ = job
+def test_every_tensor_and_piece_matches_torchs_reader(dcp_job: tuple[Path, dict[str, Any]], which: str) -> None:
+    out, _ = dcp_job
     theirs = hf_storage.HuggingFaceStorageReader(str(out / which)).read_metadata()
     ours = load_sharded(out / which)
     assert sorted(t.name for t in ours.tensors) == sorted(theirs.state_dict_metadata)
@@ -63,8 +52,8 @@ def test_every_tensor_and_piece_matches_torchs_reader(job: tuple[Path, dict[str,
 
 
 @pytest.mark.parametrize("which", FOLDERS)
-def test_global_model_matches_the_unsharded_model(job: tuple[Path, dict[str, Any]], which: str) -> None:
-    out, expected = job
+def test_global_model_matches_the_unsharded_model(dcp_job: tuple[Path, dict[str, Any]], which: str) -> None:
+    out, expected = dcp_job
     assert reader_for(out / which) is dcp
     anatomy = dcp.read(out / which)
     got = {f"{la.path}.{t.name}": [list(t.shape or ()), t.dtype] for la in anatomy.walk() for t in la.tensors}
@@ -73,8 +62,8 @@ def test_global_model_matches_the_unsharded_model(job: tuple[Path, dict[str, Any
     assert anatomy.metadata["storage"].startswith("safetensors per rank")
 
 
-def test_rank_layout_and_files_per_rank(job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
-    out, _ = job
+def test_rank_layout_and_files_per_rank(dcp_job: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = dcp_job
     layout = rank_layout(out / "hf_split", world_sizes=(4,))
     assert [r.rank for r in layout.ranks] == [0, 1]
     assert [r.files for r in layout.ranks] == [
@@ -133,10 +122,10 @@ def _other_dtype(header: dict[str, Any]) -> None:
         (_other_dtype, CorruptFileError, "disagree on their dtype"),
     ],
 )
-def test_rank_files_that_lie_end_in_one_line(job: tuple[Path, dict[str, Any]], tmp_path: Path, change: Any,
+def test_rank_files_that_lie_end_in_one_line(dcp_job: tuple[Path, dict[str, Any]], tmp_path: Path, change: Any,
                                              error: type[Exception], message: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    out, _ = job
+    out, _ = dcp_job
     folder = tmp_path / "ckpt"
     shutil.copytree(out / "hf_fsdp2", folder)
     _rewrite_header(folder / "shard-00002-model-00001-of-00001.safetensors", change)
@@ -147,8 +136,8 @@ def test_rank_files_that_lie_end_in_one_line(job: tuple[Path, dict[str, Any]], t
     assert err.count("\n") == 1 and ("embed.weight" in err or "DCP_SHARDING_INFO" in err)
 
 
-def test_a_missing_rank_and_a_link_out(job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    out, _ = job
+def test_a_missing_rank_and_a_link_out(dcp_job: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = dcp_job
     gap = tmp_path / "gap"
     gap.mkdir()
     shutil.copy(out / "hf_fsdp2" / "shard-00002-model-00001-of-00001.safetensors", gap)
