@@ -3,7 +3,8 @@
 DeepSpeed runs here on its CPU accelerator. Its communication backend would first JIT-compile a
 shared-memory op (``deepspeed.comm.torch.build_shm_op``), minutes on a small machine and of no
 use with gloo, so the job skips that build; everything else is DeepSpeed's own engine:
-``deepspeed.initialize`` with ZeRO stage 2 and 3 and ``engine.save_checkpoint``.
+``deepspeed.initialize`` with ZeRO stage 2 and 3 and ``engine.save_checkpoint``, and the same
+for a model with a tied head and frozen parameters at stages 1, 2 and 3.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ import sys
 from pathlib import Path
 
 from _dcp_jobs import _free_port, small_model
+
+
+def tied_frozen_model() -> object:
+    """``small_model`` with its head tied to the embedding and two frozen parameters."""
+    model = small_model()
+    model.head.weight = model.embed.weight  # type: ignore[attr-defined]
+    model.q_proj.weight.requires_grad_(False)  # type: ignore[attr-defined]
+    model.norm.bias.requires_grad_(False)  # type: ignore[attr-defined]
+    return model
 
 
 def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) -> None:
@@ -26,9 +36,11 @@ def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) ->
     sys.modules["deepspeed.comm.torch"] = importlib.import_module("deepspeed.comm.torch")
     sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None  # type: ignore[attr-defined]
     deepspeed.init_distributed(dist_backend="gloo")
-    for stage in stages:
-        model: torch.nn.Module = small_model()  # type: ignore[assignment]
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    runs = [(f"zero{stage}", small_model, stage) for stage in stages]
+    runs += [(f"tied_frozen_zero{stage}", tied_frozen_model, stage) for stage in (1, 2, 3)]
+    for name, build, stage in runs:
+        model: torch.nn.Module = build()  # type: ignore[assignment]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         zero: dict[str, object] = {"stage": stage}
         if stage == 3:
             zero["stage3_param_persistence_threshold"] = 0  # partition even this small model's parameters
@@ -36,8 +48,8 @@ def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) ->
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config)
         engine.backward(engine(torch.randint(0, 50, (2, 5))).sum())
         engine.step()
-        engine.save_checkpoint(os.path.join(out, f"zero{stage}"))
-        if stage == 3 and rank == 0:
+        engine.save_checkpoint(os.path.join(out, name))
+        if name == "zero3" and rank == 0:
             _count_live(engine.module, Path(out) / "zero3_live.json")
 
 
@@ -59,7 +71,7 @@ def _count_live(module: object, path: Path) -> None:
 
 
 def save_zero_checkpoints(out: Path, stages: tuple[int, ...] = (2, 3), world: int = 2) -> None:
-    """Write ``out/zero<stage>/`` with DeepSpeed's engine for each stage."""
+    """Write ``out/zero<stage>/`` with DeepSpeed's engine for each stage, and ``out/tied_frozen_zero{1,2,3}/``."""
     import torch.multiprocessing as mp
 
     mp.spawn(_job, args=(world, _free_port(), str(out), stages), nprocs=world, join=True)

@@ -118,6 +118,31 @@ def test_checkpoints_saved_by_the_deepspeed_engine(engine_checkpoints: Path, sta
     assert master >= totals(anatomy).params
 
 
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_frozen_parameters_and_ties_saved_by_the_engine(engine_checkpoints: Path, stage: int) -> None:
+    import _deepspeed_jobs
+
+    root = engine_checkpoints / f"tied_frozen_zero{stage}"
+    model: Any = _deepspeed_jobs.tied_frozen_model()
+    anatomy = ds.read(root)
+    found = totals(anatomy)
+    assert found.params == sum(p.numel() for p in model.parameters())  # the tied head once
+    assert found.trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    roles = {f"{la.path}.{t.name}": t.role.value for la in anatomy.walk() for t in la.tensors}
+    assert {k for k, v in roles.items() if v == "frozen"} == {n for n, p in model.named_parameters() if not p.requires_grad}
+    theirs = zero_to_fp32.get_fp32_state_dict_from_zero_checkpoint(str(root))
+    unique = {n for n, _ in model.named_parameters()}
+    if stage == 1:  # DeepSpeed records no frozen_param_shapes at stage 1 and zero_to_fp32 drops them
+        assert set(theirs) == {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+        assert any("zero_to_fp32.py leaves them out" in n for n in anatomy.notes)
+    else:
+        assert set(theirs) - {"head.weight"} == unique
+    assert set(roles) == unique
+    layout = rank_layout(root)
+    rank0 = {s.tensor for s in layout.ranks[0].slices}
+    assert stage == 3 or unique <= rank0
+
+
 def test_a_live_zero3_module_is_counted_by_ds_shape(engine_checkpoints: Path) -> None:
     import json
 

@@ -13,7 +13,9 @@
   float32 master partitions (``single_partition_of_fp32_groups`` for ZeRO 1/2,
   ``fp32_flat_groups`` for ZeRO 3) beside the inner optimizer's moments.
 
-The model is counted from ``param_shapes`` exactly as ``zero_to_fp32.py`` rebuilds it; the flat
+The model is counted from ``param_shapes`` exactly as ``zero_to_fp32.py`` rebuilds it, plus the
+frozen parameters: ``frozen_param_shapes`` from stage 2 on; at stage 1 DeepSpeed records none, so
+they are the stored module's tensors that no list names (``zero_to_fp32.py`` drops them). The flat
 partitions are counted, never loaded, and checked against the parameter sizes the way
 ``zero_to_fp32.py`` checks them. DeepSpeed's own classes in the pickles (a loss scaler, the
 ZeRO stage enum) are kept as inert records: named, never imported or called.
@@ -267,24 +269,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         >>> folder.cleanup()
     """
     f = _safe_load(source)
-    where = str(f.folder / f.model_file)
-    groups = _shapes(f.model["param_shapes"], where)
-    _check_partitions(f, groups)
-    dtype = _dtype(f.model.get("ds_config"))
-    found = f.model.get("module")
-    module: dict[str, Any] = found if isinstance(found, dict) else {}
-    flat = [FlatTensor(name, shape, _dtype_of(module, name, dtype), "", Role.TRAINABLE, True) for g in groups for name, shape in g]
-    frozen = f.model.get("frozen_param_shapes")
-    if isinstance(frozen, dict):
-        flat += [FlatTensor(name, shape, _dtype_of(module, name, dtype), "", Role.FROZEN, True)
-                 for name, shape in _shapes([frozen], where)[0]]  # fmt: skip
-    buffers = f.model.get("buffer_names")
-    for name in buffers if isinstance(buffers, list) else []:
-        t = module.get(name)
-        if isinstance(t, TensorRef):
-            flat.append(FlatTensor(name, t.shape, t.dtype, "", Role.BUFFER, False))
-    shared = f.model.get("shared_params")
-    tied = {k: v for k, v in shared.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(shared, dict) else {}
+    flat, tied, recovered = _model(f)
     extras = []
     for r in f.ranks:
         tensors = [Tensor(f"rank{r.rank}.fp32_master.group{i}", (n,), "float32", Role.BUFFER, False, "", None,
@@ -308,9 +293,49 @@ def read(source: Any, **options: Any) -> Anatomy:
         "zero_to_fp32.py rebuilds it. Dtypes from the stored module where it holds the parameter, else from "
         "ds_config; no weight was loaded.",
     ]
+    if recovered:
+        n = sum(_count(t.shape) for t in recovered)
+        notes.append(f"ZeRO stage {f.stage} records no frozen_param_shapes: {len(recovered)} frozen parameters "
+                     f"({n:,} elements) were read from the module state dict stored in {f.model_file}. "
+                     "zero_to_fp32.py leaves them out of its state dict.")  # fmt: skip
     anatomy = anatomy_from_flat(flat, name=f.folder.name, framework="deepspeed", source=str(f.folder), metadata=meta,
                                 notes=notes, tied=tied, tie_reason="DeepSpeed's shared_params")  # fmt: skip
     return anatomy.with_(extras=_merge(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
+
+
+def _model(f: _Folder) -> tuple[list[FlatTensor], dict[str, str], list[FlatTensor]]:
+    """The global model: parameters, frozen parameters and buffers; the ties; the frozen parameters found only in the module."""
+    where = str(f.folder / f.model_file)
+    groups = _shapes(f.model["param_shapes"], where)
+    _check_partitions(f, groups)
+    dtype = _dtype(f.model.get("ds_config"))
+    found = f.model.get("module")
+    module: dict[str, Any] = found if isinstance(found, dict) else {}
+    flat = [FlatTensor(name, shape, _dtype_of(module, name, dtype), "", Role.TRAINABLE, True) for g in groups for name, shape in g]
+    frozen = f.model.get("frozen_param_shapes")
+    if isinstance(frozen, dict):
+        flat += [FlatTensor(name, shape, _dtype_of(module, name, dtype), "", Role.FROZEN, True)
+                 for name, shape in _shapes([frozen], where)[0]]  # fmt: skip
+    buffers = f.model.get("buffer_names")
+    buffer_names = [n for n in buffers if isinstance(n, str)] if isinstance(buffers, list) else []
+    for name in buffer_names:
+        t = module.get(name)
+        if isinstance(t, TensorRef):
+            flat.append(FlatTensor(name, t.shape, t.dtype, "", Role.BUFFER, False))
+    shared = f.model.get("shared_params")
+    tied = {k: v for k, v in shared.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(shared, dict) else {}
+    recovered = _unlisted_frozen(f, module, {t.name for t in flat} | set(buffer_names) | set(tied))
+    return flat + recovered, tied, recovered
+
+
+def _unlisted_frozen(f: _Folder, module: dict[str, Any], known: set[str]) -> list[FlatTensor]:
+    """ZeRO 1's frozen parameters: in the stored module but in no list (DeepSpeed fills
+    ``frozen_param_shapes`` only from stage 2 on, ``engine._save_checkpoint``). ZeRO 3 stores an
+    empty module, so there is nothing to find there."""
+    if f.stage >= 3 or f.model.get("frozen_param_shapes") is not None:
+        return []
+    return [FlatTensor(name, t.shape, t.dtype, "", Role.FROZEN, True)
+            for name, t in module.items() if isinstance(name, str) and isinstance(t, TensorRef) and name not in known]  # fmt: skip
 
 
 def _merge(groups: Iterable[TensorGroup]) -> tuple[TensorGroup, ...]:
@@ -333,8 +358,7 @@ def _safe_load(source: Any) -> _Folder:
 def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """Per data-parallel rank: its files and the flat fp32 partitions and moments it holds."""
     f = _safe_load(source)
-    groups = _shapes(f.model["param_shapes"], str(f.folder / f.model_file))
-    dtype = _dtype(f.model.get("ds_config"))
+    model = [(t.name, t.shape, t.dtype) for t in _model(f)[0] if t.is_param]
     shares = []
     offsets = [0] * len(f.ranks[0].partitions)
     for r in f.ranks:
@@ -346,9 +370,8 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
         files = [r.file] + [m for m in f.model_files if _owner(m) == r.rank]
         stored = sum(os.path.getsize(f.folder / x) for x in files)
         if f.stage < 3 and r.rank == 0:  # ZeRO 1/2 keep the whole model in mp_rank_00
-            slices = [RankSlice(name, tuple(0 for _ in s), s, dtype) for g in groups for name, s in g] + slices
+            slices = [RankSlice(name, tuple(0 for _ in s), s, dt) for name, s, dt in model] + slices
         shares.append(RankShare(r.rank, tuple(files), tuple(slices), stored))
-    model = [(name, s, dtype) for g in groups for name, s in g]
     total = sum(n_bytes(dt, _count(s)) or 0 for _, s, dt in model) + sum(
         s.n_bytes or 0 for sh in shares for s in sh.slices if s.optimizer)
     facts = (("zero_stage", str(f.stage)), ("dp_world_size", str(f.world)), ("tag", f.folder.name))
