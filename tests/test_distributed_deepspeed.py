@@ -75,6 +75,20 @@ def test_a_missing_rank_file_and_a_foreign_global(tmp_path: Path, capsys: pytest
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are a POSIX feature")
+def test_a_rank_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    from _attacks import run_cli
+
+    folder = write_zero_folder(tmp_path / "ckpt", _dcp_jobs.small_model(), 2)
+    (folder / "zero_pp_rank_1_mp_rank_00_optim_states.pt").unlink()
+    os.mkfifo(folder / "zero_pp_rank_1_mp_rank_00_optim_states.pt")  # a plain open() would wait for a writer forever
+    out = run_cli(tmp_path / "ckpt", tmp=tmp_path)
+    assert out.rc == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0 and "FIFO" in out.stderr
+
+
 def test_lying_param_shapes_are_caught(tmp_path: Path) -> None:
     folder = write_zero_folder(tmp_path, _dcp_jobs.small_model(), 2)
     value = torch.load(folder / "mp_rank_00_model_states.pt", weights_only=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.files import open_regular
 from paramscope.parsers.pickle import scan_pickle
 from paramscope.readers.torch.tensor_pickle import TorchPickleRules
 
@@ -33,7 +34,7 @@ def load_torch_file(path: Path, rules: TorchPickleRules) -> Any:
     """
     where = str(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as fh, zipfile.ZipFile(fh) as zf:  # a FIFO rank file must not block
             infos = {i.filename: i for i in zf.infolist()}
             entries = [n for n in infos if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
             if len(entries) != 1:
