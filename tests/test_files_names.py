@@ -37,8 +37,12 @@ def _torch_models() -> list[tuple[str, object]]:
     cnn.add_module("bn1", nn.BatchNorm2d(8))
     cnn.add_module("downsample", nn.Sequential(nn.Conv1d(8, 4, 1), nn.BatchNorm1d(4)))
     cnn.add_module("fc", nn.Linear(4, 2))
+    tables = nn.Module()  # embedding tables under the short names research code gives them
+    for name in ("embed", "embedder", "tok_emb", "emb", "wte", "wpe"):
+        tables.add_module(name, nn.Embedding(10, 4))
     return [
         ("cnn", cnn),
+        ("tables", tables),
         ("gpt2", transformers.GPT2LMHeadModel(
             transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=16, **small))),
         ("bert", transformers.BertModel(transformers.BertConfig(

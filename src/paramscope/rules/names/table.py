@@ -115,7 +115,7 @@ NORM_TOKENS = "norm layernorm rmsnorm groupnorm batchnorm instancenorm ln bn gn"
 #: Last module components that hold a token-embedding table.
 TOKEN_TABLES = frozenset(
     "embed_tokens wte word_embeddings tok_embeddings token_embd shared embed_in "
-    "embeddings embedding emb token_embedding".split()
+    "embeddings embedding emb token_embedding embed embedder tok_emb".split()
 )
 #: Last module components that hold a learned position or segment table.
 POSITION_TABLES = frozenset(
