@@ -294,7 +294,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         "ds_config; no weight was loaded.",
     ]
     if recovered:
-        n = sum(_count(t.shape) for t in recovered)
+        n = sum(_count(_known(t.shape)) for t in recovered)
         notes.append(f"ZeRO stage {f.stage} records no frozen_param_shapes: {len(recovered)} frozen parameters "
                      f"({n:,} elements) were read from the module state dict stored in {f.model_file}. "
                      "zero_to_fp32.py leaves them out of its state dict.")  # fmt: skip
@@ -358,7 +358,7 @@ def _safe_load(source: Any) -> _Folder:
 def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """Per data-parallel rank: its files and the flat fp32 partitions and moments it holds."""
     f = _safe_load(source)
-    model = [(t.name, t.shape, t.dtype) for t in _model(f)[0] if t.is_param]
+    model = [(t.name, _known(t.shape), t.dtype) for t in _model(f)[0] if t.is_param]
     shares = []
     offsets = [0] * len(f.ranks[0].partitions)
     for r in f.ranks:
@@ -377,6 +377,11 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     facts = (("zero_stage", str(f.stage)), ("dp_world_size", str(f.world)), ("tag", f.folder.name))
     return RankLayout(str(f.folder), "deepspeed", tuple(shares), total,
                       tuple(fsdp_projection(model, n) for n in world_sizes), facts)  # fmt: skip
+
+
+def _known(shape: tuple[int | None, ...] | None) -> tuple[int, ...]:
+    """A shape this reader built from param_shapes or a stored tensor, typed as such: every dimension is known."""
+    return tuple(d for d in shape or () if d is not None)
 
 
 def _count(shape: tuple[int, ...]) -> int:
