@@ -187,6 +187,12 @@ def test_latest_universal_naming_a_folder_outside(universal: Path, tmp_path: Pat
     os.symlink(tmp_path / "elsewhere", parent / "step_link")
     (parent / "latest_universal").write_text("step_link")
     _fails(capsys, parent, UnsafeFileError, "link out of the checkpoint folder")
+    (parent / "latest_universal").unlink()
+    (tmp_path / "secret").write_text("../../a secret")
+    os.symlink(tmp_path / "secret", parent / "latest_universal")  # never read, so never echoed
+    with pytest.raises(UnsafeFileError, match="symlink out of the checkpoint folder") as caught:
+        dsu.read(parent)
+    assert "secret" not in str(caught.value).replace(str(tmp_path / "secret"), "")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are a POSIX feature")

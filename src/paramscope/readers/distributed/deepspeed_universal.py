@@ -81,7 +81,8 @@ def _folder(source: Any) -> Path:
     root = Path(source)
     if _is_universal(root) or not os.path.lexists(root / _LATEST):
         return root
-    with open_regular(root / _LATEST) as fh:  # a FIFO must not block
+    # A link out of the folder is refused before reading: the tag is echoed in messages. A FIFO must not block.
+    with open_regular(folder_member(root, _LATEST)) as fh:
         raw = fh.read(_MAX_LATEST + 1)
     try:
         tag = raw.decode("utf-8").strip()
@@ -114,6 +115,7 @@ class _Universal:
     model: dict[str, Any]
     model_files: list[str]
     trainable: list[tuple[str, tuple[int, ...]]]
+    frozen: list[tuple[str, tuple[int, ...]]] | None  # None: the model states record no frozen_param_shapes (ZeRO 1)
     params: dict[str, _Param]
     optimizer: dict[str, Any] = field(default_factory=dict)
     stored_bytes: int = 0
@@ -132,13 +134,15 @@ def _load(source: Any) -> _Universal:
         if not isinstance(value, dict) or "param_shapes" not in value:
             raise CorruptFileError("the model states file has no param_shapes: not a ZeRO checkpoint", where=str(folder / name))
         states.append(value)
-    trainable = [item for s, n in zip(states, model_files) for g in _shapes(s["param_shapes"], str(folder / n)) for item in g]
+    trainable = _union(states, model_files, "param_shapes", folder)
+    has_frozen = any(isinstance(s.get("frozen_param_shapes"), dict) for s in states)
+    frozen = _union(states, model_files, "frozen_param_shapes", folder) if has_frozen else None
     zero = folder / "zero"
     if not is_inside(os.path.realpath(folder), os.path.realpath(zero)):
         raise UnsafeFileError("zero is a link out of the checkpoint folder; refusing it", where=where)
     if not os.path.isdir(zero):
         raise CorruptFileError("no zero/ folder: not a DeepSpeed universal checkpoint", where=where)
-    out = _Universal(folder, model_files[0], states[0], model_files, trainable, {})
+    out = _Universal(folder, model_files[0], states[0], model_files, trainable, frozen, {})
     out.stored_bytes = sum(os.path.getsize(folder / n) for n in model_files)
     for name in _entries(zero):
         rel = f"zero/{name}"
@@ -151,6 +155,20 @@ def _load(source: Any) -> _Universal:
             out.optimizer = _optimizer(folder, rel)
             out.stored_bytes += os.path.getsize(folder / rel)
     return out
+
+
+def _union(states: list[dict[str, Any]], files: list[str], key: str, folder: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """``key``'s names and shapes over the model states files, each name once, first file first.
+
+    Pipeline stages name different parameters (and replicate tied ones); tensor-parallel ranks
+    name the same ones with their shard shapes."""
+    out: dict[str, tuple[int, ...]] = {}
+    for value, name in zip(states, files):
+        groups = value.get(key)
+        for group in _shapes(groups, str(folder / name)) if groups is not None else ():
+            for param, shape in group:
+                out.setdefault(param, shape)
+    return list(out.items())
 
 
 def _entries(zero: Path) -> list[str]:
@@ -230,7 +248,7 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
     def add(name: str, shape: tuple[int, ...], role: Role, what: str) -> None:
         p = u.params.get(name)
         if name in seen:
-            raise CorruptFileError(f"{name} is listed twice in the model states", where=where)
+            raise CorruptFileError(f"{name} is named by more than one of param_shapes, frozen_param_shapes and buffer_names", where=where)
         seen.add(name)
         if p is not None:
             shape = _agree(u, p, shape, what, exact)
@@ -240,12 +258,10 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
 
     for name, shape in u.trainable:
         add(name, shape, Role.TRAINABLE, "param_shapes")
-    frozen = u.model.get("frozen_param_shapes")
-    if isinstance(frozen, dict):
-        items = _shapes([frozen], where)[0]
-        for name, shape in items:
+    if u.frozen is not None:
+        for name, shape in u.frozen:
             add(name, shape, Role.FROZEN, "frozen_param_shapes")
-        missing = [n for n, _ in items if n not in u.params]
+        missing = [n for n, _ in u.frozen if n not in u.params]
         if missing:
             notes.append(f"{len(missing)} frozen parameters have no zero/ folder (ds_to_universal writes none for them "
                          "from ZeRO 3): their shapes come from frozen_param_shapes.")  # fmt: skip
@@ -266,7 +282,7 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
             continue
         t = module.get(name)
         # ZeRO 1 records no frozen_param_shapes; ds_to_universal still writes an fp32.pt for every tensor of the module.
-        if frozen is None and isinstance(t, TensorRef):
+        if u.frozen is None and isinstance(t, TensorRef):
             add(name, t.shape, Role.FROZEN, "the stored module")
             recovered += 1
         else:
@@ -297,6 +313,8 @@ def _safe_load(source: Any) -> tuple[_Universal, list[FlatTensor], dict[str, str
     try:
         u = _load(source)
         return (u, *_model(u))
+    except OSError as e:  # a folder that cannot be listed, a file gone while reading
+        raise CorruptFileError(f"cannot read the DeepSpeed universal checkpoint ({e.strerror or e})", where=os.fspath(source)) from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
         raise CorruptFileError(f"malformed DeepSpeed universal checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
 
