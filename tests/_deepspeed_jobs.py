@@ -3,7 +3,7 @@
 DeepSpeed runs here on its CPU accelerator. Its communication backend would first JIT-compile a
 shared-memory op (``deepspeed.comm.torch.build_shm_op``), minutes on a small machine and of no
 use with gloo, so the job skips that build; everything else is DeepSpeed's own engine:
-``deepspeed.initialize`` with ZeRO stage 2 and 3 and ``engine.save_checkpoint``, and the same
+``deepspeed.initialize`` with the ZeRO stages asked for and ``engine.save_checkpoint``, and the same
 for a model with a tied head and frozen parameters at stages 1, 2 and 3.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,21 @@ def dcp_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict[str,
 
     out = tmp_path_factory.mktemp("dcp")
     return out, _dcp_jobs.write_checkpoints(out)
+
+
+@pytest.fixture(scope="session")
+def engine_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ZeRO folders one real 2-rank gloo DeepSpeed job saves (see ``_deepspeed_jobs``):
+    ``zero1``, ``zero2``, ``zero3`` and ``tied_frozen_zero1..3``, each with its ``latest``.
+
+    Tests that change a folder copy it first: every DeepSpeed test module shares these.
+    """
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("deepspeed")
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is needed to run a DeepSpeed engine")
+    import _deepspeed_jobs
+
+    out = tmp_path_factory.mktemp("zero")
+    _deepspeed_jobs.save_zero_checkpoints(out, stages=(1, 2, 3))
+    return out

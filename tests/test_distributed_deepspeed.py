@@ -105,17 +105,6 @@ class _Run:
         return (os.system, ("echo never",))
 
 
-@pytest.fixture(scope="module")
-def engine_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import _deepspeed_jobs
-
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is needed to run a DeepSpeed engine")
-    out = tmp_path_factory.mktemp("zero")
-    _deepspeed_jobs.save_zero_checkpoints(out)
-    return out
-
-
 @pytest.mark.parametrize("stage", [2, 3])
 def test_checkpoints_saved_by_the_deepspeed_engine(engine_checkpoints: Path, stage: int) -> None:
     root = engine_checkpoints / f"zero{stage}"

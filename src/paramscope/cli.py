@@ -21,7 +21,7 @@ targets (formats are recognised from their content, not only their names):
   model.keras, model.h5, model.json, model.weights.h5   Keras files and configs, read without Keras
   model.safetensors, folder/, *.index.json               safetensors, single or sharded
   model.onnx, model.pt, model.pth, model.bin, model.gguf other checkpoints, never executed
-  checkpoint/                                            sharded: DCP, DeepSpeed ZeRO, Megatron-LM, FSDP1 rank files
+  checkpoint/                                            sharded: DCP, DeepSpeed ZeRO and universal, Megatron-LM, FSDP1 rank files
   folder/config.json                                     a Hugging Face config, built on the meta device
   path/to/script.py:NAME, package.module:NAME            a model (or a function returning one) in code
 

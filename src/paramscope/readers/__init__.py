@@ -33,6 +33,7 @@ READERS: tuple[str, ...] = (
     "gguf",
     "onnx.model",
     "distributed.deepspeed",
+    "distributed.deepspeed_universal",
     "distributed.megatron",
     "distributed.fsdp1",
     "torch.checkpoint",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from math import ceil, prod
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import n_bytes
@@ -294,7 +294,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         "ds_config; no weight was loaded.",
     ]
     if recovered:
-        n = sum(_count(_dims(t)) for t in recovered)
+        n = sum(_count(_known(t.shape)) for t in recovered)
         notes.append(f"ZeRO stage {f.stage} records no frozen_param_shapes: {len(recovered)} frozen parameters "
                      f"({n:,} elements) were read from the module state dict stored in {f.model_file}. "
                      "zero_to_fp32.py leaves them out of its state dict.")  # fmt: skip
@@ -358,7 +358,7 @@ def _safe_load(source: Any) -> _Folder:
 def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """Per data-parallel rank: its files and the flat fp32 partitions and moments it holds."""
     f = _safe_load(source)
-    model = [(t.name, _dims(t), t.dtype) for t in _model(f)[0] if t.is_param]
+    model = [(t.name, _known(t.shape), t.dtype) for t in _model(f)[0] if t.is_param]
     shares = []
     offsets = [0] * len(f.ranks[0].partitions)
     for r in f.ranks:
@@ -379,9 +379,9 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
                       tuple(fsdp_projection(model, n) for n in world_sizes), facts)  # fmt: skip
 
 
-def _dims(t: FlatTensor) -> tuple[int, ...]:
-    """A shape this reader built: always known (from param_shapes or a stored tensor)."""
-    return cast(tuple[int, ...], t.shape)
+def _known(shape: tuple[int | None, ...] | None) -> tuple[int, ...]:
+    """A shape this reader built from param_shapes or a stored tensor, typed as such: every dimension is known."""
+    return tuple(d for d in shape or () if d is not None)
 
 
 def _count(shape: tuple[int, ...]) -> int:

@@ -26,7 +26,7 @@ from paramscope.core.errors import UnsupportedFormatError
 __all__ = ["RankSlice", "RankShare", "Projection", "RankLayout", "rank_layout", "fsdp_projection", "LAYOUT_READERS"]
 
 #: The readers that know a layout, in the order they are asked; each has ``rank_layout(source)``.
-LAYOUT_READERS = ("dcp", "deepspeed", "megatron", "fsdp1")
+LAYOUT_READERS = ("dcp", "deepspeed", "deepspeed_universal", "megatron", "fsdp1")
 
 
 @dataclass(frozen=True, slots=True)
