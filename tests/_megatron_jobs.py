@@ -22,17 +22,19 @@ from _dcp_jobs import _free_port
 
 LAYERS, HIDDEN, HEADS, FFN, VOCAB, SEQ = 4, 16, 4, 64, 128, 32
 
-#: (folder name, tensor parallel, pipeline parallel, expert parallel, experts, tied embeddings)
+#: (folder name, tensor parallel, pipeline parallel, expert parallel, experts, tied embeddings, expert tensor parallel)
 LAYOUTS = [
-    ("tp2", 2, 1, 1, 0, False),
-    ("tp2_pp2", 2, 2, 1, 0, False),
-    ("pp4_tied", 1, 4, 1, 0, True),
-    ("ep2_moe", 1, 1, 2, 4, False),
-    ("tp2_ep2_moe", 2, 1, 2, 4, False),
+    ("tp2", 2, 1, 1, 0, False, None),
+    ("tp2_pp2", 2, 2, 1, 0, False, None),
+    ("pp4_tied", 1, 4, 1, 0, True, None),
+    ("ep2_moe", 1, 1, 2, 4, False, None),
+    ("tp2_ep2_moe", 2, 1, 2, 4, False, None),
+    ("pp2_ep2_moe", 1, 2, 2, 4, False, None),
+    ("tp2_ep2_etp1_moe", 2, 1, 2, 4, False, 1),
 ]
 
 
-def _model(tp: int, pp: int, ep: int, experts: int, tied: bool) -> object:
+def _model(tp: int, pp: int, ep: int, experts: int, tied: bool, etp: int | None = None) -> object:
     import torch
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
@@ -40,7 +42,9 @@ def _model(tp: int, pp: int, ep: int, experts: int, tied: bool) -> object:
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     torch.manual_seed(0)
-    moe = dict(num_moe_experts=experts, moe_router_topk=2, moe_ffn_hidden_size=FFN, add_bias_linear=False) if experts else {}
+    moe: dict[str, object] = dict(num_moe_experts=experts, moe_router_topk=2, moe_ffn_hidden_size=FFN, add_bias_linear=False) if experts else {}
+    if etp is not None:
+        moe["expert_tensor_parallel_size"] = etp
     config = TransformerConfig(num_layers=LAYERS, hidden_size=HIDDEN, num_attention_heads=HEADS, ffn_hidden_size=FFN,
                                tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
                                expert_model_parallel_size=ep, pipeline_dtype=torch.float32, use_cpu_initialization=True,
@@ -65,9 +69,10 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        for name, tp, pp, ep, experts, tied in LAYOUTS:
-            ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, expert_model_parallel_size=ep)
-            model = _model(tp, pp, ep, experts, tied)
+        for name, tp, pp, ep, experts, tied, etp in LAYOUTS:
+            ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, expert_model_parallel_size=ep,
+                                         expert_tensor_parallel_size=etp)  # fmt: skip
+            model = _model(tp, pp, ep, experts, tied, etp)
             if ps.get_expert_data_parallel_rank() == 0:
                 t, p, e = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank(), ps.get_expert_model_parallel_rank()
                 sub = f"mp_rank_{t:02d}" + (f"_{p:03d}" if pp > 1 else "") + (f"_{e:03d}" if ep > 1 else "")
@@ -77,6 +82,7 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
                                           expert_model_parallel_size=ep, num_layers=LAYERS, hidden_size=HIDDEN,
                                           ffn_hidden_size=FFN, num_attention_heads=HEADS, padded_vocab_size=VOCAB,
                                           num_experts=experts or None, untie_embeddings_and_output_weights=not tied,
+                                          expert_tensor_parallel_size=etp if etp is not None else tp,
                                           params_dtype=torch.float32)  # fmt: skip
                 torch.save({"args": args, "checkpoint_version": 3.0, "iteration": 1, "model": model.state_dict()},  # type: ignore[attr-defined]
                            folder / "model_optim_rng.pt")  # fmt: skip
@@ -85,7 +91,7 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
             ps.destroy_model_parallel()
         ps.initialize_model_parallel()  # the oracles: each layout's model unsharded (every rank joins the groups)
         oracle = {}
-        for name, _, _, _, experts, tied in LAYOUTS:
+        for name, _, _, _, experts, tied, _ in LAYOUTS:
             model = _model(1, 1, 1, experts, tied)
             oracle[name] = {
                 "state_dict": {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)},  # type: ignore[attr-defined]

@@ -1,17 +1,21 @@
-"""Megatron-LM TP/PP folders built with Megatron's save layout, merged back to the unsharded model.
+"""Megatron-LM TP/PP/EP folders, merged back to the unsharded model.
 
-Megatron-LM needs GPUs and is not installable here, so each test builds the folder itself:
-an unsharded Megatron-core GPT state dict (the oracle) is split as ``save_checkpoint`` stores it
-(``iter_0000010/mp_rank_<tp>_<pp>/model_optim_rng.pt`` with ``args``, ``iteration``,
-``model``, ``optimizer`` and a numpy ``rng_state``), column-parallel weights on dim 0,
-row-parallel on dim 1, norms and row-parallel biases replicated, layers renumbered per stage.
+Two sources. Real Megatron-core GPT models (dense and mixture-of-experts), built tensor-,
+pipeline- and expert-parallel on CPU in a 4-process gloo job (``_megatron_jobs``), each rank's
+state dict saved where Megatron-LM's ``save_checkpoint`` puts it; the oracle is the same model
+built unsharded, and each rank file loaded with torch. And folders built here by the documented
+rules (Megatron-LM's training loop needs GPUs): an unsharded state dict split as
+``save_checkpoint`` stores it (``iter_0000010/mp_rank_<tp>_<pp>/model_optim_rng.pt`` with
+``args``, ``iteration``, ``model``, ``optimizer`` and a numpy ``rng_state``), column-parallel
+weights on dim 0, row-parallel on dim 1, norms and row-parallel biases replicated, layers
+renumbered per stage; these also carry the legacy names and the hostile cases.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
+from typing import Any
 
 import pytest
 
@@ -113,6 +117,70 @@ def test_a_missing_rank_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
         megatron.read(tmp_path)
     assert main(["summary", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def mcore(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Every layout of ``_megatron_jobs.LAYOUTS`` saved by a real 4-rank job, and the unsharded oracles."""
+    pytest.importorskip("megatron.core")
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is needed to build sharded Megatron-core models")
+    import _megatron_jobs
+
+    out = tmp_path_factory.mktemp("megatron")
+    return out, _megatron_jobs.save_megatron_checkpoints(out)
+
+
+def _layouts() -> list[str]:
+    import _megatron_jobs
+
+    return [name for name, *_ in _megatron_jobs.LAYOUTS]
+
+
+@pytest.mark.parametrize("layout", _layouts())
+def test_megatron_core_models_merge_to_the_unsharded_model(mcore: tuple[Path, dict[str, Any]], layout: str) -> None:
+    import _megatron_jobs
+
+    root, oracles = mcore
+    _, tp, pp, ep, experts, tied, _ = next(x for x in _megatron_jobs.LAYOUTS if x[0] == layout)
+    assert reader_for(root / layout) is megatron
+    anatomy = megatron.read(root / layout)
+    ours = {f"{la.path}.{t.name}": list(t.shape) for la in anatomy.walk() for t in la.tensors}
+    theirs = oracles[layout]["state_dict"]
+    if tied and pp > 1:  # the last stage's copy of the word embeddings, which the unsharded model does not store
+        assert ours.pop("output_layer.weight") == theirs["embedding.word_embeddings.weight"]
+        assert any("untie_embeddings_and_output_weights" in n for n in anatomy.notes)
+    assert ours == theirs
+    assert totals(anatomy).params == oracles[layout]["params"]
+    meta = anatomy.metadata
+    assert (meta["tensor_parallel"], meta["pipeline_parallel"], meta.get("expert_parallel", "1")) == (str(tp), str(pp), str(ep))
+    if experts:
+        assert meta["num_experts"] == str(experts)
+
+
+@pytest.mark.parametrize("layout", _layouts())
+def test_megatron_core_rank_layout_holds_each_rank_file(mcore: tuple[Path, dict[str, Any]], layout: str) -> None:
+    root, _ = mcore
+    folder = root / layout / "iter_0000001"
+    layout_view = rank_layout(root / layout)
+    assert sorted(f for r in layout_view.ranks for f in r.files) == sorted(f"{d.name}/model_optim_rng.pt" for d in folder.iterdir())
+    for r in layout_view.ranks:
+        stored = torch.load(folder / r.files[0], weights_only=False)["model"]
+        numel = [v.numel() for v in stored.values() if isinstance(v, torch.Tensor)]  # a tied copy too: it is on that disk
+        assert sum(s.count for s in r.slices) == sum(numel), r.files
+
+
+def test_megatron_core_missing_expert_rank(mcore: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    import shutil
+
+    root, _ = mcore
+    shutil.copytree(root / "tp2_ep2_moe", tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "ckpt" / "iter_0000001" / "mp_rank_01_001")  # tp 1 of expert rank 1: its experts' halves
+    with pytest.raises(CorruptFileError, match="experts.*1 of 2 tensor-parallel shards"):
+        megatron.read(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "ckpt" / "iter_0000001" / "mp_rank_00_001")  # expert rank 1 entirely
+    with pytest.raises(CorruptFileError, match="expert_model_parallel_size=2 but the folder holds 1"):
+        megatron.read(tmp_path / "ckpt")
 
 
 def test_partition_rules_for_legacy_names() -> None:
