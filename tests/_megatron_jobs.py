@@ -5,9 +5,10 @@ Megatron-core builds its tensor-, pipeline- and expert-parallel GPT model on CPU
 rank writes its state dict where Megatron-LM's ``save_checkpoint`` puts it
 (``get_checkpoint_name``: ``iter_<7 digits>/mp_rank_<tp:02d>[_<pp:03d>][_<ep:03d>]/model_optim_rng.pt``,
 written by the ranks whose expert-data-parallel rank is 0), with ``args``, ``iteration`` and
-``checkpoint_version`` beside ``model``. The one change to Megatron-core: ``Tensor.cuda`` is
-the identity in the job's processes (tied embeddings over pipeline stages call it once). The
-same model built unsharded (tp = pp = ep = 1) is
+``checkpoint_version`` beside ``model``; two layouts are also saved in Megatron's default
+``torch_dist`` format (``dist_checkpointing.save``: a DCP folder). The one change to
+Megatron-core: three CUDA calls are no-ops in the job's processes (see ``_job``). The same
+model built unsharded (tp = pp = ep = 1) is
 the oracle: its state dict's names and shapes and its parameter count.
 """
 
@@ -32,6 +33,9 @@ LAYOUTS = [
     ("pp2_ep2_moe", 1, 2, 2, 4, False, None),
     ("tp2_ep2_etp1_moe", 2, 1, 2, 4, False, 1),
 ]
+
+#: Layouts also saved with ``dist_checkpointing.save`` (``--ckpt-format torch_dist``), as ``<name>_torch_dist/``.
+TORCH_DIST = ("tp2_pp2", "tp2_ep2_moe")
 
 
 def _model(tp: int, pp: int, ep: int, experts: int, tied: bool, etp: int | None = None) -> object:
@@ -64,9 +68,14 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
     from megatron.core import parallel_state as ps
 
     warnings.filterwarnings("ignore")
-    # Tied embeddings over pipeline stages: Megatron-core moves the last stage's copy to the GPU
-    # for its all-reduce (setup_embeddings_and_output_layer); on CPU with gloo it stays where it is.
+    # Megatron-core assumes a GPU in three places: tied embeddings over pipeline stages move the last
+    # stage's copy to it for an all-reduce (setup_embeddings_and_output_layer), and
+    # dist_checkpointing.save synchronises the device and builds a flag tensor on it. On CPU with
+    # gloo the tensors stay where they are.
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    torch.cuda.synchronize = lambda *args, **kwargs: None
+    torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment,return-value]
+    from megatron.core import dist_checkpointing
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         for name, tp, pp, ep, experts, tied, etp in LAYOUTS:
@@ -88,6 +97,11 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
                            folder / "model_optim_rng.pt")  # fmt: skip
                 (Path(out) / name / "latest_checkpointed_iteration.txt").write_text("1")
             dist.barrier()
+            if name in TORCH_DIST:  # the same model in Megatron's default format: a DCP folder, every rank writing
+                (Path(out) / f"{name}_torch_dist").mkdir(exist_ok=True)
+                dist.barrier()
+                dist_checkpointing.save(model.sharded_state_dict(), str(Path(out) / f"{name}_torch_dist"))  # type: ignore[attr-defined]
+                dist.barrier()
             ps.destroy_model_parallel()
         ps.initialize_model_parallel()  # the oracles: each layout's model unsharded (every rank joins the groups)
         oracle = {}

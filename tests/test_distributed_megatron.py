@@ -170,6 +170,30 @@ def test_megatron_core_rank_layout_holds_each_rank_file(mcore: tuple[Path, dict[
         assert sum(s.count for s in r.slices) == sum(numel), r.files
 
 
+@pytest.mark.parametrize("layout", ["tp2_pp2", "tp2_ep2_moe"])
+def test_megatron_core_torch_dist_folders_read_one_layer_at_a_time(mcore: tuple[Path, dict[str, Any]], layout: str) -> None:
+    """Megatron's default format is a DCP folder with the layers stacked on a leading axis."""
+    import _megatron_jobs
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from paramscope.readers.distributed import dcp
+
+    root, oracles = mcore
+    folder = root / f"{layout}_torch_dist"
+    _, _, _, _, experts, _, _ = next(x for x in _megatron_jobs.LAYOUTS if x[0] == layout)
+    assert reader_for(folder) is dcp
+    anatomy = dcp.read(folder)
+    found = totals(anatomy)
+    assert found.params == found.trainable == oracles[layout]["params"]  # every Megatron parameter is trained
+    stored = FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    assert found.params == sum(v.size.numel() for k, v in stored.items() if hasattr(v, "size") and not k.startswith("optimizer"))
+    names = [f"{la.path}.{t.name}" for la in anatomy.walk() for t in la.tensors]
+    assert {int(n.split(".")[2]) for n in names if n.startswith("decoder.layers.")} == set(range(_megatron_jobs.LAYERS))
+    expert_ids = {int(n.split(".")[6]) for n in names if ".experts.local_experts." in n}
+    assert expert_ids == set(range(experts))
+    assert anatomy.metadata["writer"] == "Megatron-core dist_checkpointing (torch_dist)"
+
+
 def test_megatron_core_missing_expert_rank(mcore: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     import shutil
 
@@ -231,3 +255,14 @@ def test_legacy_nested_state_dicts_merge(tmp_path: Path) -> None:
     expected = {f"language_model.encoder.{k}": tuple(v.shape) for k, (v, _) in full.items()}
     expected["language_model.embedding.word_embeddings.weight"] = (VOCAB, HIDDEN)
     assert ours == expected
+
+
+def test_torch_dist_unstacking_leaves_a_disagreeing_group_as_stored() -> None:
+    from paramscope.core.tree import FlatTensor
+    from paramscope.readers.distributed.megatron_dist import unstack
+
+    flat = [FlatTensor("decoder.layers.mlp.linear_fc1.weight", (2, 8, 4), "float32"),
+            FlatTensor("decoder.layers.mlp.linear_fc2.weight", (3, 4, 8), "float32"),
+            FlatTensor("decoder.final_layernorm.weight", (4,), "float32")]  # fmt: skip
+    out, notes = unstack(flat)
+    assert out == flat and "disagree" in notes[0]

@@ -31,6 +31,7 @@ from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.dcp_folder import DcpCheckpoint, GlobalTensor, load_checkpoint, rank_of_file
 from paramscope.readers.distributed.dcp_safetensors import is_sharded_folder, load_sharded
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed import megatron_dist
 from paramscope.rules.names import anatomy_from_flat
 
 __all__ = ["can_read", "read", "anatomy_of", "rank_layout"]
@@ -198,6 +199,10 @@ def anatomy_of(ckpt: DcpCheckpoint) -> Anatomy:
     sharded = sum(1 for t in model if len(t.chunks) > 1)
     if sharded:
         notes.append(f"{sharded} of {len(model)} model tensors are split over several ranks; counts are of the global tensors.")
+    if megatron_dist.is_torch_dist(ckpt.folder):
+        meta["writer"] = "Megatron-core dist_checkpointing (torch_dist)"
+        flat, more = megatron_dist.unstack(flat)
+        notes += more
     anatomy = anatomy_from_flat(flat, name=Path(ckpt.folder).name or ckpt.folder, framework="torch",
                                 source=ckpt.folder, metadata=meta, notes=notes)  # fmt: skip
     return anatomy.with_(extras=tuple(extras), metadata=MappingProxyType(dict(anatomy.metadata)))

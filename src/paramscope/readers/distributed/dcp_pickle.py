@@ -11,9 +11,11 @@ The pickle is interpreted by :mod:`paramscope.parsers.pickle` with an allow-list
 the globals DCP writes: those dataclasses (created with ``NEWOBJ`` and filled with ``BUILD``,
 never constructed), ``torch.Size``, dtypes, ``torch.serialization._get_layout``, the
 memory-format enum, and ``pathlib`` paths (``StorageMeta.checkpoint_id``, a path kept as
-text); and, for checkpoints written by torch 2.0 to 2.2, ``TensorProperties`` and the enum
-where those versions kept them (``torch.distributed._shard.sharded_tensor.metadata``). Every
-other global is refused before anything is built.
+text); for checkpoints written by torch 2.0 to 2.2, ``TensorProperties`` and the enum where
+those versions kept them (``torch.distributed._shard.sharded_tensor.metadata``); and DCP's
+save-plan dataclasses and ``WriteItemType`` enum, which Megatron-core's ``torch_dist``
+checkpoints keep in ``Metadata.all_local_plans``. Every other global is refused before anything
+is built.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = ["Record", "parse_metadata", "ALLOWED"]
 
 _METADATA = "torch.distributed.checkpoint.metadata"
 _FILESYSTEM = "torch.distributed.checkpoint.filesystem"
+_PLANNER = "torch.distributed.checkpoint.planner"
 #: Where torch 2.0 to 2.2 kept ``TensorProperties`` and its memory-format enum: their .metadata
 #: files name this module (the classes and their pickled state are otherwise the same).
 _SHARD_METADATA = "torch.distributed._shard.sharded_tensor.metadata"
@@ -44,6 +47,12 @@ _DATACLASSES: dict[tuple[str, str], str] = {
     (_METADATA, "MetadataIndex"): "MetadataIndex",
     (_METADATA, "StorageMeta"): "StorageMeta",
     (_FILESYSTEM, "_StorageInfo"): "_StorageInfo",
+    # Megatron-core's torch_dist checkpoints keep every rank's save plan beside the metadata
+    # (``Metadata.all_local_plans``, for its cached-plan loads): DCP's planner dataclasses.
+    (_PLANNER, "SavePlan"): "SavePlan",
+    (_PLANNER, "WriteItem"): "WriteItem",
+    (_PLANNER, "TensorWriteData"): "TensorWriteData",
+    (_FILESYSTEM, "_StoragePrefix"): "_StoragePrefix",
 }
 
 _RECORDS = frozenset(_DATACLASSES.values())
@@ -55,6 +64,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         *_DATACLASSES,
         (_METADATA, "_MEM_FORMAT_ENCODING"),
         (_SHARD_METADATA, "MEM_FORMAT_ENCODING"),
+        (_PLANNER, "WriteItemType"),
         ("torch", "Size"),
         ("torch.serialization", "_get_layout"),
         ("pathlib", "PosixPath"),
@@ -131,6 +141,8 @@ class _Rules:
             return args[0]
         if kind in _MEM_FORMATS and len(args) == 1 and isinstance(args[0], int):
             return ("memory_format", args[0])
+        if kind == f"{_PLANNER}.WriteItemType" and len(args) == 1 and type(args[0]) is int:
+            return ("WriteItemType", args[0])
         if kind.startswith("pathlib.") and all(isinstance(a, str) for a in args):
             return "/".join(args)
         raise CorruptFileError(f"an unexpected call of {kind or type(func).__name__} at byte {offset}", where=self.where)

@@ -204,6 +204,12 @@ RULES: tuple[NameRule, ...] = (
        layer_type="RMSNorm", module=NORM_TOKENS, ndim=(1,), formula=named("normalized_shape")),
     _r("bias", _T, "normalisation shift, one per feature", layer_type="LayerNorm",
        module=NORM_TOKENS, ndim=(1,), formula=named("normalized_shape")),
+    # Transformer Engine's LayerNormLinear / LayerNormMLP (Megatron-core's fused linear_qkv and
+    # linear_fc1) keep the preceding norm's parameters on the linear module.
+    _r("layer_norm_weight", _T, "scale of the layer norm fused into this linear layer (Transformer Engine's "
+       "LayerNormLinear), one per input feature", ndim=(1,), formula=named("normalized_shape")),
+    _r("layer_norm_bias", _T, "shift of the layer norm fused into this linear layer (Transformer Engine's "
+       "LayerNormLinear), one per input feature", ndim=(1,), formula=named("normalized_shape")),
     # Embedding tables.
     _r("weight embeddings", _T, "token embedding table: one learned vector per vocabulary entry",
        layer_type="Embedding", module_names=TOKEN_TABLES, ndim=(2,),
