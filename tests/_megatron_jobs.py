@@ -4,8 +4,9 @@ Megatron-core builds its tensor-, pipeline- and expert-parallel GPT model on CPU
 (``use_cpu_initialization``, the local layer spec: no Transformer Engine, no GPU). Each saving
 rank writes its state dict where Megatron-LM's ``save_checkpoint`` puts it
 (``get_checkpoint_name``: ``iter_<7 digits>/mp_rank_<tp:02d>[_<pp:03d>][_<ep:03d>]/model_optim_rng.pt``,
-written by the ranks whose expert-data-parallel rank is 0), with ``args``, ``iteration`` and
-``checkpoint_version`` beside ``model``; two layouts are also saved in Megatron's default
+written by the ranks whose expert-data-parallel rank is 0), with ``args``, ``iteration``,
+``checkpoint_version`` and ``optimizer`` (an Adam state, as Megatron's ``FP32Optimizer`` saves it)
+beside ``model``; two layouts are also saved in Megatron's default
 ``torch_dist`` format (``dist_checkpointing.save``: a DCP folder). The one change to
 Megatron-core: three CUDA calls are no-ops in the job's processes (see ``_job``). The same
 model built unsharded (tp = pp = ep = 1) is
@@ -59,6 +60,19 @@ def _model(tp: int, pp: int, ep: int, experts: int, tied: bool, etp: int | None 
                     share_embeddings_and_output_weights=tied)  # fmt: skip
 
 
+def _adam_state(model: object) -> dict[str, object]:
+    """What Megatron's ``FP32Optimizer.state_dict()`` saves: the torch optimizer's state after a step
+    (zero gradients: the moments exist, their values do not matter here)."""
+    import torch
+
+    params = list(model.parameters())  # type: ignore[attr-defined]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt = torch.optim.Adam(params, lr=1e-4)
+    opt.step()
+    return opt.state_dict()
+
+
 def _job(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     import warnings
@@ -93,8 +107,8 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
                                           num_experts=experts or None, untie_embeddings_and_output_weights=not tied,
                                           expert_tensor_parallel_size=etp if etp is not None else tp,
                                           params_dtype=torch.float32)  # fmt: skip
-                torch.save({"args": args, "checkpoint_version": 3.0, "iteration": 1, "model": model.state_dict()},  # type: ignore[attr-defined]
-                           folder / "model_optim_rng.pt")  # fmt: skip
+                torch.save({"args": args, "checkpoint_version": 3.0, "iteration": 1, "model": model.state_dict(),  # type: ignore[attr-defined]
+                            "optimizer": _adam_state(model)}, folder / "model_optim_rng.pt")  # fmt: skip
                 (Path(out) / name / "latest_checkpointed_iteration.txt").write_text("1")
             dist.barrier()
             if name in TORCH_DIST:  # the same model in Megatron's default format: a DCP folder, every rank writing

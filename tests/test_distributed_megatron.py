@@ -165,9 +165,38 @@ def test_megatron_core_rank_layout_holds_each_rank_file(mcore: tuple[Path, dict[
     layout_view = rank_layout(root / layout)
     assert sorted(f for r in layout_view.ranks for f in r.files) == sorted(f"{d.name}/model_optim_rng.pt" for d in folder.iterdir())
     for r in layout_view.ranks:
-        stored = torch.load(folder / r.files[0], weights_only=False)["model"]
-        numel = [v.numel() for v in stored.values() if isinstance(v, torch.Tensor)]  # a tied copy too: it is on that disk
-        assert sum(s.count for s in r.slices) == sum(numel), r.files
+        stored = torch.load(folder / r.files[0], weights_only=False)
+        model = [v.numel() for v in stored["model"].values() if isinstance(v, torch.Tensor)]  # a tied copy too: it is on that disk
+        adam = [v.numel() for state in stored["optimizer"]["state"].values() for v in state.values()]
+        assert sum(s.count for s in r.slices if not s.optimizer) == sum(model), r.files
+        assert sum(s.count for s in r.slices if s.optimizer) == sum(adam), r.files
+
+
+def test_megatron_optimizer_state_is_counted_apart(mcore: tuple[Path, dict[str, Any]]) -> None:
+    root, oracles = mcore
+    anatomy = megatron.read(root / "tp2_pp2")
+    assert totals(anatomy).params == oracles["tp2_pp2"]["params"]  # the optimizer is not the model
+    (group,) = anatomy.extras
+    files = sorted((root / "tp2_pp2" / "iter_0000001").glob("*/model_optim_rng.pt"))
+    stored = [torch.load(f, weights_only=False)["optimizer"]["state"] for f in files]
+    assert sum(t.count for t in group.tensors) == sum(v.numel() for st in stored for s in st.values() for v in s.values())
+    assert {t.name.split(":")[0] for t in group.tensors} == {f"{f.parent.name}/{f.name}" for f in files}
+
+
+def test_a_distributed_optimizer_file_beside_the_model(tmp_path: Path) -> None:
+    """``distrib_optim.pt`` (the distributed optimizer's gathered state) is counted as that rank's optimizer state."""
+    folder = write_megatron(tmp_path, 2, 1)
+    expected = 0
+    for t in range(2):
+        state = {"buckets_coalesced": True, 0: {(torch.bfloat16, torch.float32): {
+            k: torch.zeros(40 + t) for k in ("param", "exp_avg", "exp_avg_sq")}}}  # fmt: skip
+        torch.save(state, folder / f"mp_rank_{t:02d}" / "distrib_optim.pt")
+        expected += sum(v.numel() for v in state[0][(torch.bfloat16, torch.float32)].values())  # type: ignore[index]
+    anatomy = megatron.read(tmp_path)
+    (group,) = anatomy.extras
+    assert sum(t.count for t in group.tensors) == expected
+    layout = rank_layout(tmp_path)
+    assert all(any(f.endswith("distrib_optim.pt") for f in r.files) for r in layout.ranks)
 
 
 @pytest.mark.parametrize("layout", ["tp2_pp2", "tp2_ep2_moe"])

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from paramscope.core.anatomy import Anatomy
+from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import n_bytes
 from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
 from paramscope.core.tree import FlatTensor
@@ -56,6 +56,8 @@ _EXPERT = re.compile(r"(\.experts\.local_experts\.)(\d+)(?=\.)|(\.experts\.linea
 _ITER_DIR = re.compile(r"^(iter_\d{7}|release)$")
 _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
 _FILE = "model_optim_rng.pt"
+#: The distributed optimizer's state, beside the model file (``get_distributed_optimizer_checkpoint_name``).
+_DISTRIB = "distrib_optim.pt"
 
 #: Name tokens of column-parallel weights (split on dim 0, bias split too).
 _COLUMN = ("linear_qkv", "query_key_value", "linear_fc1", "dense_h_to_4h", "word_embeddings", "output_layer", "linear_q", "linear_kv")
@@ -181,16 +183,22 @@ class _Shard:
     args: dict[str, Any] = field(default_factory=dict)
     iteration: Any = None
     ep: int = 0
+    optimizer: list[tuple[str, TensorRef]] = field(default_factory=list)  # (file:path, tensor)
+    files: list[str] = field(default_factory=list)  # besides model_optim_rng.pt: distrib_optim.pt
 
 
-def _flatten(value: Any, prefix: str, depth: int = 0) -> Iterator[tuple[str, TensorRef]]:
+def _flatten(value: Any, prefix: str, depth: int = 0, lists: bool = False) -> Iterator[tuple[str, TensorRef]]:
+    """The tensors in nested dicts (and lists, for optimizer state), by dotted path."""
     if depth > 32:
         return
     if isinstance(value, TensorRef):
         yield prefix, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1, lists)
+    elif lists and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{prefix}.{i}" if prefix else str(i), depth + 1, lists)
 
 
 def _load(source: Any) -> tuple[Path, list[_Shard], int, int]:
@@ -210,7 +218,16 @@ def _load(source: Any) -> tuple[Path, list[_Shard], int, int]:
             raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(path))
         args = value.get("args")
         fields = args.state if isinstance(args, Record) and isinstance(args.state, dict) else {}
-        shards.append(_Shard(tp, 0, f"{name}/{_FILE}", dict(_flatten(value["model"], "")), fields, value.get("iteration")))
+        shard = _Shard(tp, 0, f"{name}/{_FILE}", dict(_flatten(value["model"], "")), fields, value.get("iteration"))
+        shard.optimizer = [(f"{name}/{_FILE}:optimizer.{k}", t) for k, t in _flatten(value.get("optimizer"), "", lists=True)]
+        distrib = folder / name / _DISTRIB
+        if os.path.lexists(distrib):  # the distributed optimizer's state of this (tp, pp, ep) rank, gathered from its dp group
+            if os.path.islink(distrib) and not os.path.realpath(distrib).startswith(os.path.realpath(folder) + os.sep):
+                raise UnsafeFileError(f"{name}/{_DISTRIB} is a link leading out of the checkpoint folder", where=str(folder))
+            state = load_torch_file(distrib, _Rules(str(distrib)))
+            shard.optimizer += [(f"{name}/{_DISTRIB}:{k}", t) for k, t in _flatten(state, "", lists=True)]
+            shard.files.append(f"{name}/{_DISTRIB}")
+        shards.append(shard)
     declared = shards[0].args
     for shard, (_, rest, _) in zip(shards, dirs):
         shard.pp, shard.ep = _pp_ep(rest, declared.get("pipeline_model_parallel_size"), declared.get("expert_model_parallel_size"))
@@ -362,7 +379,10 @@ def read(source: Any, **options: Any) -> Anatomy:
     anatomy = anatomy_from_flat(flat, name=folder.parent.name if _ITER_DIR.match(folder.name) else folder.name,
                                 framework="megatron", source=str(folder), metadata=meta, notes=notes,
                                 tied=tied, tie_reason=_TIE_REASON)  # fmt: skip
-    return anatomy.with_(metadata=MappingProxyType(dict(anatomy.metadata)))
+    optimizer = tuple(Tensor(name, t.shape, t.dtype, Role.BUFFER, False, "", None, "optimizer state of this rank; not part of the model")
+                      for s in sorted(shards, key=lambda s: (s.pp, s.ep, s.tp)) for name, t in s.optimizer)  # fmt: skip
+    extras = (TensorGroup("optimizer", optimizer, note="each rank file's optimizer state as stored"),) if optimizer else ()
+    return anatomy.with_(extras=extras, metadata=MappingProxyType(dict(anatomy.metadata)))
 
 
 _TIE_REASON = "untie_embeddings_and_output_weights: false"
@@ -397,11 +417,15 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
         if name in dtypes:
             for shard, _, off, size in parts:
                 by_shard[shard.path].append(RankSlice(name, off, size, dtypes[name]))
+    for s in shards:
+        by_shard[s.path] += [RankSlice(name, tuple(0 for _ in t.shape), t.shape, t.dtype, True) for name, t in s.optimizer]
     shares = tuple(
-        RankShare((s.pp * ep_size + s.ep) * tp_size + s.tp, (s.path,), tuple(by_shard[s.path]), os.path.getsize(folder / s.path))
+        RankShare((s.pp * ep_size + s.ep) * tp_size + s.tp, (s.path, *s.files), tuple(by_shard[s.path]),
+                  sum(os.path.getsize(folder / f) for f in (s.path, *s.files)))
         for s in sorted(shards, key=lambda s: (s.pp, s.ep, s.tp))
     )
     total = sum(n_bytes(f.dtype, _count(f.shape)) or 0 for f in flat if f.name not in copies)
+    total += sum(sl.n_bytes or 0 for sh in shares for sl in sh.slices if sl.optimizer)
     model = [(f.name, tuple(d or 0 for d in f.shape or ()), f.dtype) for f in flat if f.name not in copies]
     facts: tuple[tuple[str, str], ...] = (("tensor_parallel", str(tp_size)), ("pipeline_parallel", str(pp_size)))
     if ep_size > 1:
