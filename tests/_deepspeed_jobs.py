@@ -4,7 +4,8 @@ DeepSpeed runs here on its CPU accelerator. Its communication backend would firs
 shared-memory op (``deepspeed.comm.torch.build_shm_op``), minutes on a small machine and of no
 use with gloo, so the job skips that build; everything else is DeepSpeed's own engine:
 ``deepspeed.initialize`` with the ZeRO stages asked for and ``engine.save_checkpoint``, and the same
-for a model with a tied head and frozen parameters at stages 1, 2 and 3.
+for a model with a tied head and frozen parameters at stages 1, 2 and 3, and for a model with one
+of DeepSpeed's MoE layers, its experts spread over the two ranks, at stages 1 and 2.
 """
 
 from __future__ import annotations
@@ -23,6 +24,51 @@ def tied_frozen_model() -> object:
     model.q_proj.weight.requires_grad_(False)  # type: ignore[attr-defined]
     model.norm.bias.requires_grad_(False)  # type: ignore[attr-defined]
     return model
+
+
+def moe_model(ep_size: int) -> object:
+    """An embedding, one DeepSpeed MoE layer of 4 linear experts spread over ``ep_size`` ranks, and a head."""
+    import torch
+    from deepspeed.moe.layer import MoE
+
+    torch.manual_seed(0)
+
+    class MoEModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(50, 16)
+            self.moe = MoE(hidden_size=16, expert=torch.nn.Linear(16, 16), num_experts=4, ep_size=ep_size, k=1)
+            self.head = torch.nn.Linear(16, 50)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.moe(self.embed(x))[0])  # type: ignore[no-any-return]
+
+    return MoEModel()
+
+
+def _moe_oracle(model: object, path: Path, rank: int) -> None:
+    """What the live MoE model holds over all ranks: every expert once (each rank holds its own), the rest once."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+    from deepspeed.utils import groups
+
+    moe = model.moe.deepspeed_moe  # type: ignore[attr-defined]
+    experts = [p for n, p in model.named_parameters() if ".experts." in n]  # type: ignore[attr-defined]
+    dense = sum(p.numel() for n, p in model.named_parameters() if ".experts." not in n)  # type: ignore[attr-defined]
+    ep_rank = groups._get_expert_parallel_rank(moe.ep_group_name)
+    local = torch.tensor([sum(p.numel() for p in experts)])
+    ids = torch.zeros(dist.get_world_size(), moe.num_local_experts, dtype=torch.long)
+    ids[rank] = torch.arange(moe.num_local_experts) + ep_rank * moe.num_local_experts
+    saves = torch.zeros(dist.get_world_size(), dtype=torch.long)
+    saves[rank] = int(groups._get_expert_data_parallel_rank(moe.ep_group_name) == 0)
+    for t in (local, ids, saves):
+        dist.all_reduce(t)  # each expert-parallel group holds every expert once; there are world / ep of them
+    groups_count = dist.get_world_size() // groups._get_expert_parallel_world_size(moe.ep_group_name)
+    if rank == 0:
+        saved = {r: ids[r].tolist() for r in range(dist.get_world_size()) if saves[r]}
+        path.write_text(json.dumps({"params": dense + int(local) // groups_count, "experts_saved_by_rank": saved}))
 
 
 def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) -> None:
@@ -51,6 +97,17 @@ def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) ->
         engine.save_checkpoint(os.path.join(out, name))
         if name == "zero3" and rank == 0:
             _count_live(engine.module, Path(out) / "zero3_live.json")
+    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+
+    for stage in (1, 2):  # DeepSpeed's own MoE layer runs with ZeRO 1 and 2 only
+        model = moe_model(ep_size=world)  # type: ignore[assignment]
+        groups = split_params_into_different_moe_groups_for_optimizer({"params": list(model.parameters()), "name": "dense"})
+        config = {"train_batch_size": 2 * world, "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
+        engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(groups, lr=1e-3), config=config)
+        engine.backward(engine(torch.randint(0, 50, (2, 5))).sum())
+        engine.step()
+        engine.save_checkpoint(os.path.join(out, f"moe_zero{stage}"))
+        _moe_oracle(model, Path(out) / f"moe_zero{stage}.json", rank)
 
 
 def _count_live(module: object, path: Path) -> None:
@@ -71,7 +128,8 @@ def _count_live(module: object, path: Path) -> None:
 
 
 def save_zero_checkpoints(out: Path, stages: tuple[int, ...] = (2, 3), world: int = 2) -> None:
-    """Write ``out/zero<stage>/`` with DeepSpeed's engine for each stage, and ``out/tied_frozen_zero{1,2,3}/``."""
+    """Write ``out/zero<stage>/`` with DeepSpeed's engine for each stage, ``out/tied_frozen_zero{1,2,3}/``, and
+    ``out/moe_zero{1,2}/`` beside ``out/moe_zero{1,2}.json`` (the live model's global count and who saved which expert)."""
     import torch.multiprocessing as mp
 
     mp.spawn(_job, args=(world, _free_port(), str(out), stages), nprocs=world, join=True)

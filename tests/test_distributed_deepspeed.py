@@ -9,6 +9,7 @@ torch model.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,29 @@ def test_frozen_parameters_and_ties_saved_by_the_engine(engine_checkpoints: Path
     layout = rank_layout(root)
     rank0 = {s.tensor for s in layout.ranks[0].slices}
     assert stage == 3 or unique <= rank0
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_moe_experts_come_from_every_expert_file(engine_checkpoints: Path, tmp_path: Path, stage: int) -> None:
+    """Rank 0's param_shapes hold only its local experts; each expert has its own file, under its global number."""
+    import json
+
+    root = engine_checkpoints / f"moe_zero{stage}"
+    oracle = json.loads((engine_checkpoints / f"moe_zero{stage}.json").read_text())
+    anatomy = ds.read(root)
+    assert totals(anatomy).params == totals(anatomy).trainable == oracle["params"]
+    names = [f"{la.path}.{t.name}" for la in anatomy.walk() for t in la.tensors]
+    files = sorted((root / "global_step1").glob("layer_0_expert_*_mp_rank_00_model_states.pt"))
+    stored = {k: tuple(v.shape) for f in files for k, v in torch.load(f, weights_only=True).items()}
+    assert stored and all(n in names for n in stored)
+    layout = rank_layout(root)
+    for rank, experts in oracle["experts_saved_by_rank"].items():
+        held = {f for f in layout.ranks[int(rank)].files if "_expert_" in f}
+        assert held == {f"layer_0_expert_{e}_mp_rank_00_model_states.pt" for e in experts}
+    shutil.copytree(root, tmp_path / "damaged")
+    (tmp_path / "damaged" / "global_step1" / files[-1].name).unlink()
+    with pytest.raises(CorruptFileError, match="expert's file is missing"):
+        ds.read(tmp_path / "damaged")
 
 
 def test_a_live_zero3_module_is_counted_by_ds_shape(engine_checkpoints: Path) -> None:

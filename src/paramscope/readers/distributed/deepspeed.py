@@ -13,6 +13,10 @@
   float32 master partitions (``single_partition_of_fp32_groups`` for ZeRO 1/2,
   ``fp32_flat_groups`` for ZeRO 3) beside the inner optimizer's moments.
 
+With DeepSpeed's MoE layers, each expert is saved on its own by the rank holding it
+(``layer_<l>_expert_<e>_mp_rank_00_model_states.pt``, the expert's global number in its names),
+and rank 0's ``param_shapes`` list only its own experts: the experts are read from those files.
+
 The model is counted from ``param_shapes`` exactly as ``zero_to_fp32.py`` rebuilds it, plus the
 frozen parameters: ``frozen_param_shapes`` from stage 2 on; at stage 1 DeepSpeed records none, so
 they are the stored module's tensors that no list names (``zero_to_fp32.py`` drops them). The flat
@@ -26,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import ceil, prod
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +51,10 @@ __all__ = ["can_read", "read", "rank_layout", "DeepSpeedPickleRules"]
 _OPTIM = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_?optim_states\.pt$")
 _MODEL = re.compile(r"^(?:zero_pp_rank_(\d+)_)?mp_rank_(\d+)_model_states\.pt$")
 _MAX_LATEST = 256
+#: One expert of a DeepSpeed MoE layer, saved by the rank holding it (``engine._get_expert_ckpt_name``).
+_EXPERT_FILE = re.compile(r"^layer_(\d+)_expert_(\d+)_mp_rank_(\d+)_model_states\.pt$")
+#: Where DeepSpeed's MoE layer numbers its experts (``engine._save_moe_checkpoint``'s ``moe_str_prefix``).
+_EXPERT_NAME = re.compile(r"^(.*\.deepspeed_moe\.experts\.deepspeed_experts\.)(\d+)(\..*)$")
 
 
 class DeepSpeedPickleRules(TorchPickleRules):
@@ -133,6 +141,7 @@ class _Folder:
     world: int
     ranks: list[_Rank]
     model_files: list[str]
+    experts: list[tuple[str, int, int, dict[str, TensorRef]]] = field(default_factory=list)  # (file, layer, expert, tensors)
 
 
 def _load(source: Any) -> _Folder:
@@ -177,7 +186,16 @@ def _load(source: Any) -> _Folder:
     if [r.rank for r in ranks] != list(range(world)):
         raise CorruptFileError(f"expected optimizer files for ranks 0..{world - 1} (partition_count {world}); found ranks "
                                f"{[r.rank for r in ranks]}: a rank's file is missing", where=str(folder))  # fmt: skip
-    return _Folder(folder, first, model, stage, world, ranks, model_files)
+    experts = []
+    for n in names:
+        m = _EXPERT_FILE.match(n)
+        if m is None or m.group(3) != "00":
+            continue
+        value = load_torch_file(_inside(folder, n), DeepSpeedPickleRules(str(folder / n)))
+        if not isinstance(value, dict) or not value or not all(isinstance(k, str) and isinstance(t, TensorRef) for k, t in value.items()):
+            raise CorruptFileError("an expert file holds something other than the expert's named tensors", where=str(folder / n))
+        experts.append((n, int(m.group(1)), int(m.group(2)), value))
+    return _Folder(folder, first, model, stage, world, ranks, model_files, experts)
 
 
 def _inside(folder: Path, name: str) -> Path:
@@ -298,6 +316,13 @@ def read(source: Any, **options: Any) -> Anatomy:
         notes.append(f"ZeRO stage {f.stage} records no frozen_param_shapes: {len(recovered)} frozen parameters "
                      f"({n:,} elements) were read from the module state dict stored in {f.model_file}. "
                      "zero_to_fp32.py leaves them out of its state dict.")  # fmt: skip
+    if f.experts:
+        layers = sorted({layer for _, layer, _, _ in f.experts})
+        meta["moe_layers"] = str(len(layers))
+        meta["experts"] = str(len(f.experts))
+        notes.append(f"{len(f.experts)} experts of {len(layers)} MoE layers read from their own files "
+                     "(layer_<l>_expert_<e>_mp_rank_00_model_states.pt, one per expert under its global number); "
+                     f"the param_shapes of {f.model_file} hold only rank 0's own experts.")  # fmt: skip
     anatomy = anatomy_from_flat(flat, name=f.folder.name, framework="deepspeed", source=str(f.folder), metadata=meta,
                                 notes=notes, tied=tied, tie_reason="DeepSpeed's shared_params")  # fmt: skip
     return anatomy.with_(extras=_merge(extras), metadata=MappingProxyType(dict(anatomy.metadata)))
@@ -325,7 +350,42 @@ def _model(f: _Folder) -> tuple[list[FlatTensor], dict[str, str], list[FlatTenso
     shared = f.model.get("shared_params")
     tied = {k: v for k, v in shared.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(shared, dict) else {}
     recovered = _unlisted_frozen(f, module, {t.name for t in flat} | set(buffer_names) | set(tied))
-    return flat + recovered, tied, recovered
+    return _with_experts(f, flat) + recovered, tied, recovered
+
+
+def _with_experts(f: _Folder, flat: list[FlatTensor]) -> list[FlatTensor]:
+    """``flat`` with a MoE layer's local experts (rank 0's, in ``param_shapes``) replaced by every expert's file.
+
+    Each file holds one expert under its global number; the local ones must have the same tensors.
+    """
+    if not f.experts:
+        return flat
+    where = str(f.folder)
+    local: dict[str, tuple[int | None, ...] | None] = {}
+    for ft in flat:
+        m = _EXPERT_NAME.match(ft.name)
+        if m:
+            local[m.group(1) + "#" + m.group(3)] = ft.shape
+    found: dict[str, set[int]] = {}
+    added = []
+    for file, _, expert, tensors in sorted(f.experts, key=lambda e: (e[1], e[2])):
+        for name, t in tensors.items():
+            m = _EXPERT_NAME.match(name)
+            if m is None or int(m.group(2)) != expert:
+                raise CorruptFileError(f"{file} holds {name!r}, which is not expert {expert}'s", where=where)
+            template = m.group(1) + "#" + m.group(3)
+            if template in local and local[template] != t.shape:
+                raise CorruptFileError(f"{name} is {t.shape} in {file} but {local[template]} in param_shapes", where=where)
+            found.setdefault(m.group(1), set()).add(expert)
+            added.append(FlatTensor(name, t.shape, t.dtype, "", Role.TRAINABLE, True))
+    declared = f.model.get("num_experts")
+    counts = sorted(len(ids) for ids in found.values())
+    for prefix, ids in found.items():
+        if ids != set(range(len(ids))):
+            raise CorruptFileError(f"the expert files of {prefix} number experts {sorted(ids)[:8]}: an expert's file is missing", where=where)
+    if isinstance(declared, list) and all(isinstance(n, int) for n in declared) and sorted(declared) != counts:
+        raise CorruptFileError(f"num_experts says {declared} but the expert files hold {counts}: an expert's file is missing", where=where)
+    return [t for t in flat if not _EXPERT_NAME.match(t.name)] + added
 
 
 def _unlisted_frozen(f: _Folder, module: dict[str, Any], known: set[str]) -> list[FlatTensor]:
@@ -359,6 +419,8 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """Per data-parallel rank: its files and the flat fp32 partitions and moments it holds."""
     f = _safe_load(source)
     model = [(t.name, _known(t.shape), t.dtype) for t in _model(f)[0] if t.is_param]
+    owners = _expert_owners(f)  # expert file -> the rank that saved it
+    in_expert_files = {name for _, _, _, tensors in f.experts for name in tensors}
     shares = []
     offsets = [0] * len(f.ranks[0].partitions)
     for r in f.ranks:
@@ -368,15 +430,37 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
             offsets[i] += n
         slices += [RankSlice(name, tuple(0 for _ in shape), shape, dt, True) for name, shape, dt in r.moments]
         files = [r.file] + [m for m in f.model_files if _owner(m) == r.rank]
+        if f.stage < 3 and r.rank == 0:  # ZeRO 1/2 keep the whole model in mp_rank_00, but for the experts
+            slices = [RankSlice(name, tuple(0 for _ in s), s, dt) for name, s, dt in model if name not in in_expert_files] + slices
+        for file, _, _, tensors in f.experts:
+            if owners[file] == r.rank:
+                files.append(file)
+                slices += [RankSlice(name, tuple(0 for _ in t.shape), t.shape, t.dtype) for name, t in tensors.items()]
         stored = sum(os.path.getsize(f.folder / x) for x in files)
-        if f.stage < 3 and r.rank == 0:  # ZeRO 1/2 keep the whole model in mp_rank_00
-            slices = [RankSlice(name, tuple(0 for _ in s), s, dt) for name, s, dt in model] + slices
         shares.append(RankShare(r.rank, tuple(files), tuple(slices), stored))
     total = sum(n_bytes(dt, _count(s)) or 0 for _, s, dt in model) + sum(
         s.n_bytes or 0 for sh in shares for s in sh.slices if s.optimizer)
     facts = (("zero_stage", str(f.stage)), ("dp_world_size", str(f.world)), ("tag", f.folder.name))
     return RankLayout(str(f.folder), "deepspeed", tuple(shares), total,
                       tuple(fsdp_projection(model, n) for n in world_sizes), facts)  # fmt: skip
+
+
+def _expert_owners(f: _Folder) -> dict[str, int]:
+    """Which rank saved each expert file: expert ``e`` of a layer holding ``k`` experts per rank
+    lives on expert-parallel rank ``e // k``, and the ranks of the first expert-data-parallel
+    group (global ranks ``0 .. ep-1``) save them."""
+    groups = _shapes(f.model["param_shapes"], str(f.folder / f.model_file))
+    local: dict[str, set[int]] = {}
+    for name, _ in (x for g in groups for x in g):
+        m = _EXPERT_NAME.match(name)
+        if m:
+            local.setdefault(m.group(1), set()).add(int(m.group(2)))
+    owners = {}
+    for file, _, expert, tensors in f.experts:
+        m = _EXPERT_NAME.match(next(iter(tensors)))
+        per_rank = len(local.get(m.group(1), ())) if m else 0
+        owners[file] = expert // per_rank if per_rank else 0
+    return owners
 
 
 def _known(shape: tuple[int | None, ...] | None) -> tuple[int, ...]:
