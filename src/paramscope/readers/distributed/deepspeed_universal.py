@@ -41,7 +41,9 @@ from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.files import folder_member, is_inside, open_regular
 from paramscope.core.limits import MAX_TENSORS, check
 from paramscope.core.tree import FlatTensor
-from paramscope.readers.distributed.deepspeed import _MAX_LATEST, _MODEL, DeepSpeedPickleRules, _dtype, _dtype_of, _int, _known, _names, _shapes, _tensors
+from paramscope.readers.distributed.deepspeed_folder import (
+    MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, shapes_of, tensors_in,
+)
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.readers.torch.tensor_pickle import TensorRef
@@ -61,7 +63,7 @@ _WHY = {
 
 
 def _is_universal(folder: Path) -> bool:
-    return os.path.isdir(folder / "zero") and any(_MODEL.match(n) for n in _names(folder))
+    return os.path.isdir(folder / "zero") and any(MODEL_FILE.match(n) for n in list_names(folder))
 
 
 def can_read(source: Any) -> bool:
@@ -83,12 +85,12 @@ def _folder(source: Any) -> Path:
         return root
     # A link out of the folder is refused before reading: the tag is echoed in messages. A FIFO must not block.
     with open_regular(folder_member(root, _LATEST)) as fh:
-        raw = fh.read(_MAX_LATEST + 1)
+        raw = fh.read(MAX_LATEST + 1)
     try:
         tag = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise CorruptFileError("latest_universal is not UTF-8 text", where=str(root)) from None
-    if len(raw) > _MAX_LATEST or not tag:
+    if len(raw) > MAX_LATEST or not tag:
         raise CorruptFileError(f"latest_universal holds {len(raw)} bytes, not a folder name", where=str(root))
     if "/" in tag or "\\" in tag or tag in (".", "..") or "\0" in tag:
         raise UnsafeFileError(f"latest_universal names {tag!r}, which is not a folder inside the checkpoint folder; refusing it", where=str(root))
@@ -125,7 +127,7 @@ def _load(source: Any) -> _Universal:
     folder = _folder(source)
     where = str(folder)
     # One model states file per model-parallel rank (at ZeRO 3 the data-parallel copies agree; rank 0's is read).
-    model_files = [n for n in _names(folder) if (m := _MODEL.match(n)) and m.group(1) in (None, "0")]
+    model_files = [n for n in list_names(folder) if (m := MODEL_FILE.match(n)) and m.group(1) in (None, "0")]
     if not model_files:
         raise CorruptFileError("no mp_rank model states file: not a DeepSpeed universal checkpoint", where=where)
     states = []
@@ -165,7 +167,7 @@ def _union(states: list[dict[str, Any]], files: list[str], key: str, folder: Pat
     out: dict[str, tuple[int, ...]] = {}
     for value, name in zip(states, files):
         groups = value.get(key)
-        for group in _shapes(groups, str(folder / name)) if groups is not None else ():
+        for group in shapes_of(groups, str(folder / name)) if groups is not None else ():
             for param, shape in group:
                 out.setdefault(param, shape)
     return list(out.items())
@@ -236,7 +238,7 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
     dims = u.model.get("checkpoint_parallel_dimensions")
     tp = str(dims.get("tp_degree", "1")) if isinstance(dims, dict) else str(u.model.get("mp_world_size", 1))
     exact = tp == "1"
-    dtype = _dtype(u.model.get("ds_config"))
+    dtype = config_dtype(u.model.get("ds_config"))
     found = u.model.get("module")
     module: dict[str, Any] = found if isinstance(found, dict) else {}
     shared = u.model.get("shared_params")
@@ -254,7 +256,7 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
             shape = _agree(u, p, shape, what, exact)
         elif role is Role.TRAINABLE:
             raise CorruptFileError(f"param_shapes names {name}, but zero/ has no folder for it", where=str(u.folder))
-        flat.append(FlatTensor(name, shape, _dtype_of(module, name, dtype), "", role, role is not Role.BUFFER))
+        flat.append(FlatTensor(name, shape, dtype_of(module, name, dtype), "", role, role is not Role.BUFFER))
 
     for name, shape in u.trainable:
         add(name, shape, Role.TRAINABLE, "param_shapes")
@@ -275,7 +277,7 @@ def _model(u: _Universal) -> tuple[list[FlatTensor], dict[str, str], list[str]]:
     for alias, target in tied.items():
         t = named.get(target)
         if alias in u.params and alias not in seen and t is not None:
-            add(alias, _known(t.shape), t.role or Role.TRAINABLE, f"shared_params (tied to {target})")
+            add(alias, known(t.shape), t.role or Role.TRAINABLE, f"shared_params (tied to {target})")
     recovered = 0
     for name in u.params:
         if name in seen or name in tied:
@@ -305,7 +307,7 @@ def _extras(u: _Universal, order: list[str]) -> tuple[TensorGroup, ...]:
 
 def _optimizer_tensors(optimizer: dict[str, Any]) -> Iterator[tuple[str, TensorRef]]:
     for key in ("fp32_flat_groups", "optimizer_state_dict", "base_optimizer_state", "single_partition_of_fp32_groups"):
-        yield from _tensors(optimizer.get(key), key)
+        yield from tensors_in(optimizer.get(key), key)
 
 
 def _safe_load(source: Any) -> tuple[_Universal, list[FlatTensor], dict[str, str], list[str]]:
@@ -323,7 +325,7 @@ def _facts(u: _Universal) -> dict[str, str]:
     meta = {"format": "DeepSpeed universal checkpoint", "tag": u.folder.name, "ds_version": str(u.model.get("ds_version", "?"))}
     stage = u.optimizer.get("zero_stage")
     if stage is not None:
-        meta["saved_zero_stage"] = str(_int(stage, "zero_stage", u.folder / "zero" / "optimizer_state.pt"))
+        meta["saved_zero_stage"] = str(as_int(stage, "zero_stage", u.folder / "zero" / "optimizer_state.pt"))
     for key in ("dp_world_size", "mp_world_size", "global_steps"):
         if type(u.model.get(key)) is int:
             meta[f"saved_{key}" if key.endswith("world_size") else key] = str(u.model[key])
@@ -367,9 +369,9 @@ def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """The folder as one share: a universal checkpoint is not split by rank, so one share holds
     every tensor whole, with the FSDP2 projection at ``world_sizes``."""
     u, flat, _, _ = _safe_load(source)
-    model = [(t.name, _known(t.shape), t.dtype) for t in flat if t.is_param]
+    model = [(t.name, known(t.shape), t.dtype) for t in flat if t.is_param]
     slices = [RankSlice(name, tuple(0 for _ in shape), shape, dt) for name, shape, dt in model]
-    slices += [RankSlice(t.name, tuple(0 for _ in _known(t.shape)), _known(t.shape), t.dtype, True)
+    slices += [RankSlice(t.name, tuple(0 for _ in known(t.shape)), known(t.shape), t.dtype, True)
                for g in _extras(u, [t.name for t in flat]) for t in g.tensors]  # fmt: skip
     files = (*u.model_files, f"zero/ ({len(u.params)} tensor folders)")
     share = RankShare(None, files, tuple(slices), u.stored_bytes)
