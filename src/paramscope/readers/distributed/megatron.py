@@ -32,73 +32,30 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from paramscope.core.anatomy import Anatomy, Role, Tensor, TensorGroup
 from paramscope.core.dtypes import n_bytes
-from paramscope.core.errors import CorruptFileError, UnsafeFileError, UnsupportedFormatError
+from paramscope.core.errors import CorruptFileError, UnsupportedFormatError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
-from paramscope.readers.distributed.records import ClassName, Record
-from paramscope.readers.distributed.torch_file import load_torch_file
-from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
+from paramscope.readers.distributed.megatron_folder import ITER_DIR, Shard, iteration_folder, rank_dirs, safe_load
 from paramscope.rules.names import anatomy_from_flat
 
 __all__ = ["can_read", "read", "rank_layout", "partition_dim"]
 
-_RANK_DIR = re.compile(r"^mp_rank_(\d{2})(?:_(\d{3}))?(?:_(\d{3}))?$")
 #: A local expert's index: ``experts.local_experts.<i>.`` (sequential experts) or ``experts.linear_fc1.weight<i>`` (grouped).
 _EXPERT = re.compile(r"(\.experts\.local_experts\.)(\d+)(?=\.)|(\.experts\.linear_fc[12]\.(?:weight|bias))(\d+)$")
-_ITER_DIR = re.compile(r"^(iter_\d{7}|release)$")
 _LAYER = re.compile(r"(^|\.)layers\.(\d+)\.")
-_FILE = "model_optim_rng.pt"
-#: The distributed optimizer's state, beside the model file (``get_distributed_optimizer_checkpoint_name``).
-_DISTRIB = "distrib_optim.pt"
 
 #: Name tokens of column-parallel weights (split on dim 0, bias split too).
 _COLUMN = ("linear_qkv", "query_key_value", "linear_fc1", "dense_h_to_4h", "word_embeddings", "output_layer", "linear_q", "linear_kv")
 #: Name tokens of row-parallel weights (split on dim 1; bias replicated).
 _ROW = ("linear_proj", "linear_fc2", "dense_4h_to_h", "self_attention.dense", "attention.dense")
 
-#: Globals besides torch's that Megatron's files name, each kept as an inert record.
-_EXTRA = {
-    ("argparse", "Namespace"), ("io", "BytesIO"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    # Protocol 2 (torch.save's) has no bytes opcode: numpy's raw bytes arrive as _codecs.encode(text, "latin1").
-    ("_codecs", "encode"),
-}  # fmt: skip
-
-
-class _Rules(TorchPickleRules):
-    def resolve(self, module: str, name: str, offset: int) -> Any:
-        if (module, name) in _EXTRA:
-            return ClassName(f"{module}.{name}")
-        return super().resolve(module, name, offset)
-
-    def reduce(self, func: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(func, ClassName) and func.qualname == "_codecs.encode":
-            if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
-                return args[0].encode("latin1")  # text already in memory: no size from a header
-            raise UnsafeFileError(f"_codecs.encode at byte {offset} with arguments numpy never writes", where=self.where)
-        if isinstance(func, ClassName):
-            return Record(func.qualname, args=args)  # numpy arrays and BytesIO: recorded, never built
-        return super().reduce(func, args, offset)
-
-    def newobj(self, cls: Any, args: tuple[Any, ...], offset: int) -> Any:
-        if isinstance(cls, ClassName) and not args:
-            return Record(cls.qualname, {})
-        return super().newobj(cls, args, offset)
-
-    def build(self, obj: Any, state: Any, offset: int) -> Any:
-        if isinstance(obj, Record):
-            obj.state = state
-            return obj
-        return super().build(obj, state, offset)
 
 
 def partition_dim(name: str) -> int | None:
@@ -124,45 +81,6 @@ def partition_dim(name: str) -> int | None:
     return None
 
 
-def _iteration_folder(source: Any) -> Path | None:
-    if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
-        return None
-    root = Path(source)
-    tracker = root / "latest_checkpointed_iteration.txt"
-    if os.path.isfile(tracker):
-        try:
-            text = tracker.read_bytes()[:64].decode("ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        name = "release" if text == "release" else f"iter_{int(text):07d}" if text.isdigit() else ""
-        return root / name if name and os.path.isdir(root / name) else None
-    return root
-
-
-def _rank_dirs(folder: Path) -> list[tuple[int, tuple[int, ...], str]]:
-    """(tensor rank, the folder name's other numbers, name): pipeline and/or expert rank, read with ``args``."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    out = []
-    for n in names:
-        m = _RANK_DIR.match(n)
-        if m and os.path.isfile(folder / n / _FILE):
-            out.append((int(m.group(1)), tuple(int(g) for g in m.groups()[1:] if g is not None), n))
-    return sorted(out)
-
-
-def _pp_ep(rest: tuple[int, ...], pp_declared: Any, ep_declared: Any) -> tuple[int, int]:
-    """The pipeline and expert rank a folder name's numbers stand for (``get_checkpoint_name``)."""
-    if len(rest) == 2:
-        return rest[0], rest[1]
-    if len(rest) == 1:
-        expert_only = isinstance(ep_declared, int) and ep_declared > 1 and (not isinstance(pp_declared, int) or pp_declared == 1)
-        return (0, rest[0]) if expert_only else (rest[0], 0)
-    return 0, 0
-
-
 def can_read(source: Any) -> bool:
     """Whether ``source`` is a Megatron-LM checkpoint folder or one iteration of it.
 
@@ -170,85 +88,11 @@ def can_read(source: Any) -> bool:
         >>> can_read("no-such-folder")
         False
     """
-    folder = _iteration_folder(source)
-    return folder is not None and bool(_rank_dirs(folder))
+    folder = iteration_folder(source)
+    return folder is not None and bool(rank_dirs(folder))
 
 
-@dataclass
-class _Shard:
-    tp: int
-    pp: int
-    path: str
-    tensors: dict[str, TensorRef]
-    args: dict[str, Any] = field(default_factory=dict)
-    iteration: Any = None
-    ep: int = 0
-    optimizer: list[tuple[str, TensorRef]] = field(default_factory=list)  # (file:path, tensor)
-    files: list[str] = field(default_factory=list)  # besides model_optim_rng.pt: distrib_optim.pt
-
-
-def _flatten(value: Any, prefix: str, depth: int = 0, lists: bool = False) -> Iterator[tuple[str, TensorRef]]:
-    """The tensors in nested dicts (and lists, for optimizer state), by dotted path."""
-    if depth > 32:
-        return
-    if isinstance(value, TensorRef):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1, lists)
-    elif lists and isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _flatten(v, f"{prefix}.{i}" if prefix else str(i), depth + 1, lists)
-
-
-def _load(source: Any) -> tuple[Path, list[_Shard], int, int]:
-    folder = _iteration_folder(source)
-    if folder is None:
-        raise CorruptFileError("not a Megatron-LM checkpoint folder", where=os.fspath(source))
-    shards = []
-    dirs = _rank_dirs(folder)
-    if len({len(rest) for _, rest, _ in dirs}) > 1:
-        raise CorruptFileError(f"the rank folders mix naming schemes: {sorted(n for *_, n in dirs)[:4]}", where=str(folder))
-    for tp, rest, name in dirs:
-        path = folder / name / _FILE
-        if os.path.islink(path) and not os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep):
-            raise UnsafeFileError(f"{name}/{_FILE} is a link leading out of the checkpoint folder", where=str(folder))
-        value = load_torch_file(path, _Rules(str(path)))
-        if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
-            raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(path))
-        args = value.get("args")
-        fields = args.state if isinstance(args, Record) and isinstance(args.state, dict) else {}
-        shard = _Shard(tp, 0, f"{name}/{_FILE}", dict(_flatten(value["model"], "")), fields, value.get("iteration"))
-        shard.optimizer = [(f"{name}/{_FILE}:optimizer.{k}", t) for k, t in _flatten(value.get("optimizer"), "", lists=True)]
-        distrib = folder / name / _DISTRIB
-        if os.path.lexists(distrib):  # the distributed optimizer's state of this (tp, pp, ep) rank, gathered from its dp group
-            if os.path.islink(distrib) and not os.path.realpath(distrib).startswith(os.path.realpath(folder) + os.sep):
-                raise UnsafeFileError(f"{name}/{_DISTRIB} is a link leading out of the checkpoint folder", where=str(folder))
-            state = load_torch_file(distrib, _Rules(str(distrib)))
-            shard.optimizer += [(f"{name}/{_DISTRIB}:{k}", t) for k, t in _flatten(state, "", lists=True)]
-            shard.files.append(f"{name}/{_DISTRIB}")
-        shards.append(shard)
-    declared = shards[0].args
-    for shard, (_, rest, _) in zip(shards, dirs):
-        shard.pp, shard.ep = _pp_ep(rest, declared.get("pipeline_model_parallel_size"), declared.get("expert_model_parallel_size"))
-    tp_size = 1 + max(s.tp for s in shards)
-    pp_size = 1 + max(s.pp for s in shards)
-    ep_size = 1 + max(s.ep for s in shards)
-    sizes = (("tensor_model_parallel_size", tp_size), ("pipeline_model_parallel_size", pp_size), ("expert_model_parallel_size", ep_size))
-    for key, found in sizes:
-        want = declared.get(key)
-        if isinstance(want, int) and want != found:
-            raise CorruptFileError(f"args say {key}={want} but the folder holds {found}: a rank's folder is missing", where=str(folder))
-    # Every (tp, pp) and every (ep, pp) must be saved by some rank; which (tp, ep) pairs save depends on
-    # the expert-tensor-parallel layout, and each tensor's pieces are checked when merged.
-    for what, have, size in (("tp", {(s.tp, s.pp) for s in shards}, tp_size), ("ep", {(s.ep, s.pp) for s in shards}, ep_size)):
-        missing = [(r, p) for r in range(size) for p in range(pp_size) if (r, p) not in have]
-        if missing:
-            raise CorruptFileError(f"the rank folders for ({what}, pp) {missing[:4]} are missing", where=str(folder))
-    return folder, shards, tp_size, pp_size
-
-
-def _merged(folder: Path, shards: list[_Shard], tp_size: int, pp_size: int) -> tuple[list[FlatTensor], list[str], dict[str, list[tuple[_Shard, str, tuple[int, ...], tuple[int, ...]]]]]:
+def _merged(folder: Path, shards: list[Shard], tp_size: int, pp_size: int) -> tuple[list[FlatTensor], list[str], dict[str, list[tuple[Shard, str, tuple[int, ...], tuple[int, ...]]]]]:
     """(global tensors, notes, per global name its pieces: shard, local name, offsets, sizes)."""
     notes: list[str] = []
     offsets = [0] * pp_size
@@ -261,7 +105,7 @@ def _merged(folder: Path, shards: list[_Shard], tp_size: int, pp_size: int) -> t
     if etp not in (1, tp_size):
         raise UnsupportedFormatError(f"expert_tensor_parallel_size {etp} with tensor_model_parallel_size {tp_size}: "
                                      "paramscope merges expert weights split over 1 or all tensor-parallel ranks", where=str(folder))  # fmt: skip
-    pieces: dict[str, list[tuple[_Shard, str, tuple[int, ...], tuple[int, ...]]]] = {}
+    pieces: dict[str, list[tuple[Shard, str, tuple[int, ...], tuple[int, ...]]]] = {}
     order: list[str] = []
     for s in sorted(shards, key=lambda s: (s.pp, s.ep, s.tp)):
         local_experts = _local_experts(s, folder)
@@ -279,7 +123,7 @@ def _merged(folder: Path, shards: list[_Shard], tp_size: int, pp_size: int) -> t
         if len(stages) > 1:  # a tied embedding kept on the first and the last stage
             notes.append(f"{name} is stored on pipeline stages {sorted(stages)}: one tensor (tied), counted once.")
             parts = [p for p in parts if p[0].pp == min(stages)]
-        by_tp: dict[int, tuple[_Shard, str, tuple[int, ...], tuple[int, ...]]] = {}
+        by_tp: dict[int, tuple[Shard, str, tuple[int, ...], tuple[int, ...]]] = {}
         repeats = []  # repeated on every expert-parallel rank (all but the experts): counted once per tensor rank
         for part in parts:
             first = by_tp.setdefault(part[0].tp, part)
@@ -318,7 +162,7 @@ def _merged(folder: Path, shards: list[_Shard], tp_size: int, pp_size: int) -> t
     return flat, notes, pieces
 
 
-def _local_experts(shard: _Shard, folder: Path) -> dict[str, int]:
+def _local_experts(shard: Shard, folder: Path) -> dict[str, int]:
     """Per expert block of one rank file (its name up to the expert index): how many local experts it holds."""
     found: dict[str, set[int]] = {}
     for local in shard.tensors:
@@ -350,7 +194,7 @@ def read(source: Any, **options: Any) -> Anatomy:
         False
         >>> folder.cleanup()
     """
-    folder, shards, tp_size, pp_size = _safe(source)
+    folder, shards, tp_size, pp_size = safe_load(source)
     flat, notes, _ = _merged(folder, shards, tp_size, pp_size)
     args = shards[0].args
     ep_size = 1 + max(s.ep for s in shards)
@@ -376,7 +220,7 @@ def read(source: Any, **options: Any) -> Anatomy:
                     "Megatron's partition rules; no weight was loaded.")  # fmt: skip
     tied = _tied(args, flat, pp_size)
     notes += [f"{alias} on the last pipeline stage is its copy of {target} ({_TIE_REASON})." for alias, target in tied.items()]
-    anatomy = anatomy_from_flat(flat, name=folder.parent.name if _ITER_DIR.match(folder.name) else folder.name,
+    anatomy = anatomy_from_flat(flat, name=folder.parent.name if ITER_DIR.match(folder.name) else folder.name,
                                 framework="megatron", source=str(folder), metadata=meta, notes=notes,
                                 tied=tied, tie_reason=_TIE_REASON)  # fmt: skip
     optimizer = tuple(Tensor(name, t.shape, t.dtype, Role.BUFFER, False, "", None, "optimizer state of this rank; not part of the model")
@@ -398,16 +242,9 @@ def _tied(args: dict[str, Any], flat: list[FlatTensor], pp_size: int) -> dict[st
     return {alias: target for alias, target in pairs if alias in names and target in names and shapes[alias] == shapes[target]}
 
 
-def _safe(source: Any) -> tuple[Path, list[_Shard], int, int]:
-    try:
-        return _load(source)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
-        raise CorruptFileError(f"malformed Megatron-LM checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
-
-
 def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:
     """Per (tensor, pipeline) rank: the slices of the global tensors its file holds."""
-    folder, shards, tp_size, pp_size = _safe(source)
+    folder, shards, tp_size, pp_size = safe_load(source)
     flat, _, pieces = _merged(folder, shards, tp_size, pp_size)
     ep_size = 1 + max(s.ep for s in shards)
     copies = set(_tied(shards[0].args, flat, pp_size))
