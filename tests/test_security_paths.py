@@ -206,3 +206,15 @@ def test_hdf5_can_read_never_imports_h5py(tmp_path: Path) -> None:
         "assert 'h5py' not in sys.modules, 'h5py imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_pointer_files_are_read_bounded_and_never_waited_on(tmp_path: Path) -> None:
+    from paramscope.core.files import read_head
+
+    big = tmp_path / "latest"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # a 1 GiB pointer file: only limit + 1 bytes are read
+    assert read_head(big, 256) == b"\0" * 257
+    os.mkfifo(tmp_path / "fifo")
+    assert read_head(tmp_path / "fifo", 256) is None  # no writer: refused at once, not waited on
+    assert read_head(tmp_path / "missing", 256) is None

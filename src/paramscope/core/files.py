@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from paramscope.core.errors import TargetError, UnsafeFileError
 
-__all__ = ["open_regular", "folder_member", "is_inside", "kind_of"]
+__all__ = ["open_regular", "read_head", "folder_member", "is_inside", "kind_of"]
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)  # fmt: skip
 
@@ -80,6 +80,24 @@ def open_regular(path: str | os.PathLike[str], *, where: str | None = None) -> B
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_head(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """At most ``limit + 1`` bytes of ``path`` if it is a regular file, else ``None``.
+
+    For the small pointer files of checkpoint folders (DeepSpeed's ``latest``, Megatron's
+    ``latest_checkpointed_iteration.txt``): one byte past ``limit`` tells the caller the file is
+    too long, and a huge file, a FIFO or a device is never read whole or waited on.
+
+    Example:
+        >>> read_head("/dev/null", 64) is None
+        True
+    """
+    try:
+        with open_regular(path) as f:
+            return f.read(limit + 1)
+    except (OSError, TargetError, UnsafeFileError):
+        return None
 
 
 def is_inside(base: str, target: str) -> bool:

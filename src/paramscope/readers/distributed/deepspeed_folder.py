@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.files import read_head
 from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -69,9 +70,12 @@ def tag_folder(source: Any) -> Path | None:
     root = Path(source)
     latest = root / "latest"
     if os.path.isfile(latest):
+        raw = read_head(latest, MAX_LATEST)
+        if raw is None or len(raw) > MAX_LATEST:
+            return None
         try:
-            tag = latest.read_bytes()[:MAX_LATEST].decode("utf-8").strip()
-        except (OSError, UnicodeDecodeError):
+            tag = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
             return None
         if not tag or "/" in tag or "\\" in tag or tag in (".", "..") or "\0" in tag:
             return None

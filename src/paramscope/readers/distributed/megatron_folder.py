@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
+from paramscope.core.files import read_head
 from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -65,15 +66,22 @@ class MegatronPickleRules(TorchPickleRules):
         return super().build(obj, state, offset)
 
 
+_MAX_TRACKER = 64
+
+
 def iteration_folder(source: Any) -> Path | None:
+    """The folder holding the rank folders: ``source`` itself, or the iteration its tracker file names."""
     if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
         return None
     root = Path(source)
     tracker = root / "latest_checkpointed_iteration.txt"
     if os.path.isfile(tracker):
+        raw = read_head(tracker, _MAX_TRACKER)
+        if raw is None or len(raw) > _MAX_TRACKER:
+            return None
         try:
-            text = tracker.read_bytes()[:64].decode("ascii").strip()
-        except (OSError, UnicodeDecodeError):
+            text = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
             return None
         name = "release" if text == "release" else f"iter_{int(text):07d}" if text.isdigit() else ""
         return root / name if name and os.path.isdir(root / name) else None
