@@ -108,6 +108,10 @@ def _job(rank: int, world: int, port: int, out: str, stages: tuple[int, ...]) ->
         engine.step()
         engine.save_checkpoint(os.path.join(out, f"moe_zero{stage}"))
         _moe_oracle(model, Path(out) / f"moe_zero{stage}.json", rank)
+    # Every group (the MoE layer adds its expert groups) torn down before the process exits: gloo
+    # threads still alive at exit end the process in std::terminate ("without an active exception").
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def _count_live(module: object, path: Path) -> None:
