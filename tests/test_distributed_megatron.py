@@ -24,7 +24,7 @@ np = pytest.importorskip("numpy")
 
 from paramscope.analysis.totals import totals  # noqa: E402
 from paramscope.cli import main  # noqa: E402
-from paramscope.core.errors import CorruptFileError  # noqa: E402
+from paramscope.core.errors import CorruptFileError, UnsafeFileError  # noqa: E402
 from paramscope.readers import reader_for  # noqa: E402
 from paramscope.readers.distributed import megatron  # noqa: E402
 from paramscope.readers.distributed.layout import rank_layout  # noqa: E402
@@ -234,6 +234,20 @@ def test_megatron_core_missing_expert_rank(mcore: tuple[Path, dict[str, Any]], t
     shutil.rmtree(tmp_path / "ckpt" / "iter_0000001" / "mp_rank_00_001")  # expert rank 1 entirely
     with pytest.raises(CorruptFileError, match="expert_model_parallel_size=2 but the folder holds 1"):
         megatron.read(tmp_path / "ckpt")
+
+
+def test_a_rank_folder_linked_out_of_the_checkpoint_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import shutil
+
+    (tmp_path / "ckpt").mkdir()
+    folder = write_megatron(tmp_path / "ckpt", 2, 1)
+    shutil.move(str(folder / "mp_rank_01"), str(tmp_path / "elsewhere"))
+    os.symlink(tmp_path / "elsewhere", folder / "mp_rank_01")  # the file itself is no link: its folder is
+    with pytest.raises(UnsafeFileError, match="symlink out of the checkpoint folder"):
+        megatron.read(tmp_path / "ckpt")
+    assert main(["summary", str(tmp_path / "ckpt")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_partition_rules_for_legacy_names() -> None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.core.files import read_head
+from paramscope.core.files import folder_member, read_head
 from paramscope.readers.distributed.records import ClassName, Record
-from paramscope.readers.distributed.torch_file import load_torch_file
+from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 
 __all__ = ["DeepSpeedPickleRules", "Folder", "Rank", "load_folder", "safe_load", "tag_folder", "list_names"]
@@ -119,7 +118,7 @@ def load_folder(source: Any) -> Folder:
     first = next((n for n in model_files if n in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")), None)
     if first is None:
         raise CorruptFileError("no mp_rank_00 model states file", where=str(folder))
-    model = load_torch_file(inside(folder, first), DeepSpeedPickleRules(str(folder / first)))
+    model = load_torch_file(folder_member(folder, first, what="model states file"), DeepSpeedPickleRules(str(folder / first)))
     if not isinstance(model, dict) or "param_shapes" not in model:
         raise CorruptFileError("the model states file has no param_shapes: not a ZeRO checkpoint", where=str(folder / first))
     ranks: list[Rank] = []
@@ -129,7 +128,7 @@ def load_folder(source: Any) -> Folder:
         m = OPTIM_FILE.match(n)
         if m is None or m.group(2) != "00":
             continue
-        value = load_torch_file(inside(folder, n), DeepSpeedPickleRules(str(folder / n)))
+        value = load_torch_file(folder_member(folder, n, what="optimizer file"), DeepSpeedPickleRules(str(folder / n)))
         osd = value.get("optimizer_state_dict") if isinstance(value, dict) else None
         if not isinstance(osd, dict) or "zero_stage" not in osd:
             raise CorruptFileError("no optimizer_state_dict with a zero_stage: not a ZeRO optimizer file", where=str(folder / n))
@@ -157,18 +156,11 @@ def load_folder(source: Any) -> Folder:
         m = EXPERT_FILE.match(n)
         if m is None or m.group(3) != "00":
             continue
-        value = load_torch_file(inside(folder, n), DeepSpeedPickleRules(str(folder / n)))
+        value = load_torch_file(folder_member(folder, n, what="expert file"), DeepSpeedPickleRules(str(folder / n)))
         if not isinstance(value, dict) or not value or not all(isinstance(k, str) and isinstance(t, TensorRef) for k, t in value.items()):
             raise CorruptFileError("an expert file holds something other than the expert's named tensors", where=str(folder / n))
         experts.append((n, int(m.group(1)), int(m.group(2)), value))
     return Folder(folder, first, model, stage, world, ranks, model_files, experts)
-
-
-def inside(folder: Path, name: str) -> Path:
-    path = folder / name
-    if os.path.islink(path) and os.path.commonpath([os.path.realpath(path), os.path.realpath(folder)]) != os.path.realpath(folder):
-        raise UnsafeFileError(f"{name} is a link leading out of the checkpoint folder", where=str(folder))
-    return path
 
 
 def as_int(value: Any, what: str, where: Path) -> int:
@@ -177,19 +169,6 @@ def as_int(value: Any, what: str, where: Path) -> int:
     if type(value) is not int or value < 0:
         raise CorruptFileError(f"{what} is {value!r}, not a count", where=str(where))
     return value
-
-
-def tensors_in(value: Any, prefix: str, depth: int = 0) -> Iterator[tuple[str, TensorRef]]:
-    if depth > 32:
-        return
-    if isinstance(value, TensorRef):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from tensors_in(v, f"{prefix}.{k}" if prefix else str(k), depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from tensors_in(v, f"{prefix}.{i}" if prefix else str(i), depth + 1)
 
 
 def shapes_of(value: Any, where: str) -> list[list[tuple[str, tuple[int, ...]]]]:

@@ -42,10 +42,10 @@ from paramscope.core.files import folder_member, is_inside, open_regular
 from paramscope.core.limits import MAX_TENSORS, check
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.deepspeed_folder import (
-    MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, shapes_of, tensors_in,
+    MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, shapes_of,
 )
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
-from paramscope.readers.distributed.torch_file import load_torch_file
+from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef
 from paramscope.rules.names import anatomy_from_flat
 

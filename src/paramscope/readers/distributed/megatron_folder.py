@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.core.files import read_head
+from paramscope.core.files import folder_member, read_head
 from paramscope.readers.distributed.records import ClassName, Record
-from paramscope.readers.distributed.torch_file import load_torch_file
+from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 
 __all__ = ["MegatronPickleRules", "Shard", "iteration_folder", "rank_dirs", "load_folder", "safe_load"]
@@ -125,20 +124,6 @@ class Shard:
     files: list[str] = field(default_factory=list)  # besides model_optim_rng.pt: distrib_optim.pt
 
 
-def flatten(value: Any, prefix: str, depth: int = 0, lists: bool = False) -> Iterator[tuple[str, TensorRef]]:
-    """The tensors in nested dicts (and lists, for optimizer state), by dotted path."""
-    if depth > 32:
-        return
-    if isinstance(value, TensorRef):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k), depth + 1, lists)
-    elif lists and isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from flatten(v, f"{prefix}.{i}" if prefix else str(i), depth + 1, lists)
-
-
 def load_folder(source: Any) -> tuple[Path, list[Shard], int, int]:
     folder = iteration_folder(source)
     if folder is None:
@@ -148,22 +133,18 @@ def load_folder(source: Any) -> tuple[Path, list[Shard], int, int]:
     if len({len(rest) for _, rest, _ in dirs}) > 1:
         raise CorruptFileError(f"the rank folders mix naming schemes: {sorted(n for *_, n in dirs)[:4]}", where=str(folder))
     for tp, rest, name in dirs:
-        path = folder / name / MODEL_FILE
-        if os.path.islink(path) and not os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep):
-            raise UnsafeFileError(f"{name}/{MODEL_FILE} is a link leading out of the checkpoint folder", where=str(folder))
-        value = load_torch_file(path, MegatronPickleRules(str(path)))
+        path = folder_member(folder, f"{name}/{MODEL_FILE}", what="rank file")  # a rank folder or file linked out is refused
+        value = load_torch_file(path, MegatronPickleRules(str(folder / name / MODEL_FILE)))
         if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
-            raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(path))
+            raise CorruptFileError("no 'model' state dict: not a Megatron-LM checkpoint file", where=str(folder / name / MODEL_FILE))
         args = value.get("args")
         fields = args.state if isinstance(args, Record) and isinstance(args.state, dict) else {}
-        shard = Shard(tp, 0, f"{name}/{MODEL_FILE}", dict(flatten(value["model"], "")), fields, value.get("iteration"))
-        shard.optimizer = [(f"{name}/{MODEL_FILE}:optimizer.{k}", t) for k, t in flatten(value.get("optimizer"), "", lists=True)]
-        distrib = folder / name / DISTRIB_FILE
-        if os.path.lexists(distrib):  # the distributed optimizer's state of this (tp, pp, ep) rank, gathered from its dp group
-            if os.path.islink(distrib) and not os.path.realpath(distrib).startswith(os.path.realpath(folder) + os.sep):
-                raise UnsafeFileError(f"{name}/{DISTRIB_FILE} is a link leading out of the checkpoint folder", where=str(folder))
-            state = load_torch_file(distrib, MegatronPickleRules(str(distrib)))
-            shard.optimizer += [(f"{name}/{DISTRIB_FILE}:{k}", t) for k, t in flatten(state, "", lists=True)]
+        shard = Shard(tp, 0, f"{name}/{MODEL_FILE}", dict(tensors_in(value["model"], lists=False)), fields, value.get("iteration"))
+        shard.optimizer = [(f"{name}/{MODEL_FILE}:optimizer.{k}", t) for k, t in tensors_in(value.get("optimizer"))]
+        if os.path.lexists(folder / name / DISTRIB_FILE):  # the distributed optimizer's state of this (tp, pp, ep) rank
+            distrib = folder_member(folder, f"{name}/{DISTRIB_FILE}", what="distributed optimizer file")
+            state = load_torch_file(distrib, MegatronPickleRules(str(folder / name / DISTRIB_FILE)))
+            shard.optimizer += [(f"{name}/{DISTRIB_FILE}:{k}", t) for k, t in tensors_in(state)]
             shard.files.append(f"{name}/{DISTRIB_FILE}")
         shards.append(shard)
     declared = shards[0].args

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.files import open_regular
 from paramscope.parsers.pickle import scan_pickle
-from paramscope.readers.torch.tensor_pickle import TorchPickleRules
+from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 
-__all__ = ["load_torch_file", "MAX_PICKLE_BYTES"]
+__all__ = ["load_torch_file", "tensors_in", "MAX_PICKLE_BYTES"]
 
 #: The most one rank file's data.pkl may inflate to.
 MAX_PICKLE_BYTES = 64 * 2**20
@@ -60,3 +61,23 @@ def load_torch_file(path: Path, rules: TorchPickleRules) -> Any:
         if ref.n_bytes > found.file_size:
             raise CorruptFileError(f"storage {key!r} declares {ref.n_bytes} bytes but its entry holds {found.file_size}", where=where)
     return value
+
+
+def tensors_in(value: Any, prefix: str = "", *, lists: bool = True, depth: int = 0) -> Iterator[tuple[str, TensorRef]]:
+    """The tensors a loaded rank file's value holds, by dotted path through its dicts (and lists),
+    at most 32 containers deep.
+
+    Example:
+        >>> list(tensors_in({"a": [1, {"b": None}]}))
+        []
+    """
+    if depth > 32:
+        return
+    if isinstance(value, TensorRef):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from tensors_in(v, f"{prefix}.{k}" if prefix else str(k), lists=lists, depth=depth + 1)
+    elif lists and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from tensors_in(v, f"{prefix}.{i}" if prefix else str(i), lists=lists, depth=depth + 1)
