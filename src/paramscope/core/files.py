@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from paramscope.core.errors import TargetError, UnsafeFileError
 
-__all__ = ["open_regular", "read_head", "folder_member", "is_inside", "kind_of"]
+__all__ = ["open_regular", "read_head", "read_pointer", "folder_member", "is_inside", "kind_of"]
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)  # fmt: skip
 
@@ -97,6 +97,23 @@ def read_head(path: str | os.PathLike[str], limit: int) -> bytes | None:
         with open_regular(path) as f:
             return f.read(limit + 1)
     except (OSError, TargetError, UnsafeFileError):
+        return None
+
+
+def read_pointer(path: str | os.PathLike[str], limit: int, encoding: str = "utf-8") -> str | None:
+    """The stripped text of a pointer file (DeepSpeed's ``latest``, Megatron's tracker), or ``None``
+    when it is not a regular file, holds more than ``limit`` bytes, or is not text in ``encoding``.
+
+    Example:
+        >>> read_pointer("/dev/null", 64) is None
+        True
+    """
+    raw = read_head(path, limit)
+    if raw is None or len(raw) > limit:
+        return None
+    try:
+        return raw.decode(encoding).strip()
+    except UnicodeDecodeError:
         return None
 
 

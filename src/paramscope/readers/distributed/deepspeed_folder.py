@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.core.files import folder_member, read_head
+from paramscope.core.files import folder_member, read_pointer
 from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -69,17 +69,21 @@ def tag_folder(source: Any) -> Path | None:
     root = Path(source)
     latest = root / "latest"
     if os.path.isfile(latest):
-        raw = read_head(latest, MAX_LATEST)
-        if raw is None or len(raw) > MAX_LATEST:
-            return None
-        try:
-            tag = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            return None
-        if not tag or "/" in tag or "\\" in tag or tag in (".", "..") or "\0" in tag:
+        tag = read_pointer(latest, MAX_LATEST)
+        if tag is None or not plain_name(tag):
             return None
         return root / tag if os.path.isdir(root / tag) else None
     return root
+
+
+def plain_name(tag: str) -> bool:
+    """Whether a tag read from a pointer file names a folder right here: no separator, no ``..``, no NUL.
+
+    Example:
+        >>> plain_name("global_step14"), plain_name("../x"), plain_name("")
+        (True, False, False)
+    """
+    return bool(tag) and not any(c in tag for c in "/\\\0") and tag not in (".", "..")
 
 
 def list_names(folder: Path) -> list[str]:

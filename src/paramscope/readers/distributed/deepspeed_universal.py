@@ -42,7 +42,7 @@ from paramscope.core.files import folder_member, is_inside, open_regular
 from paramscope.core.limits import MAX_TENSORS, check
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.deepspeed_folder import (
-    MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, shapes_of,
+    MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, plain_name, shapes_of,
 )
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
@@ -92,7 +92,7 @@ def _folder(source: Any) -> Path:
         raise CorruptFileError("latest_universal is not UTF-8 text", where=str(root)) from None
     if len(raw) > MAX_LATEST or not tag:
         raise CorruptFileError(f"latest_universal holds {len(raw)} bytes, not a folder name", where=str(root))
-    if "/" in tag or "\\" in tag or tag in (".", "..") or "\0" in tag:
+    if not plain_name(tag):
         raise UnsafeFileError(f"latest_universal names {tag!r}, which is not a folder inside the checkpoint folder; refusing it", where=str(root))
     if not is_inside(os.path.realpath(root), os.path.realpath(root / tag)):
         raise UnsafeFileError(f"{tag} is a link out of the checkpoint folder; refusing it", where=str(root))

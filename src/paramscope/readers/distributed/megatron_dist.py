@@ -18,8 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from paramscope.core.errors import ParamscopeError
-from paramscope.core.files import open_regular
+from paramscope.core.files import read_head
 from paramscope.core.tree import FlatTensor
 
 __all__ = ["is_torch_dist", "unstack"]
@@ -35,11 +34,13 @@ def is_torch_dist(folder: str | os.PathLike[str]) -> bool:
     path = Path(folder) / "metadata.json"
     if not os.path.isfile(path) or os.path.islink(path):
         return False
+    raw = read_head(path, _MAX_JSON)  # unreadable, unsafe or too long: not Megatron's marker (the DCP reader still reads the folder)
+    if raw is None or len(raw) > _MAX_JSON:
+        return False
     try:
-        with open_regular(path) as f:
-            data = json.loads(f.read(_MAX_JSON + 1)[:_MAX_JSON])
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError, ParamscopeError):
-        return False  # unreadable or unsafe: not Megatron's marker (the DCP reader still reads the folder)
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
     return isinstance(data, dict) and data.get("sharded_backend") == "torch_dist"
 
 

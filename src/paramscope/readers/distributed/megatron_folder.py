@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
-from paramscope.core.files import folder_member, read_head
+from paramscope.core.files import folder_member, read_pointer
 from paramscope.readers.distributed.records import ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -75,12 +75,8 @@ def iteration_folder(source: Any) -> Path | None:
     root = Path(source)
     tracker = root / "latest_checkpointed_iteration.txt"
     if os.path.isfile(tracker):
-        raw = read_head(tracker, _MAX_TRACKER)
-        if raw is None or len(raw) > _MAX_TRACKER:
-            return None
-        try:
-            text = raw.decode("ascii").strip()
-        except UnicodeDecodeError:
+        text = read_pointer(tracker, _MAX_TRACKER, "ascii")
+        if text is None:
             return None
         name = "release" if text == "release" else f"iter_{int(text):07d}" if text.isdigit() else ""
         return root / name if name and os.path.isdir(root / name) else None
