@@ -198,14 +198,14 @@ def _with_experts(f: Folder, flat: list[FlatTensor]) -> list[FlatTensor]:
     return [t for t in flat if not EXPERT_NAME.match(t.name)] + added
 
 
-def _unlisted_frozen(f: Folder, module: dict[str, Any], known: set[str]) -> list[FlatTensor]:
+def _unlisted_frozen(f: Folder, module: dict[str, Any], listed: set[str]) -> list[FlatTensor]:
     """ZeRO 1's frozen parameters: in the stored module but in no list (DeepSpeed fills
     ``frozen_param_shapes`` only from stage 2 on, ``engine._save_checkpoint``). ZeRO 3 stores an
     empty module, so there is nothing to find there."""
     if f.stage >= 3 or f.model.get("frozen_param_shapes") is not None:
         return []
     return [FlatTensor(name, t.shape, t.dtype, "", Role.FROZEN, True)
-            for name, t in module.items() if isinstance(name, str) and isinstance(t, TensorRef) and name not in known]  # fmt: skip
+            for name, t in module.items() if isinstance(name, str) and isinstance(t, TensorRef) and name not in listed]  # fmt: skip
 
 
 def _merge(groups: Iterable[TensorGroup]) -> tuple[TensorGroup, ...]:

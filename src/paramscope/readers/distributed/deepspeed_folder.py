@@ -18,7 +18,7 @@ from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.files import folder_member, read_pointer
-from paramscope.readers.distributed.records import ClassName, Record
+from paramscope.readers.distributed.records import MALFORMED, ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 
@@ -208,7 +208,7 @@ def dtype_of(module: dict[str, Any], name: str, default: str) -> str:
 def safe_load(source: Any) -> Folder:
     try:
         return load_folder(source)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+    except MALFORMED as e:
         raise CorruptFileError(f"malformed DeepSpeed checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
 
 

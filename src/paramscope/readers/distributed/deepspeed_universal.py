@@ -45,6 +45,7 @@ from paramscope.readers.distributed.deepspeed_folder import (
     MAX_LATEST, MODEL_FILE, DeepSpeedPickleRules, as_int, config_dtype, dtype_of, known, list_names, plain_name, shapes_of,
 )
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
+from paramscope.readers.distributed.records import MALFORMED
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef
 from paramscope.rules.names import anatomy_from_flat
@@ -317,7 +318,7 @@ def _safe_load(source: Any) -> tuple[_Universal, list[FlatTensor], dict[str, str
         return (u, *_model(u))
     except OSError as e:  # a folder that cannot be listed, a file gone while reading
         raise CorruptFileError(f"cannot read the DeepSpeed universal checkpoint ({e.strerror or e})", where=os.fspath(source)) from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+    except MALFORMED as e:
         raise CorruptFileError(f"malformed DeepSpeed universal checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
 
 

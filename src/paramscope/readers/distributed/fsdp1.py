@@ -30,7 +30,7 @@ from paramscope.core.anatomy import Anatomy
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.tree import FlatTensor
 from paramscope.readers.distributed.layout import RankLayout, RankShare, RankSlice, fsdp_projection
-from paramscope.readers.distributed.records import ClassName, Record
+from paramscope.readers.distributed.records import MALFORMED, ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file
 from paramscope.parsers.pickle import Global
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
@@ -251,7 +251,7 @@ def read(source: Any, **options: Any) -> Anatomy:
 def _safe(source: Any) -> tuple[list[Path], dict[str, _Global], dict[str, TensorRef]]:
     try:
         return _load(source)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+    except MALFORMED as e:
         raise CorruptFileError(f"malformed sharded rank file ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None
 
 

@@ -100,8 +100,7 @@ def _merged(folder: Path, shards: list[Shard], tp_size: int, pp_size: int) -> tu
         stage = [s for s in shards if s.pp == stage_no - 1 and s.tp == 0][0]
         layers = {int(m.group(2)) for n in stage.tensors for m in [_LAYER.search(n)] if m}
         offsets[stage_no] = offsets[stage_no - 1] + len(layers)
-    etp = shards[0].args.get("expert_tensor_parallel_size")
-    etp = etp if isinstance(etp, int) and etp > 0 else tp_size
+    etp = _expert_tp(shards[0].args, tp_size)
     if etp not in (1, tp_size):
         raise UnsupportedFormatError(f"expert_tensor_parallel_size {etp} with tensor_model_parallel_size {tp_size}: "
                                      "paramscope merges expert weights split over 1 or all tensor-parallel ranks", where=str(folder))  # fmt: skip
@@ -162,6 +161,12 @@ def _merged(folder: Path, shards: list[Shard], tp_size: int, pp_size: int) -> tu
     return flat, notes, pieces
 
 
+def _expert_tp(args: dict[str, Any], tp_size: int) -> int:
+    """Over how many tensor-parallel ranks expert weights are split: ``expert_tensor_parallel_size``, default the TP size."""
+    etp = args.get("expert_tensor_parallel_size")
+    return etp if isinstance(etp, int) and etp > 0 else tp_size
+
+
 def _local_experts(shard: Shard, folder: Path) -> dict[str, int]:
     """Per expert block of one rank file (its name up to the expert index): how many local experts it holds."""
     found: dict[str, set[int]] = {}
@@ -207,8 +212,7 @@ def read(source: Any, **options: Any) -> Anatomy:
     }
     if ep_size > 1:
         meta["expert_parallel"] = str(ep_size)
-        etp = args.get("expert_tensor_parallel_size")
-        experts_group = ep_size * (etp if isinstance(etp, int) and etp > 0 else tp_size)
+        experts_group = ep_size * _expert_tp(args, tp_size)
         meta["world_size"] = f"a multiple of {pp_size * math.lcm(tp_size, experts_group)} (experts ride on data-parallel ranks)"
         meta["rank_files"] = str(len(shards))
     for key in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "padded_vocab_size", "num_experts",
@@ -234,12 +238,11 @@ _TIE_REASON = "untie_embeddings_and_output_weights: false"
 
 def _tied(args: dict[str, Any], flat: list[FlatTensor], pp_size: int) -> dict[str, str]:
     """The output layer's copy of the word embeddings on the last stage, when ``args`` tie them."""
-    names = {f.name for f in flat}
     pairs = (("output_layer.weight", "embedding.word_embeddings.weight"),)
     if pp_size < 2 or args.get("untie_embeddings_and_output_weights") is not False:
         return {}
     shapes = {f.name: f.shape for f in flat}
-    return {alias: target for alias, target in pairs if alias in names and target in names and shapes[alias] == shapes[target]}
+    return {alias: target for alias, target in pairs if alias in shapes and target in shapes and shapes[alias] == shapes[target]}
 
 
 def rank_layout(source: Any, world_sizes: Iterable[int] = ()) -> RankLayout:

@@ -17,7 +17,7 @@ from typing import Any
 
 from paramscope.core.errors import CorruptFileError, UnsafeFileError
 from paramscope.core.files import folder_member, read_pointer
-from paramscope.readers.distributed.records import ClassName, Record
+from paramscope.readers.distributed.records import MALFORMED, ClassName, Record
 from paramscope.readers.distributed.torch_file import load_torch_file, tensors_in
 from paramscope.readers.torch.tensor_pickle import TensorRef, TorchPickleRules
 
@@ -166,5 +166,5 @@ def load_folder(source: Any) -> tuple[Path, list[Shard], int, int]:
 def safe_load(source: Any) -> tuple[Path, list[Shard], int, int]:
     try:
         return load_folder(source)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+    except MALFORMED as e:
         raise CorruptFileError(f"malformed Megatron-LM checkpoint ({type(e).__name__}: {str(e)[:200]})", where=os.fspath(source)) from None

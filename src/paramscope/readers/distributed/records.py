@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClassName", "Record"]
+__all__ = ["ClassName", "Record", "MALFORMED"]
+
+#: What a reader raises while walking a loaded value of an unexpected shape (a list where a name
+#: goes, a record without its fields, a self-nested dict): the DeepSpeed, Megatron and FSDP1
+#: readers catch these and report the folder as malformed, in one line.
+MALFORMED = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError, MemoryError)
 
 
 @dataclass(frozen=True, slots=True)
